@@ -1,0 +1,307 @@
+"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report} ...``.
+
+Bad input ends with a one-line ``error: ...`` naming the problem and the fix, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+D = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _floats(s: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of numbers, e.g. 0.01,0.1,1") from None
+
+
+def _ints(s: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
+
+
+def _strs(s: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=str(REPO / "data" / "flowers"), help="ImageFolder directory: one sub-folder of photos per class")
+    g.add_argument("--split", default="", help="split CSV (file,class,split,group); made once if missing. Default: DATA/split.csv")
+    g.add_argument("--image-size", type=int, default=96, help="side of the square training images, pixels")
+    g.add_argument("--test-fraction", type=float, default=0.2, help="share of each class held out as test when a new split is made")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+
+
+def _add_encoder(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("encoder")
+    g.add_argument("--encoder", default="resnet_compact", help="encoder name from the registry")
+    g.add_argument("--widths", type=_ints, default=(32, 64, 128, 256), help="channels of the four stages")
+    g.add_argument("--blocks", type=_ints, default=(1, 1, 2, 1), help="residual blocks per stage")
+
+
+def _add_train(p: argparse.ArgumentParser, epochs: int = 30) -> None:
+    g = p.add_argument_group("pretraining")
+    g.add_argument("--epochs", type=int, default=epochs, help="passes over the training split")
+    g.add_argument("--batch-size", type=int, default=128, help="photos per step (a task may expand each photo into several inputs)")
+    g.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="SGD (Nesterov momentum 0.9) or AdamW")
+    g.add_argument("--lr", type=float, default=0.1, help="peak learning rate after warm-up; cosine decay to 0")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay")
+    g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and augmentation")
+    g.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA (no effect on CPU)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (slower start, faster steps)")
+    g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to OUT/tb (needs tensorboard)")
+
+
+def _add_finetune(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fine-tuning (fixed in advance; same for scratch and pretrained)")
+    g.add_argument("--ft-epochs", type=int, default=30, help="passes over the labelled subset, clamped to [--ft-min-steps, --ft-max-steps] steps")
+    g.add_argument("--ft-min-steps", type=int, default=100, help="fewest optimizer steps (small subsets)")
+    g.add_argument("--ft-max-steps", type=int, default=500, help="most optimizer steps (large subsets)")
+    g.add_argument("--ft-batch-size", type=int, default=64, help="photos per fine-tuning step")
+    g.add_argument("--ft-lr", type=float, default=0.03, help="peak SGD learning rate for fine-tuning")
+
+
+def _data_cfg(a):
+    from .data import DataConfig
+
+    return DataConfig(root=a.data, image_size=a.image_size, split_file=a.split, test_fraction=a.test_fraction)
+
+
+def _enc_cfg(a):
+    from .encoders import ENCODERS, EncoderConfig
+
+    if a.encoder not in ENCODERS:
+        raise UserError(f"unknown encoder {a.encoder!r}; registered: {', '.join(sorted(ENCODERS))}")
+    try:
+        return EncoderConfig(name=a.encoder, widths=tuple(a.widths), blocks=tuple(a.blocks))
+    except ValueError as e:
+        raise UserError(f"{e}; e.g. --widths 32,64,128,256 --blocks 1,1,2,1") from None
+
+
+def _train_cfg(a):
+    from .train import TrainConfig
+
+    return TrainConfig(
+        epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
+        warmup_epochs=a.warmup_epochs, seed=a.seed, device=a.device, amp=not a.no_amp, compile=a.compile, tensorboard=a.tensorboard,
+    )
+
+
+def _ft_cfg(a):
+    from .evaluate import FinetuneConfig
+
+    return FinetuneConfig(epochs=a.ft_epochs, min_steps=a.ft_min_steps, max_steps=a.ft_max_steps, batch_size=a.ft_batch_size, lr=a.ft_lr, device=a.device)
+
+
+def _task_options(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise UserError(f"--task-opt {p!r} must look like key=value, e.g. --task-opt color_jitter=0")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def cmd_tasks(a) -> int:
+    from .tasks import load_all, task_names
+
+    load_all()
+    print("\n".join(task_names()))
+    return 0
+
+
+def cmd_pretrain(a) -> int:
+    from .data import load_split_data
+    from .tasks import get_task
+    from .train import pretrain
+
+    task = get_task(a.task, _task_options(a.task_opt))
+    enc, tcfg, dcfg = _enc_cfg(a), _train_cfg(a), _data_cfg(a)
+    task.config.validate(dcfg.image_size)
+    data = load_split_data(dcfg)
+    out = Path(a.out or REPO / "runs" / a.task)
+    summary = pretrain(task, data, out, enc, tcfg, resume=a.resume, progress=not a.quiet)
+    print(json.dumps({k: summary[k] for k in ("task", "completed_epochs", "train_seconds_total", "device", "peak_rss_mb", "checkpoint") if k in summary} | {"pretext_test": summary.get("pretext_test")}, indent=1))
+    return 0
+
+
+def _load_encoder_from(a, enc_cfg):
+    from .checkpoint import load_checkpoint
+    from .encoders import EncoderConfig
+
+    if not a.checkpoint:
+        return None, enc_cfg, "scratch"
+    ck = load_checkpoint(a.checkpoint)
+    if a.task:
+        ck.expect(task=a.task)
+    saved = EncoderConfig.from_dict(ck.meta["encoder"])
+    return ck.encoder_state, saved, ck.meta.get("task", "?")
+
+
+def cmd_finetune(a) -> int:
+    import numpy as np
+    import torch
+
+    from .data import check_fraction, labelled_subset, load_split_data
+    from .evaluate import finetune, predict, scores
+    from .train import resolve_device
+
+    check_fraction(a.fraction)
+    ft = _ft_cfg(a)
+    state, enc_cfg, name = _load_encoder_from(a, _enc_cfg(a))
+    data = load_split_data(_data_cfg(a))
+    sub = labelled_subset(data.train_idx, data.ds.labels, a.fraction, a.seed)
+    imgs = data.ds.images
+    model, log = finetune(state, enc_cfg, imgs[torch.as_tensor(sub)], data.ds.labels[sub], len(data.ds.classes), ft, a.seed)
+    pred = predict(model, imgs[torch.as_tensor(data.test_idx)], resolve_device(a.device)).argmax(1)
+    res = {"encoder": name, "fraction": a.fraction, "seed": a.seed, "n_labelled": len(sub), **scores(pred, data.ds.labels[data.test_idx], len(data.ds.classes)), **log}
+    if a.out:
+        from .checkpoint import save_checkpoint
+
+        out = Path(a.out)
+        if out.exists() and not a.overwrite:
+            raise UserError(f"{out} already exists; pass --overwrite or choose another --out")
+        save_checkpoint(out, model.encoder, model.fc, {"task": "classifier", "source": name, "encoder": enc_cfg.to_dict(), "config": {"finetune": ft.to_dict()}, "classes": data.ds.classes, "epoch": 0, "result": {k: v for k, v in res.items() if k != "confusion"}})
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items() if k not in ("confusion", "per_class_accuracy")} | {"per_class_accuracy": dict(zip(data.ds.classes, np.round(res["per_class_accuracy"], 3).tolist()))}, indent=1))
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    import torch
+
+    from .data import labelled_subset, load_split_data
+    from .encoders import build_encoder
+    from .evaluate import extract_features, knn_eval, linear_probe
+    from .train import resolve_device
+
+    state, enc_cfg, name = _load_encoder_from(a, _enc_cfg(a))
+    data = load_split_data(_data_cfg(a))
+    torch.manual_seed(a.seed)
+    enc = build_encoder(enc_cfg)
+    if state is not None:
+        enc.load_state_dict(state)
+    feats = extract_features(enc, data.ds.images, resolve_device(a.device))
+    y, te = data.ds.labels, data.test_idx
+    rows = []
+    for f in a.fractions:
+        sub = labelled_subset(data.train_idx, y, f, a.seed)
+        k = knn_eval(feats[-1][sub], y[sub], feats[-1][te], y[te], len(data.ds.classes))
+        lin = [linear_probe(s[sub], y[sub], s[te], y[te], len(data.ds.classes), a.seed)["test_accuracy"] for s in feats]
+        rows.append({"encoder": name, "fraction": f, "seed": a.seed, "knn": round(k["test_accuracy"], 4), "linear_per_stage": [round(v, 4) for v in lin]})
+    print("\n".join(json.dumps(r) for r in rows))
+    return 0
+
+
+def cmd_protocol(a) -> int:
+    from .data import load_split_data
+    from .protocol import ProtocolConfig, run_protocol
+    from .report import write_reports
+
+    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes)
+    enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
+    from .tasks import get_task
+
+    for t in pcfg.tasks:
+        get_task(t).config.validate(a.image_size)
+    data = load_split_data(_data_cfg(a))
+    out = Path(a.out)
+    report = run_protocol(data, pcfg, enc, tcfg, ft, out, Path(a.runs), progress=not a.quiet)
+    readme = None if a.no_readme else REPO / "README.md"
+    written = write_reports(out, readme)
+    print(f"wrote {out}, " + ", ".join(str(p) for p in written.values()) + f" in {report['wall_seconds'] / 60:.1f} min")
+    return 0
+
+
+def cmd_report(a) -> int:
+    from .report import write_reports
+
+    path = Path(a.json)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; run `python -m ssl_train protocol` first")
+    written = write_reports(path, None if a.no_readme else REPO / "README.md")
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report}")
+
+    s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
+    s.set_defaults(fn=cmd_tasks)
+
+    s = sub.add_parser("pretrain", help="pretrain an encoder with a pretext task on the training split (labels unused)", formatter_class=D)
+    s.add_argument("--task", default="rotation", help="pretext task name (see `python -m ssl_train tasks`)")
+    s.add_argument("--task-opt", action="append", metavar="KEY=VALUE", help="override a field of the task's config; repeatable")
+    s.add_argument("--out", default="", help="run directory for checkpoint.safetensors, metrics.jsonl, summary.json. Default: runs/TASK")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    s.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    _add_data(s), _add_encoder(s), _add_train(s)
+    s.set_defaults(fn=cmd_pretrain)
+
+    s = sub.add_parser("finetune", help="fine-tune an encoder (or scratch) on a labelled fraction, score on the test split", formatter_class=D)
+    s.add_argument("--checkpoint", default="", help="pretrained checkpoint; omit for a randomly initialised encoder (scratch)")
+    s.add_argument("--task", default="", help="if given, refuse a checkpoint of another task")
+    s.add_argument("--fraction", type=float, default=0.1, help="labelled fraction of the training split, in (0, 1]")
+    s.add_argument("--seed", type=int, default=0, help="seed of the labelled subset and of training")
+    s.add_argument("--out", default="", help="save the fine-tuned classifier here (safetensors)")
+    s.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing file")
+    _add_data(s), _add_encoder(s), _add_finetune(s)
+    s.set_defaults(fn=cmd_finetune)
+
+    s = sub.add_parser("evaluate", help="kNN and per-stage linear probe of a frozen encoder at given fractions", formatter_class=D)
+    s.add_argument("--checkpoint", default="", help="pretrained checkpoint; omit for a randomly initialised encoder")
+    s.add_argument("--task", default="", help="if given, refuse a checkpoint of another task")
+    s.add_argument("--fractions", type=_floats, default=(0.1,), help="labelled fractions, comma-separated")
+    s.add_argument("--seed", type=int, default=0, help="seed of the labelled subsets")
+    _add_data(s), _add_encoder(s)
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("protocol", help="the seven-step protocol: scratch vs pretrained over fractions, seeds and modes", formatter_class=D)
+    s.add_argument("--tasks", type=_strs, default=("rotation",), help="pretext tasks to pretrain and compare with scratch, comma-separated")
+    s.add_argument("--fractions", type=_floats, default=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0), help="labelled fractions")
+    s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="seeds (labelled subset, head init, fine-tuning order)")
+    s.add_argument("--modes", type=_strs, default=("finetune", "linear", "knn"), help="downstream methods: finetune, linear, knn")
+    s.add_argument("--out", default=str(REPO / "reports" / "protocol.json"), help="report JSON; figure and table are written beside it")
+    s.add_argument("--runs", default=str(REPO / "runs"), help="where pretraining runs (checkpoints) are kept and reused")
+    s.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
+    s.add_argument("--quiet", action="store_true", help="less output")
+    _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
+    s.set_defaults(fn=cmd_protocol)
+
+    s = sub.add_parser("report", help="regenerate figure, table and the README block from a protocol JSON", formatter_class=D)
+    s.add_argument("--json", default=str(REPO / "reports" / "protocol.json"), help="protocol report to read")
+    s.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
+    s.set_defaults(fn=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    warnings.filterwarnings("default", category=UserWarning)
+    try:
+        return a.fn(a)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; checkpoints already written are kept (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The labelled-fraction protocol (Gidaris et al. 2018, done on a fixed test split with seeds):
+
+1. split the photos into train and test (the saved split file);
+2. keep a fraction of the training labels (stratified, seeded, nested);
+3. train on that small set alone and score on test (scratch);
+4. pretrain on the whole training split, labels unused, with a pretext task;
+5. fine-tune that encoder on the same small set (and probe it: linear, kNN);
+6. score on test;
+7. compare 3 with 6.
+
+``run_protocol`` writes ``protocol.json`` after every run, so a killed protocol continues where it
+stopped when run again with the same settings.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .data import FRACTIONS, SplitData, check_fraction, labelled_subset
+from .encoders import EncoderConfig, build_encoder
+from .errors import UserError
+from .evaluate import FinetuneConfig, extract_features, finetune, knn_eval, linear_probe, predict, scores
+from .tasks import get_task
+from .train import CHECKPOINT_NAME, TrainConfig, device_name, library_versions, peak_rss_mb, pretrain, resolve_device
+
+MODES = ("finetune", "linear", "knn")
+SCRATCH = "scratch"
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    tasks: tuple[str, ...] = ("rotation",)
+    fractions: tuple[float, ...] = FRACTIONS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    modes: tuple[str, ...] = MODES
+
+    def __post_init__(self) -> None:
+        for f in self.fractions:
+            check_fraction(f)
+        bad = [m for m in self.modes if m not in MODES]
+        if bad:
+            raise UserError(f"unknown mode(s) {', '.join(bad)}; choose from {', '.join(MODES)}")
+        if not self.seeds:
+            raise UserError("give at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"--seeds {self.seeds} repeats a seed; give distinct seeds")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _config_hash(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, runs_dir: Path, task_options: dict | None = None, progress: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """Pretrain ``task_name`` (or reuse a finished run with identical settings) → encoder state and
+    the run's summary. Runs live in ``runs_dir/<task>-<settings hash>/``."""
+    task = get_task(task_name, task_options)
+    key = _config_hash({"task": task.config_dict(), "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}, "enc": enc_cfg.to_dict(), "data": data.cfg.to_dict(), "split": data.split_sha256})
+    out = runs_dir / f"{task_name}-{key}"
+    summary_path = out / "summary.json"
+    if not summary_path.exists():
+        pretrain(task, data, out, enc_cfg, train_cfg, resume=(out / CHECKPOINT_NAME).exists(), progress=progress)
+    summary = json.loads(summary_path.read_text())
+    ck = load_checkpoint(out / CHECKPOINT_NAME)
+    ck.expect(task=task_name, encoder=enc_cfg.to_dict())
+    return ck.encoder_state, summary
+
+
+def run_protocol(
+    data: SplitData,
+    pcfg: ProtocolConfig,
+    enc_cfg: EncoderConfig,
+    train_cfg: TrainConfig,
+    ft_cfg: FinetuneConfig,
+    out_json: Path,
+    runs_dir: Path,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every (task ∪ scratch) × seed × fraction × mode and write ``out_json``."""
+    for t in pcfg.tasks:
+        get_task(t)  # fail early on unknown task names
+    dev = resolve_device(ft_cfg.device)
+    classes = data.ds.classes
+    n_classes = len(classes)
+    train_idx, test_idx = data.train_idx, data.test_idx
+    labels = data.ds.labels
+    images = data.ds.images
+    test_u8, test_y = images[torch.as_tensor(test_idx)], labels[test_idx]
+    for c in range(n_classes):
+        if not (labels[train_idx] == c).any():
+            raise UserError(f"class {classes[c]} has no training photo in the split; it cannot be learned — add photos or re-split")
+
+    config = {
+        "protocol": pcfg.to_dict(),
+        "pretrain": train_cfg.to_dict(),
+        "finetune": ft_cfg.to_dict(),
+        "encoder": enc_cfg.to_dict(),
+        "data": data.cfg.to_dict(),
+        "knn_k": 20,
+    }
+    chash = _config_hash({k: v for k, v in config.items() if k != "protocol"} | {"split": data.split_sha256})
+    report: dict[str, Any] = {
+        "version": 1,
+        "config": config,
+        "config_hash": chash,
+        "split_file": str(data.cfg.split_path),
+        "split_sha256": data.split_sha256,
+        "classes": classes,
+        "n_train": int(len(train_idx)),
+        "n_test": int(len(test_idx)),
+        "device": device_name(dev),
+        "versions": library_versions(),
+        "pretraining": {},
+        "runs": [],
+    }
+    done: dict[tuple, dict] = {}
+    if out_json.exists():
+        try:
+            old = json.loads(out_json.read_text())
+            if old.get("config_hash") == chash:
+                done = {(r["task"], r["mode"], r["fraction"], r["seed"]): r for r in old.get("runs", [])}
+                report["pretraining"] = old.get("pretraining", {})
+        except (json.JSONDecodeError, KeyError):
+            pass
+    t_all = time.time()
+
+    def record(run: dict) -> None:
+        report["runs"].append(run)
+        report["peak_rss_mb"] = peak_rss_mb()
+        _atomic_json(out_json, report)
+
+    for task_name in [SCRATCH, *pcfg.tasks]:
+        state = None
+        if task_name != SCRATCH:
+            state, summary = pretrained_encoder(task_name, data, enc_cfg, train_cfg, runs_dir, progress=progress)
+            report["pretraining"][task_name] = {k: summary.get(k) for k in ("epochs", "train_seconds_total", "device", "peak_rss_mb", "peak_cuda_mb", "pretext_test", "config", "checkpoint")}
+        feats_cache: dict[int, list[np.ndarray]] = {}
+        for seed in pcfg.seeds:
+            for fraction in pcfg.fractions:
+                sub = labelled_subset(train_idx, labels, fraction, seed)
+                for mode in pcfg.modes:
+                    key = (task_name, mode, fraction, seed)
+                    if key in done:
+                        record(done[key])
+                        continue
+                    t0 = time.time()
+                    run: dict[str, Any] = {"task": task_name, "mode": mode, "fraction": fraction, "seed": seed, "n_labelled": int(len(sub))}
+                    if mode == "finetune":
+                        model, log = finetune(state, enc_cfg, images[torch.as_tensor(sub)], labels[sub], n_classes, ft_cfg, seed)
+                        pred = predict(model, test_u8, dev).argmax(1)
+                        run.update(scores(pred, test_y, n_classes), **log)
+                    else:
+                        fkey = 0 if state is not None else seed  # random init differs per seed
+                        if fkey not in feats_cache:
+                            torch.manual_seed(seed)
+                            enc = build_encoder(enc_cfg)
+                            if state is not None:
+                                enc.load_state_dict(state)
+                            feats_cache[fkey] = extract_features(enc, images, dev)
+                        feats = feats_cache[fkey]
+                        if mode == "knn":
+                            run.update(knn_eval(feats[-1][sub], labels[sub], feats[-1][test_idx], test_y, n_classes))
+                        else:
+                            stages = [linear_probe(f[sub], labels[sub], f[test_idx], test_y, n_classes, seed) for f in feats]
+                            run.update(stages[-1])
+                            run["stage_test_accuracy"] = [s["test_accuracy"] for s in stages]
+                            run["feature_stage"] = len(stages)  # the shipped feature vector: last stage, pooled
+                    run["wall_seconds"] = time.time() - t0
+                    run["device"] = report["device"]
+                    record(run)
+                    if progress:
+                        print(f"[protocol] {task_name:>12} {mode:>8} {fraction:>5.0%} seed {seed}: test acc {run['test_accuracy']:.3f} ({run['wall_seconds']:.1f}s)", flush=True)
+    report["wall_seconds"] = time.time() - t_all
+    report["summary"] = summarize(report["runs"])
+    _atomic_json(out_json, report)
+    return report
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Mean ± std (sample std, ddof=1; 0 for one seed) of test accuracy per (task, mode, fraction)."""
+    groups: dict[tuple, list[float]] = {}
+    for r in runs:
+        groups.setdefault((r["task"], r["mode"], r["fraction"]), []).append(r["test_accuracy"])
+    out = []
+    for (task, mode, fraction), accs in sorted(groups.items(), key=lambda kv: (kv[0][0] != SCRATCH, kv[0][0], kv[0][1], kv[0][2])):
+        a = np.asarray(accs)
+        out.append({"task": task, "mode": mode, "fraction": fraction, "n_seeds": len(a), "mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0})
+    return out

@@ -1,0 +1,140 @@
+"""Turn ``reports/protocol.json`` into a figure, a Markdown table and the README's results block.
+
+Everything shown is read from the JSON, so the README can never disagree with the report:
+``python -m ssl_train report`` rewrites the block between the README's results markers.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .protocol import SCRATCH, summarize
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+MODE_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN (k=20)"}
+
+
+def _cell(s: dict | None) -> str:
+    if s is None:
+        return "–"
+    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+
+
+def table_markdown(report: dict[str, Any]) -> str:
+    """One row per (task, mode), one column per fraction: test accuracy % mean ± std over seeds."""
+    summ = summarize(report["runs"])
+    fractions = sorted({s["fraction"] for s in summ})
+    by = {(s["task"], s["mode"], s["fraction"]): s for s in summ}
+    rows = sorted({(s["task"], s["mode"]) for s in summ}, key=lambda tm: (tm[1] != "finetune", tm[1], tm[0] != SCRATCH, tm[0]))
+    seeds = sorted({r["seed"] for r in report["runs"]})
+    head = "| encoder | method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |"
+    sep = "|---|---|" + "---:|" * len(fractions)
+    lines = [head, sep]
+    for task, mode in rows:
+        name = "scratch (random init)" if task == SCRATCH else task
+        lines.append(f"| {name} | {MODE_TITLES.get(mode, mode)} | " + " | ".join(_cell(by.get((task, mode, f))) for f in fractions) + " |")
+    lines.append("")
+    lines.append(f"Test accuracy (%) on the fixed test split ({report['n_test']} photos), mean ± std over seeds {seeds}; columns are the labelled fraction of the {report['n_train']} training photos.")
+    return "\n".join(lines)
+
+
+def pretraining_markdown(report: dict[str, Any]) -> str:
+    lines = ["| task | epochs | pretext test loss | pretext test accuracy | training time | device | peak RSS |", "|---|---:|---:|---:|---:|---|---:|"]
+    for task, p in sorted(report.get("pretraining", {}).items()):
+        pt = p.get("pretext_test") or {}
+        acc = f"{100 * pt['acc']:.1f}%" if "acc" in pt else "–"
+        lines.append(
+            f"| {task} | {p.get('epochs')} | {pt.get('loss', float('nan')):.3f} | {acc} | {p.get('train_seconds_total', 0) / 60:.1f} min | {p.get('device')} | {p.get('peak_rss_mb', 0) / 1024:.2f} GB |"
+        )
+    return "\n".join(lines)
+
+
+def stage_markdown(report: dict[str, Any], fraction: float = 0.1) -> str:
+    """Linear-probe test accuracy per encoder stage at one fraction (mean over seeds)."""
+    import numpy as np
+
+    rows: dict[str, list[list[float]]] = {}
+    for r in report["runs"]:
+        if r["mode"] == "linear" and abs(r["fraction"] - fraction) < 1e-9 and "stage_test_accuracy" in r:
+            rows.setdefault(r["task"], []).append(r["stage_test_accuracy"])
+    if not rows:
+        return ""
+    n = max(len(v[0]) for v in rows.values())
+    lines = ["| encoder | " + " | ".join(f"stage {i + 1}" for i in range(n)) + " |", "|---|" + "---:|" * n]
+    for task, accs in sorted(rows.items(), key=lambda kv: kv[0] != SCRATCH):
+        a = np.asarray(accs)
+        lines.append(f"| {task} | " + " | ".join(f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in zip(a.mean(0), a.std(0, ddof=1) if len(a) > 1 else np.zeros(n))) + " |")
+    return "\n".join(lines)
+
+
+def figure(report: dict[str, Any], path: Path) -> None:
+    """Test accuracy vs labelled fraction, one line per encoder, ± std band; a panel per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summ = summarize(report["runs"])
+    modes = [m for m in ("finetune", "linear", "knn") if any(s["mode"] == m for s in summ)]
+    fig, axes = plt.subplots(1, len(modes), figsize=(4.6 * len(modes), 3.8), sharey=True, squeeze=False)
+    tasks = sorted({s["task"] for s in summ}, key=lambda t: (t != SCRATCH, t))
+    colors = {t: ("#555555" if t == SCRATCH else plt.cm.tab10(i % 10)) for i, t in enumerate(tasks)}
+    for ax, mode in zip(axes[0], modes):
+        for t in tasks:
+            pts = sorted((s["fraction"], s["mean"], s["std"]) for s in summ if s["task"] == t and s["mode"] == mode)
+            if not pts:
+                continue
+            f, m, sd = (list(x) for x in zip(*pts))
+            lo = [a - b for a, b in zip(m, sd)]
+            hi = [a + b for a, b in zip(m, sd)]
+            ax.plot(f, [100 * v for v in m], marker="o", ms=3, color=colors[t], ls="--" if t == SCRATCH else "-", label="scratch" if t == SCRATCH else t)
+            ax.fill_between(f, [100 * v for v in lo], [100 * v for v in hi], color=colors[t], alpha=0.18, lw=0)
+        ax.set_xscale("log")
+        ax.set_xticks([0.01, 0.05, 0.1, 0.25, 0.5, 1.0], ["1%", "5%", "10%", "25%", "50%", "100%"])
+        ax.set_title(MODE_TITLES.get(mode, mode))
+        ax.set_xlabel("labelled fraction of the training split")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(loc="lower right", fontsize=8)
+    seeds = sorted({r["seed"] for r in report["runs"]})
+    fig.suptitle(f"Flowers, {report['n_test']} fixed test photos, mean ± std over {len(seeds)} seeds", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def results_block(report: dict[str, Any], figure_rel: str) -> str:
+    parts = [START, "", f"![test accuracy vs labelled fraction]({figure_rel})", "", table_markdown(report), "", "Pretraining:", "", pretraining_markdown(report)]
+    st = stage_markdown(report)
+    if st:
+        parts += ["", "Linear probe at 10% labels on the pooled output of each encoder stage (the shipped feature vector is stage 4, the last):", "", st]
+    parts += ["", f"Made by `python -m ssl_train protocol` on {report['device']}; total {report.get('wall_seconds', 0) / 60:.0f} min. Rerun it to regenerate this block.", "", END]
+    return "\n".join(parts)
+
+
+def write_reports(json_path: Path, readme: Path | None = None) -> dict[str, Path]:
+    """From ``json_path`` write ``<stem>.png`` and ``<stem>.md`` beside it and, if ``readme`` has the
+    results markers, replace the block between them."""
+    report = json.loads(Path(json_path).read_text())
+    fig_path = json_path.with_suffix(".png")
+    md_path = json_path.with_suffix(".md")
+    figure(report, fig_path)
+    written = {"figure": fig_path, "table": md_path}
+    rel = fig_path.name
+    if readme is not None:
+        try:
+            rel = str(fig_path.resolve().relative_to(readme.resolve().parent))
+        except ValueError:
+            rel = str(fig_path)
+    block = results_block(report, rel)
+    md_path.write_text(block.replace(START, "").replace(END, "").strip().replace(f"]({rel})", f"]({fig_path.name})") + "\n")
+    if readme is not None and readme.exists():
+        text = readme.read_text()
+        if START in text and END in text:
+            pre, rest = text.split(START, 1)
+            _, post = rest.split(END, 1)
+            readme.write_text(pre + block + post)
+            written["readme"] = readme
+    return written

@@ -1,0 +1,97 @@
+"""Rotation prediction (Gidaris et al., ICLR 2018): which of 0/90/180/270° was the image turned by?
+
+Every image of the batch appears in all four rotations in the same batch (the paper's finding: this
+beats one random rotation per image). Rotations of a square image by multiples of 90° are exact
+index permutations (``torch.rot90``), so no interpolation artefact can give the angle away.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import augment
+from ..encoders import pooled
+from .base import EncoderInfo, PretextTask, TaskConfig, normalize, register
+
+ANGLES = (0, 90, 180, 270)
+
+
+def rotate(images: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
+    """Rotate (B, C, H, W) square images counter-clockwise by k·90° (exact).
+
+    ``k`` an int rotates all; a (B,) tensor rotates each image by its own k."""
+    if isinstance(k, int):
+        return torch.rot90(images, k % 4, dims=(-2, -1))
+    out = images.clone()
+    for q in range(1, 4):
+        sel = k % 4 == q
+        if sel.any():
+            out[sel] = torch.rot90(images[sel], q, dims=(-2, -1))
+    return out
+
+
+def all_rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, S, S) → inputs (4B, C, S, S) in the order [all 0°, all 90°, all 180°, all 270°] and
+    targets (4B,) with the rotation index 0..3 (angle = 90°·index, counter-clockwise)."""
+    b = images.shape[0]
+    x = torch.cat([torch.rot90(images, k, dims=(-2, -1)) for k in range(4)])
+    y = torch.arange(4, device=images.device).repeat_interleave(b)
+    return x, y
+
+
+def upright(images: torch.Tensor, predicted_k: torch.Tensor) -> torch.Tensor:
+    """Undo a predicted rotation: rotate each image clockwise by its predicted k·90°."""
+    return rotate(images, (-predicted_k) % 4)
+
+
+@dataclass(frozen=True)
+class RotationConfig(TaskConfig):
+    crop_scale_min: float = 0.35  # random-resized-crop area range [min, 1] before rotating
+    color_jitter: float = 0.4  # 0 disables
+    hidden: int = 0  # 0: linear head on the pooled features; >0: one hidden layer of this width
+
+
+class RotationHead(nn.Module):
+    """Pooled features (B, D) → 4 logits."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        if hidden > 0:
+            self.net: nn.Module = nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4))
+        else:
+            self.net = nn.Linear(dim, 4)
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.net(pooled(fmap))
+
+
+@register
+class Rotation(PretextTask):
+    name = "rotation"
+    Config = RotationConfig
+
+    def build_head(self, info: EncoderInfo) -> nn.Module:
+        return RotationHead(info.feature_dim, self.config.hidden)
+
+    def make_batch(self, images: torch.Tensor, gen: torch.Generator, index: torch.Tensor):
+        cfg: RotationConfig = self.config  # type: ignore[assignment]
+        # flips are allowed: a mirrored upright flower is still upright
+        x = augment.random_resized_crop(images, gen, scale=(cfg.crop_scale_min, 1.0))
+        if cfg.color_jitter > 0:
+            x = augment.color_jitter(x, gen, cfg.color_jitter, cfg.color_jitter, cfg.color_jitter)
+        x, y = all_rotations(x)
+        return normalize(x), y
+
+    def loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.float(), targets)
+
+    def metrics(self, out: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        return {"acc": (out.argmax(1) == targets).float().mean().item()}
+
+    def eval_batch(self, images: torch.Tensor, gen: torch.Generator, index: torch.Tensor):
+        """Deterministic test-time inputs: the whole image in all four rotations, no augmentation."""
+        x, y = all_rotations(images)
+        return normalize(x), y

@@ -1,0 +1,371 @@
+"""The pretraining loop. It knows nothing about any task: it calls only the PretextTask contract.
+
+Data path: the uint8 photo cache moves to the device once; each step indexes a batch there, turns
+it into float [0, 1] and hands it to the task. CPU and CUDA share this code; on CUDA the step runs
+under bf16 autocast. All randomness comes from one generator per epoch seeded by (seed, epoch), so
+``resume`` from an epoch's checkpoint repeats exactly what the uninterrupted run would have done.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import SplitData
+from .encoders import EncoderConfig, build_encoder, pooled
+from .errors import UserError
+from .tasks.base import EncoderInfo, EpochContext, PretextTask, normalize
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings for pretraining. ``lr`` is the peak learning rate after warm-up."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    channels_last: bool = True
+    compile: bool = False
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UserError(f"--epochs {self.epochs} must be at least 1")
+        if self.batch_size < 2:
+            raise UserError(f"--batch-size {self.batch_size} must be at least 2 (batch norm needs 2 samples)")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise UserError(f"--optimizer {self.optimizer!r} is not one of sgd, adamw")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"--lr {self.lr} must be a positive number")
+        if self.warmup_epochs < 0:
+            raise UserError(f"--warmup-epochs {self.warmup_epochs} must be ≥ 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda if available, else cpu. Refuses a CUDA device that is not there."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} asked for CUDA but this torch sees no GPU; use --device cpu or auto")
+    return dev
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed * 1_000_003 + epoch)
+    return g
+
+
+def encoder_info(encoder: nn.Module, image_size: int) -> EncoderInfo:
+    return EncoderInfo(
+        feature_dim=encoder.feature_dim,
+        stage_dims=tuple(encoder.stage_dims),
+        image_size=image_size,
+        stride=32,
+    )
+
+
+class TaskModel(nn.Module):
+    """Encoder + head as one module, so DDP or ``torch.compile`` can wrap the pair."""
+
+    def __init__(self, task: PretextTask, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.task = task
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, inputs: Any) -> Any:
+        return self.task.forward(self.encoder, self.head, inputs)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, MB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("torchvision", "numpy", "scikit-learn", "safetensors", "kornia", "onnxruntime", "onnx"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
+
+
+class TrainingDiverged(UserError):
+    pass
+
+
+def _to_device(x: Any, dev: torch.device) -> Any:
+    if torch.is_tensor(x):
+        return x.to(dev, non_blocking=True)
+    if isinstance(x, dict):
+        return {k: _to_device(v, dev) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_device(v, dev) for v in x)
+    return x
+
+
+def _as_float(images_u8: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    x = images_u8.float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def embed_images(encoder: nn.Module, images_u8: torch.Tensor, batch: int = 256, channels_last: bool = True) -> torch.Tensor:
+    """uint8 (N, 3, S, S) on any device → pooled last-stage features (N, D) float32, eval mode."""
+    was = encoder.training
+    encoder.eval()
+    out = [pooled(encoder(normalize(_as_float(images_u8[i : i + batch], channels_last)))).float() for i in range(0, len(images_u8), batch)]
+    encoder.train(was)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def pretext_scores(task: PretextTask, encoder: nn.Module, head: nn.Module, images_u8: torch.Tensor, device: torch.device, batch: int = 128, seed: int = 1234) -> dict[str, float]:
+    """The pretext task's loss and metrics on held-out photos (eval mode, fixed seed), averaged
+    over photos."""
+    was_e, was_h = encoder.training, head.training
+    encoder.eval()
+    head.eval()
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    totals: dict[str, float] = {}
+    n = 0
+    for i in range(0, len(images_u8), batch):
+        x = _as_float(images_u8[i : i + batch].to(device), False)
+        idx = torch.arange(i, i + len(x), device=device)
+        inputs, targets = task.eval_batch(x, gen, idx)
+        out = task.forward(encoder, head, inputs)
+        stats = {"loss": task.loss(out, targets).item(), **task.metrics(out, targets)}
+        for k, v in stats.items():
+            totals[k] = totals.get(k, 0.0) + v * len(x)
+        n += len(x)
+    encoder.train(was_e)
+    head.train(was_h)
+    return {k: v / n for k, v in totals.items()}
+
+
+def pretrain(
+    task: PretextTask,
+    data: SplitData,
+    out_dir: str | Path,
+    enc_cfg: EncoderConfig | None = None,
+    cfg: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Pretrain an encoder with ``task`` on the training split (labels unused).
+
+    Writes ``<out_dir>/checkpoint.safetensors`` after every epoch and ``metrics.jsonl`` (one JSON
+    object per log line). Returns a summary dict (also saved as ``summary.json``).
+    ``stop_after_epoch`` ends the run early after that epoch, as a kill would (used by tests).
+    """
+    enc_cfg = enc_cfg or EncoderConfig()
+    cfg = cfg or TrainConfig()
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if ckpt_path.exists() and not resume:
+        raise UserError(f"{ckpt_path} already exists; pass --resume to continue that run, or --out NEW_DIR to start another")
+    dev = resolve_device(cfg.device)
+    task.config.validate(data.cfg.image_size)
+    torch.manual_seed(cfg.seed)
+    encoder = build_encoder(enc_cfg)
+    head = task.build_head(encoder_info(encoder, data.cfg.image_size))
+    model = TaskModel(task, encoder, head).to(dev)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model.parameters(), cfg)
+
+    train_idx = data.train_idx
+    n = len(train_idx)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = n // bs
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    meta_base = {
+        "task": task.name,
+        "encoder": enc_cfg.to_dict(),
+        "config": {"task": task.config_dict(), "train": cfg.to_dict(), "data": data.cfg.to_dict()},
+        "split_sha256": data.split_sha256,
+        "classes": data.ds.classes,
+    }
+    start_epoch = 0
+    history: list[dict] = []
+    if resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        ck.expect(task=task.name, encoder=enc_cfg.to_dict())
+        saved = ck.meta.get("config", {})
+        now = json.loads(json.dumps(meta_base["config"]))
+        if saved.get("task") != now["task"] or {k: v for k, v in saved.get("train", {}).items() if k != "device"} != {
+            k: v for k, v in now["train"].items() if k != "device"
+        }:
+            raise UserError(f"{ckpt_path} was made with other settings; resume with the same options, or use --out NEW_DIR")
+        model.encoder.load_state_dict(ck.encoder_state)
+        model.head.load_state_dict(ck.head_state)
+        opt_state = ck.optimizer_state()
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+        start_epoch = int(ck.meta["epoch"]) + 1
+        history = ck.meta.get("history", [])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.jsonl"
+    if resume and metrics_path.exists():  # drop lines of the epoch the kill interrupted
+        keep = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln).get("epoch", 0) < start_epoch]
+        metrics_path.write_text("".join(k + "\n" for k in keep))
+    elif not resume:
+        metrics_path.write_text("")
+    tb = None
+    if cfg.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(out_dir / "tb"))
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+
+    images = data.ds.images[torch.as_tensor(train_idx)].to(dev)  # uint8, resident on the device
+    use_amp = cfg.amp and dev.type == "cuda"
+    step_model: nn.Module = torch.compile(model) if cfg.compile else model
+    t_start = time.time()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    def embed(u8: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            return embed_images(model.encoder, u8, channels_last=cfg.channels_last)
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    last_epoch = cfg.epochs - 1 if stop_after_epoch is None else min(cfg.epochs - 1, stop_after_epoch)
+    for epoch in range(start_epoch, last_epoch + 1):
+        t_epoch = time.time()
+        gen = epoch_generator(cfg.seed, epoch, dev)
+        task.on_epoch_start(EpochContext(epoch, images, embed, gen, model.head))
+        perm_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=perm_gen).to(dev)
+        model.train()
+        sums: dict[str, float] = {}
+        bar = range(steps_per_epoch)
+        if progress and tqdm is not None:
+            bar = tqdm(bar, desc=f"{task.name} epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+        for s in bar:
+            step = epoch * steps_per_epoch + s
+            lr = lr_at(step, total_steps, warmup, cfg.lr)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            idx = perm[s * bs : (s + 1) * bs]
+            x = _as_float(images[idx], cfg.channels_last)
+            inputs, targets = task.make_batch(x, gen, idx)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                out = step_model(inputs)
+                loss = task.loss(out, targets)
+            lv = loss.item()
+            if not math.isfinite(lv):
+                kept = f"last good checkpoint kept at {ckpt_path} (epoch {epoch})" if ckpt_path.exists() else "no checkpoint was written yet"
+                raise TrainingDiverged(
+                    f"loss became {lv} at epoch {epoch + 1} step {s + 1}; training stopped, {kept}; lower --lr or check the data"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            stats = {"loss": lv, **task.metrics(out, targets)}
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if progress and tqdm is not None:
+                bar.set_postfix(loss=f"{lv:.3f}", lr=f"{lr:.3g}")  # type: ignore[union-attr]
+        ep = {k: v / max(1, steps_per_epoch) for k, v in sums.items()}
+        rec = {"epoch": epoch, "step": (epoch + 1) * steps_per_epoch, "lr": lr, "seconds": time.time() - t_epoch, **{f"train_{k}": v for k, v in ep.items()}}
+        history.append(rec)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, float):
+                    tb.add_scalar(k, v, rec["step"])
+        if progress:
+            print(f"[{task.name}] epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4f}" for k, v in ep.items()) + f" ({rec['seconds']:.1f}s)", flush=True)
+        save_checkpoint(ckpt_path, model.encoder, model.head, dict(meta_base, epoch=epoch, history=history), opt)
+
+    wall = time.time() - t_start
+    finished = history and history[-1]["epoch"] == cfg.epochs - 1
+    summary: dict[str, Any] = {
+        "task": task.name,
+        "epochs": cfg.epochs,
+        "completed_epochs": len(history),
+        "finished": bool(finished),
+        "wall_seconds_this_process": wall,
+        "train_seconds_total": float(sum(h["seconds"] for h in history)),
+        "device": device_name(dev),
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_cuda_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+        "versions": library_versions(),
+        "config": meta_base["config"],
+        "encoder": enc_cfg.to_dict(),
+        "checkpoint": str(ckpt_path),
+    }
+    if finished:
+        test_u8 = data.ds.images[torch.as_tensor(data.test_idx)]
+        summary["pretext_test"] = pretext_scores(task, model.encoder, model.head, test_u8, dev)
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if tb is not None:
+        tb.close()
+    return summary
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
