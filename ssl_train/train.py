@@ -315,7 +315,7 @@ def pretrain(
                 loss = task.loss(out, targets)
             lv = loss.item()
             if not math.isfinite(lv):
-                kept = f"last good checkpoint kept at {ckpt_path} (epoch {epoch})" if ckpt_path.exists() else "no checkpoint was written yet"
+                kept = f"last good checkpoint (after epoch {epoch}) kept at {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written yet"
                 raise TrainingDiverged(
                     f"loss became {lv} at epoch {epoch + 1} step {s + 1}; training stopped, {kept}; lower --lr or check the data"
                 )
