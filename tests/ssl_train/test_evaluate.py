@@ -1,0 +1,98 @@
+"""Downstream methods and the protocol, on tiny real data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ssl_train.errors import UserError
+from ssl_train.evaluate import FinetuneConfig, finetune, knn_eval, linear_probe, predict, scores
+from ssl_train.protocol import ProtocolConfig, run_protocol, summarize
+from ssl_train.train import TrainConfig
+
+
+def _blobs(n_per=20, classes=3, dim=8, seed=0):
+    centres = np.random.default_rng(123).normal(0, 5, (classes, dim))  # same classes for every seed
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([centres[c] + rng.normal(0, 1, (n_per, dim)) for c in range(classes)])
+    y = np.repeat(np.arange(classes), n_per)
+    return x.astype(np.float32), y
+
+
+def test_scores__confusion_rows_are_truth():
+    s = scores(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3)
+    assert s["test_accuracy"] == 0.75
+    assert s["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert s["per_class_accuracy"] == [1.0, 1.0, 0.5]
+
+
+def test_knn_and_linear__separable_features_score_high_and_c_from_cv():
+    x, y = _blobs()
+    xt, yt = _blobs(seed=1)
+    assert knn_eval(x, y, xt, yt, 3)["test_accuracy"] > 0.9
+    lp = linear_probe(x, y, xt, yt, 3, seed=0)
+    assert lp["test_accuracy"] > 0.9 and lp["c_chosen_by"] == "cv" and lp["cv_accuracy"] > 0.9
+
+
+def test_knn_and_linear__one_photo_per_class_still_works():
+    x, y = _blobs(n_per=1)
+    xt, yt = _blobs(seed=1)
+    assert knn_eval(x, y, xt, yt, 3)["k"] == 3
+    assert linear_probe(x, y, xt, yt, 3, seed=0)["c_chosen_by"].startswith("fixed")
+
+
+def test_finetune__learns_and_stop_callback_ends_early(tiny_data, small_encoder):
+    imgs, y = tiny_data.ds.images, tiny_data.ds.labels
+    tr = tiny_data.train_idx
+    cfg = FinetuneConfig(epochs=1, min_steps=6, max_steps=6, batch_size=8, device="cpu")
+    seen = []
+    model, log = finetune(None, small_encoder, imgs[torch.as_tensor(tr)], y[tr], 3, cfg, seed=0, on_step=lambda s, t, l: seen.append((s, t, l)) or s == 3)
+    assert log["stopped_early"] and log["steps"] == 3 and [s for s, _, _ in seen] == [1, 2, 3] and seen[0][1] == 6
+    p = predict(model, imgs[:5], torch.device("cpu"))
+    assert p.shape == (5, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+def test_finetune__same_seed_same_model(tiny_data, small_encoder):
+    imgs, y, tr = tiny_data.ds.images, tiny_data.ds.labels, tiny_data.train_idx
+    cfg = FinetuneConfig(epochs=1, min_steps=3, max_steps=3, batch_size=8, device="cpu")
+    a, _ = finetune(None, small_encoder, imgs[torch.as_tensor(tr)], y[tr], 3, cfg, seed=5)
+    b, _ = finetune(None, small_encoder, imgs[torch.as_tensor(tr)], y[tr], 3, cfg, seed=5)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_finetune_config__steps_clamped():
+    cfg = FinetuneConfig(epochs=30, min_steps=100, max_steps=500, batch_size=64)
+    assert cfg.steps_for(28) == 100 and cfg.steps_for(278) == 150 and cfg.steps_for(2783) == 500
+
+
+def test_protocol__tiny_end_to_end_writes_report_and_reuses_runs(tiny_data, small_encoder, tmp_path):
+    pcfg = ProtocolConfig(tasks=("rotation",), fractions=(0.1, 1.0), seeds=(0, 1), modes=("finetune", "linear", "knn"))
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    out = tmp_path / "reports" / "protocol.json"
+    rep = run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, out, tmp_path / "runs", progress=False)
+    saved = json.loads(out.read_text())
+    assert len(saved["runs"]) == 2 * 2 * 2 * 3  # (scratch, rotation) × seeds × fractions × modes
+    r = saved["runs"][0]
+    for key in ("task", "mode", "fraction", "seed", "test_accuracy", "per_class_accuracy", "confusion", "wall_seconds", "device", "n_labelled"):
+        assert key in r
+    assert {x["task"] for x in saved["runs"]} == {"scratch", "rotation"}
+    assert all(0.0 <= x["test_accuracy"] <= 1.0 for x in saved["runs"])
+    assert saved["config"]["pretrain"]["epochs"] == 1 and "torch" in saved["versions"] and saved["split_sha256"]
+    assert saved["pretraining"]["rotation"]["pretext_test"]["acc"] >= 0
+    lin10 = [x for x in saved["runs"] if x["mode"] == "linear" and x["fraction"] == 0.1]
+    assert all(len(x["stage_test_accuracy"]) == 4 for x in lin10)
+    assert len(summarize(saved["runs"])) == 2 * 2 * 3
+    # a second call with the same settings reuses every run and the pretraining
+    mtime = max(p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*"))
+    rep2 = run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, out, tmp_path / "runs", progress=False)
+    assert [x["test_accuracy"] for x in rep2["runs"]] == [x["test_accuracy"] for x in rep["runs"]]
+    assert max(p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*")) == mtime
+
+
+@pytest.mark.parametrize("kw,msg", [({"fractions": (0.0,)}, "outside"), ({"modes": ("svm",)}, "unknown mode"), ({"seeds": (1, 1)}, "repeats")])
+def test_protocol_config__bad_values(kw, msg):
+    with pytest.raises(UserError, match=msg):
+        ProtocolConfig(**kw)
