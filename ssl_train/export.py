@@ -1,0 +1,844 @@
+"""Export a pretraining checkpoint to a model folder for the app: ``<out>/<name>/``.
+
+Files (the contract is checked by ``model_files.verify_model_dir``, which is torch-free)::
+
+    model.onnx          float32 graph, opset 17. Input "input": float32 (batch, 3, S, S), the
+                        encoder-ready tensor (RGB/255, then (x - MEAN) / STD). Outputs: "features"
+                        (batch, D), the pooled last-stage feature vector, and the head's output(s).
+    head.onnx           only when the task's head cannot sit on top of model.onnx (see below)
+    weights.safetensors encoder.* and head.* tensors for fine-tuning; float16 storage by default
+                        (load with ``load_model_weights``, which converts back to float32)
+    model.json          the card: task and configs, input, normalisation, outputs, provenance,
+                        metrics, ONNX-vs-PyTorch parity, and {file: sha256} of every other file
+
+Which outputs exist (recorded in model.json as "output_names" and "head_graph"):
+
+1. The task keeps the default ``forward`` (``head(encoder(x))``): model.onnx is
+   ``x → (features, head outputs)``. A tensor output is named "logits" if the task's ``kind`` is
+   "classification" and the tensor is (batch, K), else "prediction" (e.g. an image); a tuple/list
+   gives ``<that name>_<i>``; a dict gives its keys (prefixed "head_" if a key would clash).
+2. The task overrides ``forward`` (several tiles per sample, dict inputs, ...), or its head cannot
+   run on an S×S photo's feature map: model.onnx has "features" only. The tensors the task's
+   forward hands to its head are captured on real photos (``eval_batch``), and if the head takes
+   only tensors and is called once, it is exported alone as head.onnx (inputs "head_input" or
+   "head_input_<i>", outputs named as in 1). Otherwise there is no head graph and model.json says
+   why. Preparing head.onnx's inputs stays the task's Python code.
+
+Weights are rounded to float16 (when stored in float16) *before* the ONNX export, so model.onnx and
+weights.safetensors describe the same model and the parity check compares like with like.
+
+Everything is written to a temporary folder beside the target and renamed into place only after
+the parity check and verification pass: a failed export never destroys an existing model.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .model_files import (
+    CARD_NAME,
+    FEATURE_OUTPUT,
+    FORMAT,
+    HEAD_ONNX_NAME,
+    INPUT_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+    ModelFileError,
+    read_card,
+    sha256_file,
+    verify_model_dir,
+)
+
+__all__ = [
+    "ModelFileError", "export_model", "export_random_reference", "parity_check", "verify_model_dir",
+    "load_model_weights", "add_export_parser", "cmd_export", "PARITY_TOL", "OPSET",
+]
+
+REPO = Path(__file__).resolve().parent.parent
+OPSET = 17
+PARITY_TOL = 1e-4  # max |ONNX − PyTorch| accepted for a float32 graph
+PARITY_PHOTOS = 4
+PARITY_SEED = 1234  # generator seed of eval_batch when capturing head inputs
+RANDOM_TASK = "random_init"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_RESERVED = {INPUT_NAME, FEATURE_OUTPUT}
+
+
+class ExportError(UserError):
+    """The export could not produce a faithful model folder (nothing was replaced)."""
+
+
+# --------------------------------------------------------------------------------------------
+# weights
+# --------------------------------------------------------------------------------------------
+def _storage_tensors(encoder, head, fp16: bool) -> dict:
+    """encoder.* / head.* tensors as stored: floating tensors in float16 when ``fp16`` (except any
+    whose values would overflow float16), everything else unchanged."""
+    import torch
+
+    out = {}
+    for prefix, mod in (("encoder.", encoder), ("head.", head)):
+        if mod is None:
+            continue
+        for k, v in mod.state_dict().items():
+            v = v.detach().cpu().contiguous()
+            if fp16 and v.is_floating_point():
+                h = v.to(torch.float16)
+                if torch.isfinite(h).all() or not torch.isfinite(v).all():
+                    v = h
+            out[prefix + k] = v
+    return out
+
+
+def _as_float32(state: dict) -> dict:
+    import torch
+
+    return {k: (v.to(torch.float32) if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def _split(state: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_model_weights(model_dir: str | Path, card: dict | None = None):
+    """Rebuild (encoder, head or None, card) in float32 eval mode from a model folder's
+    weights.safetensors (float16 storage is converted back to float32)."""
+    from safetensors.torch import load_file
+
+    from .encoders import EncoderConfig, build_encoder
+    from .train import encoder_info
+
+    model_dir = Path(model_dir)
+    card = card or read_card(model_dir)
+    state = _as_float32(load_file(str(model_dir / card.get("weights", {}).get("file", WEIGHTS_NAME))))
+    encoder = build_encoder(EncoderConfig.from_dict(card["encoder"]))
+    encoder.load_state_dict(_split(state, "encoder."))
+    head = None
+    if card["task"] != RANDOM_TASK:
+        head = _task_of(card["task"], card.get("task_config") or {}).build_head(encoder_info(encoder, int(card["input"]["image_size"])))
+        head.load_state_dict(_split(state, "head."))
+        head.eval()
+    return encoder.eval(), head, card
+
+
+def _task_of(name: str, options: dict):
+    from .tasks import get_task
+
+    try:
+        return get_task(name, options)
+    except UserError as e:
+        raise UserError(f"cannot rebuild the head of task {name!r}: {e}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# output naming and graph modules
+# --------------------------------------------------------------------------------------------
+def _flatten_out(out: Any, kind: str) -> list[tuple[str, Any]] | None:
+    """Head output → [(onnx output name, tensor)], or None if it is not tensor/tuple/dict of tensors."""
+    import torch
+
+    def base(t) -> str:
+        return "logits" if kind == "classification" and t.dim() == 2 else "prediction"
+
+    if torch.is_tensor(out):
+        return [(base(out), out)]
+    if isinstance(out, (tuple, list)) and out and all(torch.is_tensor(t) for t in out):
+        return [(f"{base(t)}_{i}", t) for i, t in enumerate(out)]
+    if isinstance(out, dict) and out and all(torch.is_tensor(t) for t in out.values()):
+        names, res = set(), []
+        for k, t in out.items():
+            n = re.sub(r"[^A-Za-z0-9_]", "_", str(k)) or "out"
+            n = f"head_{n}" if n in _RESERVED or n in names else n
+            names.add(n)
+            res.append((n, t))
+        return res
+    return None
+
+
+def _as_tuple(out: Any) -> tuple:
+    """Traceable twin of ``_flatten_out``: the tensors in the same order."""
+    if isinstance(out, dict):
+        return tuple(out.values())
+    if isinstance(out, (tuple, list)):
+        return tuple(out)
+    return (out,)
+
+
+def _graph_modules():
+    import torch
+    from torch import nn
+
+    from .encoders import pooled
+
+    class FeaturesAndHead(nn.Module):
+        """x → (pooled features, *head outputs); ``head`` None gives features only."""
+
+        def __init__(self, encoder: nn.Module, head: nn.Module | None) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.head = head
+
+        def forward(self, x: torch.Tensor):
+            fmap = self.encoder(x)
+            feats = pooled(fmap)
+            if self.head is None:
+                return feats
+            return (feats, *_as_tuple(self.head(fmap)))
+
+    class HeadOnly(nn.Module):
+        def __init__(self, head: nn.Module) -> None:
+            super().__init__()
+            self.head = head
+
+        def forward(self, *args):
+            return _as_tuple(self.head(*args))
+
+    return FeaturesAndHead, HeadOnly
+
+
+def _dynamic_axes(name: str, a, b) -> dict[int, str]:
+    """Axes whose size differs between the two probes (2 and 3 photos) are dynamic. Axis 0 is
+    called "batch" when it is the number of photos, else ``<name>_dim0`` (e.g. 9 tiles per photo)."""
+    if a.dim() != b.dim():
+        raise ValueError(f"{name} changes rank with the batch size")
+    return {
+        d: ("batch" if d == 0 and (a.shape[0], b.shape[0]) == (2, 3) else f"{name}_dim{d}")
+        for d in range(a.dim()) if a.shape[d] != b.shape[d]
+    }
+
+
+def _onnx_export(module, args: tuple, path: Path, input_names: list[str], output_names: list[str], dynamic_axes: dict) -> str:
+    """torch.onnx.export with the TorchScript exporter (dynamo=False; robust for these convnets
+    and writes one self-contained file at opset 17). Falls back to the dynamo exporter if the
+    legacy one is gone. Returns the exporter used."""
+    import torch
+
+    kw = dict(input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices
+        try:
+            torch.onnx.export(module, args, str(path), dynamo=False, **kw)
+            return "torchscript"
+        except (TypeError, NotImplementedError, AttributeError) as first:  # legacy exporter unavailable
+            try:
+                torch.onnx.export(module, args, str(path), dynamo=True, external_data=False, **kw)
+                return "dynamo"
+            except Exception:
+                raise first from None
+
+
+def _check_onnx(path: Path) -> int:
+    """onnx.checker on the file; returns its default-domain opset. Refuses external data."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    onnx.checker.check_model(model)
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            raise ExportError(f"{path.name} stores weights outside the file; the model folder must be self-contained")
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+    import torch
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, torch.get_num_threads())
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _io_spec(nodes) -> list[dict]:
+    return [{"name": n.name, "dtype": "float32" if n.type == "tensor(float)" else n.type, "shape": list(n.shape)} for n in nodes]
+
+
+# --------------------------------------------------------------------------------------------
+# head capture (tasks with a custom forward)
+# --------------------------------------------------------------------------------------------
+def _capture_head_call(task, encoder, head, images_u8) -> tuple[tuple, Any]:
+    """Run the task's own forward on ``images_u8`` (eval_batch, fixed seed) and return the
+    positional tensors passed to ``head`` and what it returned. ValueError if the head is not
+    called exactly once with tensors only."""
+    import torch
+
+    calls: list = []
+
+    def hook(mod, args, kwargs, out):
+        calls.append((args, kwargs, out))
+
+    x = torch.as_tensor(images_u8).float().div(255.0)
+    handle = head.register_forward_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(PARITY_SEED)
+            inputs, _ = task.eval_batch(x, gen, torch.arange(len(x)))
+            task.forward(encoder, head, inputs)
+    finally:
+        handle.remove()
+    if len(calls) != 1:
+        raise ValueError(f"the task's forward calls its head {len(calls)} times (need exactly once)")
+    args, kwargs, out = calls[0]
+    if kwargs or not args or not all(torch.is_tensor(a) for a in args):
+        raise ValueError("the task's forward passes its head something other than positional tensors")
+    return tuple(a.detach() for a in args), out
+
+
+# --------------------------------------------------------------------------------------------
+# writing a model folder
+# --------------------------------------------------------------------------------------------
+def _export_graphs(tmp: Path, task, encoder, head, image_size: int, probe_u8) -> dict:
+    """Write model.onnx (and head.onnx when needed) into ``tmp``; return card fields."""
+    import torch
+
+    FeaturesAndHead, HeadOnly = _graph_modules()
+    kind = getattr(task, "kind", "classification") if task is not None else "classification"
+    x2 = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    x3 = torch.randn(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
+    fields: dict[str, Any] = {"head_graph": None, "head_in_model_onnx": False}
+    exporter = None
+    if head is not None and type(task).forward is _base_forward():
+        try:
+            with torch.no_grad():
+                fm2, fm3 = encoder(x2), encoder(x3)
+                o2, o3 = _flatten_out(head(fm2), kind), _flatten_out(head(fm3), kind)
+            if o2 is None or o3 is None:
+                raise ValueError("the head returns something other than a tensor, tuple or dict of tensors")
+            names = [n for n, _ in o2]
+            axes = {INPUT_NAME: {0: "batch"}, FEATURE_OUTPUT: {0: "batch"}}
+            axes.update({n: _dynamic_axes(n, a, b) for (n, a), (_, b) in zip(o2, o3)})
+            exporter = _onnx_export(FeaturesAndHead(encoder, head).eval(), (x2,), tmp / ONNX_NAME, [INPUT_NAME], [FEATURE_OUTPUT, *names], axes)
+            fields["head_in_model_onnx"] = True
+        except Exception as e:  # noqa: BLE001 (any head that cannot be traced falls back to rule 2)
+            fields["head_note"] = f"head not in {ONNX_NAME}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            (tmp / ONNX_NAME).unlink(missing_ok=True)
+    if head is not None and type(task).forward is not _base_forward():
+        fields["head_note"] = f"task {task.name!r} overrides forward: {ONNX_NAME} has features only"
+    if not fields["head_in_model_onnx"]:
+        exporter = _onnx_export(FeaturesAndHead(encoder, None).eval(), (x2,), tmp / ONNX_NAME, [INPUT_NAME], [FEATURE_OUTPUT],
+                                {INPUT_NAME: {0: "batch"}, FEATURE_OUTPUT: {0: "batch"}})
+        if head is not None:
+            try:
+                a2, out2 = _capture_head_call(task, encoder, head, probe_u8[:2])
+                a3, out3 = _capture_head_call(task, encoder, head, probe_u8[:3])
+                o2, o3 = _flatten_out(out2, kind), _flatten_out(out3, kind)
+                if o2 is None or o3 is None:
+                    raise ValueError("the head returns something other than a tensor, tuple or dict of tensors")
+                in_names = ["head_input"] if len(a2) == 1 else [f"head_input_{i}" for i in range(len(a2))]
+                names = [n for n, _ in o2]
+                axes = {n: _dynamic_axes(n, a, b) for n, a, b in zip(in_names, a2, a3)}
+                axes.update({n: _dynamic_axes(n, a, b) for (n, a), (_, b) in zip(o2, o3)})
+                _onnx_export(HeadOnly(head).eval(), a2, tmp / HEAD_ONNX_NAME, in_names, names, axes)
+                _check_onnx(tmp / HEAD_ONNX_NAME)
+                sess = _session(tmp / HEAD_ONNX_NAME)
+                fields["head_graph"] = {
+                    "file": HEAD_ONNX_NAME,
+                    "inputs": _io_spec(sess.get_inputs()),
+                    "outputs": _io_spec(sess.get_outputs()),
+                    "input_from": f"the tensor(s) task {task.name!r} passes to its head in its forward; build them with the task's Python code (eval_batch, forward)",
+                }
+            except Exception as e:  # noqa: BLE001
+                (tmp / HEAD_ONNX_NAME).unlink(missing_ok=True)
+                note = f"no head graph: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                fields["head_note"] = f"{fields['head_note']}; {note}" if "head_note" in fields else note
+    opset = _check_onnx(tmp / ONNX_NAME)
+    sess = _session(tmp / ONNX_NAME)
+    fields["onnx"] = {
+        "file": ONNX_NAME, "opset": opset, "exporter": exporter,
+        "inputs": _io_spec(sess.get_inputs()), "outputs": _io_spec(sess.get_outputs()),
+    }
+    fields["output_names"] = [o.name for o in sess.get_outputs()]
+    return fields
+
+
+def _base_forward():
+    from .tasks.base import PretextTask
+
+    return PretextTask.forward
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise UserError(f"--name {name!r} is not a valid model folder name; use letters, digits, '_', '-', '.' (e.g. rotation)")
+
+
+def _photo_files(root: Path, n: int) -> list[Path]:
+    """Up to ``n`` photos under ``root``, one per sub-folder in turn (sorted, deterministic)."""
+    from .images import IMAGE_SUFFIXES
+
+    groups: dict[Path, list[Path]] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+            groups.setdefault(p.parent, []).append(p)
+    out: list[Path] = []
+    lists = list(groups.values())
+    i = 0
+    while len(out) < n and any(i < len(g) for g in lists):
+        out += [g[i] for g in lists if i < len(g)][: n - len(out)]
+        i += 1
+    return out
+
+
+def load_photos(files: list[Path], image_size: int):
+    """Decode photos like training does → uint8 numpy (N, 3, S, S)."""
+    import numpy as np
+
+    from .images import BadImage, open_rgb, square_resize, to_uint8_chw
+
+    out = []
+    for f in files:
+        try:
+            out.append(to_uint8_chw(square_resize(open_rgb(f), image_size)))
+        except BadImage:
+            continue
+    return np.stack(out) if out else np.zeros((0, 3, image_size, image_size), np.uint8)
+
+
+def _parity_images(data_root: str | Path | None, parity_data: str | Path | None, image_size: int):
+    from .data import DEFAULT_DATA
+
+    candidates = [Path(parity_data)] if parity_data else [Path(p) for p in (data_root, DEFAULT_DATA) if p]
+    for root in candidates:
+        if root.is_dir():
+            imgs = load_photos(_photo_files(root, PARITY_PHOTOS), image_size)
+            if len(imgs) >= 3:
+                return imgs, root
+    where = ", ".join(str(c) for c in candidates)
+    raise UserError(f"no readable photos for the ONNX parity check in {where}; pass --parity-data DIR with at least 3 photos")
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Move the finished ``tmp`` folder to ``final``, replacing an existing model only now."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _versions() -> dict[str, str]:
+    from .train import library_versions
+
+    return library_versions()
+
+
+def _write_model_dir(
+    out_dir: str | Path, name: str, *, task, encoder, head, image_size: int, card: dict, fp16_storage: bool,
+    data_root: str | None, parity_data: str | Path | None,
+) -> Path:
+    """Shared body of both exports: weights, graphs, parity, card, verify, rename into place."""
+    import torch
+
+    _check_name(name)
+    out_dir = Path(out_dir)
+    final = out_dir / name
+    if final.exists() and not final.is_dir():
+        raise UserError(f"{final} exists and is not a folder; remove it or choose another --name")
+    photos, photo_root = _parity_images(data_root, parity_data, image_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        with torch.no_grad():
+            _fill_model_dir(tmp, task, encoder, head, image_size, card, fp16_storage, photos, photo_root, final, name)
+        _install(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict, fp16_storage: bool, photos, photo_root: Path, final: Path, name: str) -> None:
+    """Write every file of a model folder into ``tmp`` and check it (parity, verify)."""
+    from safetensors.torch import save_file
+
+    encoder.eval()
+    if head is not None:
+        head.eval()
+    # weights: store, then load the stored values back so the ONNX graph holds exactly them
+    stored = _storage_tensors(encoder, head, fp16_storage)
+    save_file(stored, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, "task": card["task"]})
+    state = _as_float32(stored)
+    encoder.load_state_dict(_split(state, "encoder."))
+    if head is not None:
+        head.load_state_dict(_split(state, "head."))
+    dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in stored.values() if v.is_floating_point()})
+    fields = _export_graphs(tmp, task, encoder, head, image_size, photos)
+    card = {
+        "format": FORMAT,
+        "name": name,
+        **card,
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 3, image_size, image_size], "layout": "NCHW", "image_size": image_size},
+        "input_name": INPUT_NAME,
+        "output_names": fields["output_names"],
+        "feature_output": FEATURE_OUTPUT,
+        "feature_dim": int(encoder.feature_dim),
+        "normalization": {"mean": list(_mean_std()[0]), "std": list(_mean_std()[1]), "colour_space": "RGB", "scale": 255.0},
+        "preprocessing": (
+            f"open_rgb (EXIF orientation, any mode → 8-bit RGB), square_resize({image_size}): shorter side to "
+            f"{image_size} px bicubic then centre crop; float32 = uint8 / scale; (x - mean) / std per channel; NCHW"
+        ),
+        "onnx": fields["onnx"],
+        "head_in_model_onnx": fields["head_in_model_onnx"],
+        "head_graph": fields["head_graph"],
+        **({"head_note": fields["head_note"]} if "head_note" in fields else {}),
+        "weights": {
+            "file": WEIGHTS_NAME, "prefixes": ["encoder."] + (["head."] if head is not None else []),
+            "storage_dtype": dtypes[0] if len(dtypes) == 1 else dtypes, "load_dtype": "float32",
+            "note": "float16 on disk; convert to float32 on load (ssl_train.export.load_model_weights); model.onnx holds the same values in float32"
+            if fp16_storage else "float32 on disk",
+        },
+        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "export_versions": _versions(),
+    }
+    card["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != CARD_NAME}
+    (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")  # provisional, read by parity_check
+    diff = parity_check(tmp, photos)
+    if not diff <= PARITY_TOL:
+        raise ExportError(f"ONNX outputs differ from PyTorch by {diff:.3g} > {PARITY_TOL:g} on {len(photos)} photos; nothing was written to {final}")
+    card["onnx_parity_max_abs_diff"] = diff
+    card["onnx_parity_photos"] = {"count": int(len(photos)), "from": str(photo_root)}
+    (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+    verify_model_dir(tmp)
+
+
+def _mean_std():
+    from .tasks.base import MEAN, STD
+
+    return MEAN, STD
+
+
+def _summary_beside(ckpt_path: Path, meta: dict) -> dict:
+    """summary.json of the same run (pretrain writes it when the run finishes), if it matches."""
+    p = ckpt_path.parent / "summary.json"
+    try:
+        s = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(s, dict) or s.get("task") != meta.get("task") or s.get("completed_epochs") != int(meta.get("epoch", -1)) + 1:
+        return {}
+    return s
+
+
+def _trained_on(data_root: str | None) -> str:
+    from .data import DEFAULT_DATA
+
+    if data_root and Path(data_root).resolve() == DEFAULT_DATA.resolve():
+        return "train split of data/flowers only"
+    return f"train split of {data_root} only" if data_root else "unknown"
+
+
+def _load_metrics(metrics: dict | None) -> dict | None:
+    if metrics is None:
+        return None
+    if not isinstance(metrics, dict):
+        raise UserError("metrics must be a JSON object, e.g. {\"knn_acc_10pct\": 0.61}")
+    try:
+        return json.loads(json.dumps(metrics))
+    except (TypeError, ValueError):
+        raise UserError("metrics must be JSON-serialisable numbers/strings") from None
+
+
+def export_model(
+    checkpoint_path: str | Path,
+    out_dir: str | Path,
+    name: str,
+    metrics: dict | None = None,
+    fp16_storage: bool = True,
+    *,
+    parity_data: str | Path | None = None,
+) -> Path:
+    """Export a pretraining checkpoint to ``<out_dir>/<name>/`` (model.onnx, weights.safetensors,
+    model.json, maybe head.onnx) and return that folder.
+
+    The ONNX graph is checked against PyTorch on a few real photos (from ``parity_data``, else the
+    checkpoint's data folder, else data/flowers); the folder is replaced only if every step passed.
+    One-line ``UserError`` for anything a user can fix (missing checkpoint, unknown task, bad name).
+    """
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .encoders import EncoderConfig, build_encoder
+    from .train import encoder_info
+
+    ckpt_path = Path(checkpoint_path)
+    _check_name(name)
+    metrics = _load_metrics(metrics)
+    ck = load_checkpoint(ckpt_path)
+    meta = ck.meta
+    for key in ("task", "encoder", "config"):
+        if key not in meta:
+            raise UserError(f"checkpoint {ckpt_path} has no {key!r} in its metadata; export a checkpoint written by `python -m ssl_train pretrain`")
+    task_name = meta["task"]
+    from .tasks import load_all, task_names
+    from .tasks.base import TASKS
+
+    load_all()
+    if task_name not in TASKS:
+        raise UserError(
+            f"checkpoint {ckpt_path} is for task {task_name!r}, which is not a registered pretext task "
+            f"({', '.join(task_names())}); export a pretraining checkpoint (runs/<task>/checkpoint.safetensors)"
+        )
+    cfg = meta["config"]
+    task = _task_of(task_name, cfg.get("task") or {})
+    data_cfg = cfg.get("data") or {}
+    if "image_size" not in data_cfg:
+        raise UserError(f"checkpoint {ckpt_path} does not record its image size (config.data.image_size); re-create it with pretrain")
+    image_size = int(data_cfg["image_size"])
+    try:
+        enc_cfg = EncoderConfig.from_dict(meta["encoder"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"checkpoint {ckpt_path} has an unusable encoder config ({e}); re-create it") from None
+    with torch.random.fork_rng(devices=[]):
+        encoder = build_encoder(enc_cfg)
+        head = task.build_head(encoder_info(encoder, image_size))
+    try:
+        encoder.load_state_dict(ck.encoder_state)
+        head.load_state_dict(ck.head_state)
+    except RuntimeError as e:
+        raise UserError(f"checkpoint {ckpt_path} does not fit task {task_name!r} with encoder {meta['encoder']} ({str(e).splitlines()[0][:120]}); re-create it") from None
+
+    summary = _summary_beside(ckpt_path, meta)
+    history = meta.get("history") or []
+    train_cfg = cfg.get("train") or {}
+    completed = int(meta.get("epoch", -1)) + 1
+    out_dir = Path(out_dir)
+    card = {
+        "task": task_name,
+        "task_kind": task.kind,
+        "task_config": task.config_dict(),
+        "encoder": enc_cfg.to_dict(),
+        "config": cfg,
+        "split_sha256": meta.get("split_sha256"),
+        "dataset_classes": meta.get("classes"),
+        "trained_on": _trained_on(data_cfg.get("root")),
+        "epochs": completed,
+        "epochs_planned": train_cfg.get("epochs"),
+        "finished": completed == train_cfg.get("epochs"),
+        # wall-clock seconds of all training epochs (summed over resumes)
+        "wall_seconds": summary.get("train_seconds_total", float(sum(h.get("seconds", 0.0) for h in history))),
+        "device": summary.get("device", f"unknown (config device {train_cfg.get('device', '?')!r})"),
+        "peak_rss_mb": summary.get("peak_rss_mb"),
+        "versions": summary.get("versions"),
+        "pretext_test": summary.get("pretext_test"),
+        "history": history,
+        "metrics": metrics,
+        "source_checkpoint": {"path": str(ckpt_path), "sha256": sha256_file(ckpt_path)},
+        "regenerate": f"python -m ssl_train export --checkpoint {ckpt_path} --name {name} --out {out_dir}",
+    }
+    return _write_model_dir(out_dir, name, task=task, encoder=encoder, head=head, image_size=image_size, card=card,
+                            fp16_storage=fp16_storage, data_root=data_cfg.get("root"), parity_data=parity_data)
+
+
+def export_random_reference(
+    out_dir: str | Path,
+    enc_cfg=None,
+    image_size: int = 96,
+    seed: int = 0,
+    *,
+    name: str = RANDOM_TASK,
+    metrics: dict | None = None,
+    fp16_storage: bool = True,
+    parity_data: str | Path | None = None,
+) -> Path:
+    """Export a randomly initialised encoder (``torch.manual_seed(seed)``, then ``build_encoder``)
+    to ``<out_dir>/<name>/`` with task "random_init" and only the "features" output: the
+    no-pretraining reference every pretext task is compared with."""
+    import torch
+
+    from .encoders import EncoderConfig, build_encoder
+
+    enc_cfg = enc_cfg or EncoderConfig()
+    if not 16 <= int(image_size) <= 512:
+        raise UserError(f"--image-size {image_size} is out of range; use 16..512 (default 96)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = build_encoder(enc_cfg)
+    out_dir = Path(out_dir)
+    widths, blocks = ",".join(map(str, enc_cfg.widths)), ",".join(map(str, enc_cfg.blocks))
+    card = {
+        "task": RANDOM_TASK,
+        "task_kind": None,
+        "task_config": {},
+        "encoder": enc_cfg.to_dict(),
+        "config": None,
+        "seed": seed,
+        "split_sha256": None,
+        "trained_on": f"nothing: random initialisation (torch.manual_seed({seed}))",
+        "epochs": 0,
+        "wall_seconds": 0.0,
+        "device": None,
+        "versions": None,
+        "metrics": _load_metrics(metrics),
+        "regenerate": f"python -m ssl_train export --random-init --name {name} --out {out_dir} --image-size {image_size} "
+                      f"--encoder {enc_cfg.name} --widths {widths} --blocks {blocks} --seed {seed}",
+    }
+    return _write_model_dir(out_dir, name, task=None, encoder=encoder, head=None, image_size=int(image_size), card=card,
+                            fp16_storage=fp16_storage, data_root=None, parity_data=parity_data)
+
+
+# --------------------------------------------------------------------------------------------
+# parity
+# --------------------------------------------------------------------------------------------
+def parity_check(model_dir: str | Path, images_u8) -> float:
+    """Max |ONNX − PyTorch| over every output of model.onnx (and head.onnx) on ``images_u8``
+    (uint8 (N, 3, S, S), numpy or torch, real photos). PyTorch is rebuilt from weights.safetensors."""
+    import numpy as np
+    import torch
+
+    model_dir = Path(model_dir)
+    encoder, head, card = load_model_weights(model_dir)
+    s = int(card["input"]["image_size"])
+    imgs = torch.as_tensor(np.asarray(images_u8))
+    if imgs.dtype != torch.uint8 or imgs.dim() != 4 or tuple(imgs.shape[1:]) != (3, s, s) or len(imgs) == 0:
+        raise ValueError(f"parity_check wants uint8 photos (N, 3, {s}, {s}), got {imgs.dtype} {tuple(imgs.shape)}")
+    FeaturesAndHead, _ = _graph_modules()
+    from .tasks.base import normalize
+
+    x = normalize(imgs.float().div(255.0))
+    diff = 0.0
+    with torch.no_grad():
+        ref = FeaturesAndHead(encoder, head if card.get("head_in_model_onnx") else None).eval()(x)
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        got = _session(model_dir / card["onnx"]["file"]).run(None, {card["input_name"]: x.numpy()})
+        if len(got) != len(ref):
+            raise ExportError(f"{card['onnx']['file']} has {len(got)} outputs, PyTorch {len(ref)}")
+        for r, g in zip(ref, got):
+            diff = max(diff, _max_abs_diff(r.numpy(), g))
+        hg = card.get("head_graph")
+        if hg:
+            task = _task_of(card["task"], card.get("task_config") or {})
+            args, out = _capture_head_call(task, encoder, head, imgs)
+            sess = _session(model_dir / hg["file"])
+            got = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)})
+            ref = _as_tuple(out)
+            for r, g in zip(ref, got):
+                diff = max(diff, _max_abs_diff(r.numpy(), g))
+    return diff
+
+
+def _max_abs_diff(a, b) -> float:
+    """max |a − b|; inf for a shape mismatch or any non-finite difference (NaN never passes)."""
+    import numpy as np
+
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    return float(d.max()) if np.isfinite(d).all() else float("inf")
+
+
+# --------------------------------------------------------------------------------------------
+# CLI (wired into ssl_train/__main__.py by its owner)
+# --------------------------------------------------------------------------------------------
+def _ints(s: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers, e.g. 32,64,128,256") from None
+
+
+def add_export_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``export`` on an argparse subparsers object (from ``add_subparsers``)."""
+    D = argparse.ArgumentDefaultsHelpFormatter
+    s = subparsers.add_parser(
+        "export",
+        help="write a model folder for the app (model.onnx, weights.safetensors, model.json) from a checkpoint",
+        description=(
+            "Export a pretraining checkpoint to OUT/NAME/: model.onnx (float32; input 'input' = normalised RGB "
+            "(batch, 3, S, S); outputs 'features' and the pretext head's), weights.safetensors (for fine-tuning) "
+            "and model.json (configs, normalisation, provenance, sha256 of every file). The ONNX graph is checked "
+            "against PyTorch on real photos; an existing model folder is replaced only when everything passed."
+        ),
+        formatter_class=D,
+    )
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", default=None, help="pretraining checkpoint to export, e.g. runs/rotation/checkpoint.safetensors")
+    src.add_argument("--random-init", action="store_true", help="export a randomly initialised encoder instead (task 'random_init', features only)")
+    s.add_argument("--name", default="", help="model folder name under --out; empty: the checkpoint's task (random_init with --random-init)")
+    s.add_argument("--out", default=str(REPO / "models"), help="folder holding one sub-folder per model")
+    s.add_argument("--metrics", default="", help="metrics to record in model.json: a JSON file or an inline JSON object; empty: none")
+    s.add_argument("--fp32-weights", action="store_true", help="store weights.safetensors in float32 instead of float16 (float16 is converted back to float32 on load)")
+    s.add_argument("--parity-data", default="", help="folder of photos for the ONNX-vs-PyTorch check; empty: the checkpoint's data folder, else data/flowers")
+    g = s.add_argument_group("random reference (only with --random-init)")
+    g.add_argument("--seed", type=int, default=0, help="torch seed of the random initialisation")
+    g.add_argument("--image-size", type=int, default=96, help="side of the square input, pixels")
+    g.add_argument("--encoder", default="resnet_compact", help="encoder name from the registry")
+    g.add_argument("--widths", type=_ints, default=(32, 64, 128, 256), help="channels of the four stages")
+    g.add_argument("--blocks", type=_ints, default=(1, 1, 2, 1), help="residual blocks per stage")
+    s.set_defaults(fn=cmd_export)
+    return s
+
+
+def _metrics_arg(value: str) -> dict | None:
+    if not value:
+        return None
+    text = value
+    if not value.lstrip().startswith("{"):
+        p = Path(value)
+        if not p.is_file():
+            raise UserError(f"--metrics {value} is neither a JSON file nor an inline JSON object; pass e.g. --metrics '{{\"knn\": 0.6}}'")
+        text = p.read_text()
+    try:
+        m = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--metrics is not valid JSON ({e.msg} at line {e.lineno}); fix it or omit --metrics") from None
+    if not isinstance(m, dict):
+        raise UserError("--metrics must hold a JSON object, e.g. {\"knn_acc\": 0.6}")
+    return m
+
+
+def cmd_export(args) -> int:
+    """Handler of ``python -m ssl_train export``: prints the folder, its files and the parity result."""
+    metrics = _metrics_arg(args.metrics)
+    parity = args.parity_data or None
+    if args.random_init:
+        from .encoders import ENCODERS, EncoderConfig
+
+        if args.encoder not in ENCODERS:
+            raise UserError(f"unknown encoder {args.encoder!r}; registered: {', '.join(sorted(ENCODERS))}")
+        try:
+            enc = EncoderConfig(name=args.encoder, widths=tuple(args.widths), blocks=tuple(args.blocks))
+        except ValueError as e:
+            raise UserError(f"{e}; e.g. --widths 32,64,128,256 --blocks 1,1,2,1") from None
+        path = export_random_reference(args.out, enc, args.image_size, args.seed, name=args.name or RANDOM_TASK,
+                                       metrics=metrics, fp16_storage=not args.fp32_weights, parity_data=parity)
+    else:
+        name = args.name
+        if not name:
+            from .checkpoint import load_checkpoint
+
+            name = str(load_checkpoint(args.checkpoint).meta.get("task", ""))
+        path = export_model(args.checkpoint, args.out, name, metrics, fp16_storage=not args.fp32_weights, parity_data=parity)
+    card = verify_model_dir(path)
+    sizes = {f: (path / f).stat().st_size for f in [*card["files"], CARD_NAME]}
+    print(json.dumps({
+        "model_dir": str(path),
+        "task": card["task"],
+        "outputs": card["output_names"],
+        "head_graph": (card.get("head_graph") or {}).get("file"),
+        "onnx_parity_max_abs_diff": card["onnx_parity_max_abs_diff"],
+        "files_bytes": sizes,
+        "total_mb": round(sum(sizes.values()) / 1e6, 2),
+    }, indent=1))
+    return 0

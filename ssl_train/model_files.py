@@ -1,0 +1,95 @@
+"""The file contract between training and the app: one folder per model under ``models/<name>/``.
+
+Layout (written by ``ssl_train.export``)::
+
+    models/<name>/model.onnx          float32 graph: "input" (batch, 3, S, S) → "features" (+ head outputs)
+    models/<name>/weights.safetensors encoder.* and head.* tensors (for fine-tuning)
+    models/<name>/head.onnx           optional: the pretext head alone (tasks with a custom forward)
+    models/<name>/model.json          the card: task, configs, normalisation, outputs, provenance,
+                                      and "files": {file name: sha256} of every other file
+
+This module is deliberately torch-free (json + hashlib only): the app imports it to check a model
+folder before loading anything from it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+FORMAT = "pretext-lab-model/1"
+CARD_NAME = "model.json"
+ONNX_NAME = "model.onnx"
+HEAD_ONNX_NAME = "head.onnx"
+WEIGHTS_NAME = "weights.safetensors"
+FEATURE_OUTPUT = "features"
+INPUT_NAME = "input"
+
+
+class ModelFileError(ValueError):
+    """A model folder that does not match its ``model.json``; the message (one line) names the bad
+    file and how to regenerate it."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fix_hint(model_dir: Path, card: dict[str, Any] | None) -> str:
+    cmd = card.get("regenerate") if isinstance(card, dict) else None
+    if not isinstance(cmd, str) or not cmd or "\n" in cmd:
+        cmd = f"python -m ssl_train export --checkpoint RUN/checkpoint.safetensors --name {model_dir.name} --out {model_dir.parent}"
+    return f"regenerate the folder with `{cmd}` or restore it from the release"
+
+
+def read_card(model_dir: str | Path) -> dict[str, Any]:
+    """``model.json`` of ``model_dir`` as a dict (no file checks). ``ModelFileError`` if missing or invalid."""
+    model_dir = Path(model_dir)
+    path = model_dir / CARD_NAME
+    if not model_dir.is_dir():
+        raise ModelFileError(f"model folder {model_dir} does not exist; {_fix_hint(model_dir, None)}")
+    if not path.is_file():
+        raise ModelFileError(f"{path} is missing; {_fix_hint(model_dir, None)}")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path} is not valid JSON ({str(e).splitlines()[0][:80]}); {_fix_hint(model_dir, None)}") from None
+    if not isinstance(card, dict) or not isinstance(card.get("files"), dict) or not card["files"]:
+        raise ModelFileError(f"{path} has no \"files\" table; {_fix_hint(model_dir, card if isinstance(card, dict) else None)}")
+    if card.get("format") != FORMAT:
+        raise ModelFileError(f"{path} has format {card.get('format')!r}, expected {FORMAT!r}; {_fix_hint(model_dir, card)}")
+    return card
+
+
+def verify_model_dir(model_dir: str | Path) -> dict[str, Any]:
+    """Check ``model_dir`` against its ``model.json``: every listed file exists and has the listed
+    sha256, and the ONNX graph and weights files the card names are among them.
+
+    Returns the card (dict). Raises ``ModelFileError`` (one line naming the file and the fix) on a
+    missing folder, missing or invalid ``model.json``, or a missing, unlisted or altered file.
+    """
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    hint = _fix_hint(model_dir, card)
+    files: dict[str, Any] = card["files"]
+    required = [card.get("onnx", {}).get("file", ONNX_NAME) if isinstance(card.get("onnx"), dict) else ONNX_NAME, WEIGHTS_NAME]
+    head = card.get("head_graph")
+    if isinstance(head, dict) and head.get("file"):
+        required.append(head["file"])
+    for name in required:
+        if name not in files:
+            raise ModelFileError(f"{model_dir / CARD_NAME} does not list {name} in \"files\"; {hint}")
+    for name, digest in files.items():
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..", CARD_NAME):
+            raise ModelFileError(f"{model_dir / CARD_NAME} lists an invalid file name {name!r}; {hint}")
+        path = model_dir / name
+        if not path.is_file():
+            raise ModelFileError(f"{path} is missing; {hint}")
+        if not isinstance(digest, str) or sha256_file(path) != digest.lower():
+            raise ModelFileError(f"{path} does not match its sha256 in {CARD_NAME} (altered or truncated); {hint}")
+    return card

@@ -1,0 +1,280 @@
+"""The model-folder contract between training and the app: export, ONNX parity, verification."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from torch import nn
+
+from ssl_train.checkpoint import load_checkpoint, save_checkpoint
+from ssl_train.data import DataConfig, SplitData, load_dataset, load_or_make_split
+from ssl_train.encoders import EncoderConfig, build_encoder, pooled
+from ssl_train.errors import UserError
+from ssl_train.export import (
+    PARITY_TOL,
+    add_export_parser,
+    export_model,
+    export_random_reference,
+    load_model_weights,
+    parity_check,
+)
+from ssl_train.images import open_rgb, square_resize, to_uint8_chw
+from ssl_train.model_files import ModelFileError, verify_model_dir
+from ssl_train.tasks.base import MEAN, STD, TASKS, PretextTask, TaskConfig, normalize
+from ssl_train.train import CHECKPOINT_NAME, TrainConfig, pretrain
+
+from ..conftest import FLOWERS, REPO
+
+SIZE = 32
+SMALL = EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))
+
+
+def real_photos(n: int, classes=("sunflower", "dandelion")) -> np.ndarray:
+    """Photos of data/flowers not in the training folder, decoded like training: (n, 3, S, S) uint8."""
+    files = [p for c in classes for p in sorted((FLOWERS / c).glob("*.jpg"))[:n]]
+    return np.stack([to_uint8_chw(square_resize(open_rgb(f), SIZE)) for f in files[:n]])
+
+
+def onnx_input(u8: np.ndarray) -> np.ndarray:
+    return normalize(torch.from_numpy(u8).float() / 255.0).numpy()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_folder, tmp_path_factory) -> Path:
+    """One real 1-epoch rotation pretraining run on 3 classes × 10 photos at 32 px."""
+    tmp = tmp_path_factory.mktemp("export-run")
+    cfg = DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=str(tmp / "split.csv"))
+    ds = load_dataset(cfg, use_cache=False)
+    data = SplitData(ds, load_or_make_split(ds, cfg), cfg)
+    from ssl_train.tasks import get_task
+
+    task = get_task("rotation", {"color_jitter": "0"})
+    pretrain(task, data, tmp / "run", SMALL, TrainConfig(epochs=1, batch_size=8, lr=0.05, device="cpu"), progress=False)
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("models")
+    return export_model(run_dir / CHECKPOINT_NAME, out, "rotation", metrics={"knn_acc": 0.5})
+
+
+@pytest.fixture
+def model_copy(exported, tmp_path) -> Path:
+    dst = tmp_path / "models" / "rotation"
+    shutil.copytree(exported, dst)
+    return dst
+
+
+# -- export ------------------------------------------------------------------------------------
+def test_export__writes_the_documented_folder(exported, run_dir):
+    card = json.loads((exported / "model.json").read_text())
+    meta = load_checkpoint(run_dir / CHECKPOINT_NAME).meta
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert sorted(p.name for p in exported.iterdir()) == ["model.json", "model.onnx", "weights.safetensors"]
+    assert set(card["files"]) == {"model.onnx", "weights.safetensors"}
+    assert card["task"] == "rotation" and card["task_config"] == meta["config"]["task"]
+    assert card["encoder"] == SMALL.to_dict() | {"widths": list(SMALL.widths), "blocks": list(SMALL.blocks)}
+    assert card["input"] == {"name": "input", "dtype": "float32", "shape": ["batch", 3, SIZE, SIZE], "layout": "NCHW", "image_size": SIZE}
+    assert card["normalization"] == {"mean": list(MEAN), "std": list(STD), "colour_space": "RGB", "scale": 255.0}
+    assert card["input_name"] == "input" and card["output_names"] == ["features", "logits"] and card["feature_output"] == "features"
+    assert card["onnx"]["opset"] == 17 and card["head_graph"] is None and card["head_in_model_onnx"] is True
+    assert card["split_sha256"] == meta["split_sha256"] and card["epochs"] == 1 and card["finished"] is True
+    assert card["device"] == summary["device"] and card["versions"] == summary["versions"]
+    assert card["wall_seconds"] == pytest.approx(summary["train_seconds_total"])
+    assert card["metrics"] == {"knn_acc": 0.5}
+    assert card["trained_on"].startswith("train split of") and card["trained_on"].endswith("only")
+    assert card["weights"]["storage_dtype"] == "float16" and card["weights"]["load_dtype"] == "float32"
+    assert 0 <= card["onnx_parity_max_abs_diff"] <= PARITY_TOL
+    assert not list(exported.parent.glob(".*")), "temporary folders left behind"
+
+
+def test_export__onnx_matches_pytorch_on_real_photos(exported, run_dir):
+    photos = real_photos(4)
+    assert parity_check(exported, photos) <= PARITY_TOL
+    # and the released model is the checkpoint's model (up to float16 storage of the weights)
+    ck = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    enc = build_encoder(SMALL)
+    enc.load_state_dict(ck.encoder_state)
+    with torch.no_grad():
+        want = pooled(enc.eval()(torch.from_numpy(onnx_input(photos)))).numpy()
+    got = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"]).run(["features"], {"input": onnx_input(photos)})[0]
+    assert np.allclose(got, want, rtol=1e-2, atol=1e-3)
+
+
+def test_export__dynamic_batch_runs_batch_1_and_3(exported):
+    sess = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = onnx_input(real_photos(3))
+    feats3, logits3 = sess.run(["features", "logits"], {"input": x})
+    feats1, logits1 = sess.run(["features", "logits"], {"input": x[1:2]})
+    assert feats3.shape == (3, SMALL.widths[-1]) and logits3.shape == (3, 4)
+    assert feats1.shape == (1, SMALL.widths[-1]) and logits1.shape == (1, 4)
+    assert np.allclose(feats1[0], feats3[1], atol=1e-5) and np.allclose(logits1[0], logits3[1], atol=1e-5)
+
+
+def test_export__weights_are_float16_on_disk_and_float32_when_loaded(exported):
+    with safe_open(str(exported / "weights.safetensors"), framework="pt") as f:
+        keys = list(f.keys())
+        assert {k.split(".")[0] for k in keys} == {"encoder", "head"}
+        assert f.get_tensor("encoder.stem.0.weight").dtype == torch.float16
+    encoder, head, card = load_model_weights(exported)
+    assert all(p.dtype == torch.float32 for p in [*encoder.parameters(), *head.parameters()])
+    assert not encoder.training and not head.training and card["task"] == "rotation"
+
+
+def test_export__failed_export_keeps_existing_model(model_copy, run_dir, monkeypatch):
+    before = {p.name: p.read_bytes() for p in model_copy.iterdir()}
+    import ssl_train.export as ex
+
+    monkeypatch.setattr(ex, "parity_check", lambda *a, **k: 1.0)  # e.g. an exporter bug: ONNX ≠ PyTorch
+    with pytest.raises(UserError, match="differ from PyTorch"):
+        export_model(run_dir / CHECKPOINT_NAME, model_copy.parent, "rotation")
+    assert {p.name: p.read_bytes() for p in model_copy.iterdir()} == before
+    assert sorted(p.name for p in model_copy.parent.iterdir()) == ["rotation"]  # no temporary folder left
+    verify_model_dir(model_copy)
+
+
+def test_export__refuses_what_a_user_can_fix(run_dir, tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        export_model(tmp_path / "nope.safetensors", tmp_path, "rotation")
+    with pytest.raises(UserError, match="not a valid model folder name"):
+        export_model(run_dir / CHECKPOINT_NAME, tmp_path, "../evil")
+    enc = build_encoder(SMALL)
+    save_checkpoint(tmp_path / "ft.safetensors", enc, nn.Linear(32, 3), {"task": "classifier", "encoder": SMALL.to_dict(), "config": {}, "epoch": 0})
+    with pytest.raises(UserError, match="not a registered pretext task"):
+        export_model(tmp_path / "ft.safetensors", tmp_path, "ft")
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "rotation").exists()
+
+
+# -- verify ------------------------------------------------------------------------------------
+def test_verify__intact_folder_passes(exported):
+    card = verify_model_dir(exported)
+    assert card["task"] == "rotation"
+
+
+def test_verify__tampered_file_is_refused_with_its_name(model_copy):
+    path = model_copy / "model.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"model\.onnx does not match its sha256") as e:
+        verify_model_dir(model_copy)
+    assert "python -m ssl_train export" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_verify__missing_file_is_refused_with_its_name(model_copy):
+    (model_copy / "weights.safetensors").unlink()
+    with pytest.raises(ModelFileError, match=r"weights\.safetensors is missing.*python -m ssl_train export"):
+        verify_model_dir(model_copy)
+
+
+def test_verify__invalid_or_missing_model_json_is_refused(model_copy, tmp_path):
+    (model_copy / "model.json").write_text("{ not json")
+    with pytest.raises(ModelFileError, match=r"model\.json is not valid JSON"):
+        verify_model_dir(model_copy)
+    (model_copy / "model.json").unlink()
+    with pytest.raises(ModelFileError, match=r"model\.json is missing"):
+        verify_model_dir(model_copy)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        verify_model_dir(tmp_path / "no-such-model")
+    assert issubclass(ModelFileError, ValueError)
+
+
+def test_verify__module_does_not_import_torch():
+    code = "import sys, ssl_train.model_files; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+# -- other layouts -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PairConfig(TaskConfig):
+    pass
+
+
+class PairHead(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2 * dim, 2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z)
+
+
+class PairTask(PretextTask):
+    """A custom-forward task like jigsaw/context: two views per sample, one prediction per pair."""
+
+    name = "_test_pairs"
+    Config = PairConfig
+
+    def build_head(self, info):
+        return PairHead(info.feature_dim)
+
+    def make_batch(self, images, gen, index):
+        x = torch.stack([images, images.flip(-1)], 1)  # (B, 2, 3, S, S)
+        return normalize(x.flatten(0, 1)).unflatten(0, (-1, 2)), torch.zeros(len(images), dtype=torch.long)
+
+    def forward(self, encoder, head, inputs):
+        b = inputs.shape[0]
+        return head(pooled(encoder(inputs.flatten(0, 1))).reshape(b, -1))
+
+    def loss(self, out, targets):
+        return F.cross_entropy(out, targets)
+
+
+def test_export__custom_forward_task_gets_features_and_a_head_graph(tiny_folder, tmp_path, monkeypatch):
+    monkeypatch.setitem(TASKS, PairTask.name, PairTask)
+    torch.manual_seed(0)
+    enc, head = build_encoder(SMALL), PairHead(SMALL.widths[-1])
+    meta = {"task": PairTask.name, "encoder": SMALL.to_dict(), "epoch": 0,
+            "config": {"task": {}, "train": {"epochs": 1}, "data": {"root": str(tiny_folder), "image_size": SIZE}}}
+    save_checkpoint(tmp_path / "ck.safetensors", enc, head, meta)
+    path = export_model(tmp_path / "ck.safetensors", tmp_path / "models", "pairs")
+    card = verify_model_dir(path)
+    assert card["output_names"] == ["features"] and card["head_in_model_onnx"] is False
+    assert card["head_graph"]["file"] == "head.onnx" and set(card["files"]) == {"model.onnx", "head.onnx", "weights.safetensors"}
+    assert card["head_graph"]["inputs"] == [{"name": "head_input", "dtype": "float32", "shape": ["batch", 2 * SMALL.widths[-1]]}]
+    assert [o["name"] for o in card["head_graph"]["outputs"]] == ["logits"]
+    assert parity_check(path, real_photos(3)) <= PARITY_TOL
+
+
+def test_export_random_reference__features_only(tmp_path):
+    path = export_random_reference(tmp_path, SMALL, SIZE, seed=3)
+    card = verify_model_dir(path)
+    assert path.name == "random_init" and card["task"] == "random_init"
+    assert card["output_names"] == ["features"] and card["head_graph"] is None and card["epochs"] == 0
+    assert parity_check(path, real_photos(2)) <= PARITY_TOL
+    with safe_open(str(path / "weights.safetensors"), framework="pt") as f:
+        assert all(k.startswith("encoder.") for k in f.keys())
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def _cli() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ssl_train")
+    add_export_parser(p.add_subparsers(dest="cmd", required=True))
+    return p
+
+
+def test_cli__export_subcommand_writes_and_reports(run_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _cli().parse_args(["export", "--help"])
+    helptext = capsys.readouterr().out
+    assert "--checkpoint" in helptext and "--random-init" in helptext and "(default:" in helptext
+    a = _cli().parse_args(["export", "--checkpoint", str(run_dir / CHECKPOINT_NAME), "--out", str(tmp_path), "--metrics", '{"knn": 0.4}'])
+    assert a.fn(a) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model_dir"] == str(tmp_path / "rotation") and out["outputs"] == ["features", "logits"]
+    assert json.loads((tmp_path / "rotation" / "model.json").read_text())["metrics"] == {"knn": 0.4}
+    bad = _cli().parse_args(["export", "--checkpoint", str(run_dir / CHECKPOINT_NAME), "--out", str(tmp_path), "--metrics", "{oops"])
+    with pytest.raises(UserError, match="--metrics is not valid JSON"):
+        bad.fn(bad)
