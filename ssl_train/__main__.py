@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report} ...``.
+"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export} ...``.
 
 Bad input ends with a one-line ``error: ...`` naming the problem and the fix, exit code 2.
 """
@@ -238,7 +238,7 @@ def cmd_report(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export}")
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=str(REPO / "reports" / "protocol.json"), help="protocol report to read")
     s.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
     s.set_defaults(fn=cmd_report)
+
+    from .export import add_export_parser
+
+    add_export_parser(sub)
     return p
 
 
