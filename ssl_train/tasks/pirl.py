@@ -44,6 +44,7 @@ from torch import nn
 from .. import augment
 from ..encoders import pooled
 from ..errors import UserError
+from ._buffers import resize_for_load
 from .base import EncoderInfo, EpochContext, PretextTask, TaskConfig, normalize, register
 from .jigsaw import N_TILES, apply_permutation, centred_offsets, cut_tiles, random_offsets, tile_geometry
 
@@ -145,10 +146,7 @@ class PIRLHead(nn.Module):
         return f, self.g(t.reshape(-1, N_TILES * t.shape[1]))
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-        # the bank's size (N) is known only from the data: take the saved shape so loading works
-        key = prefix + "bank"
-        if key in state_dict and state_dict[key].shape != self.bank.shape:
-            self.bank = torch.zeros_like(state_dict[key], device=self.bank.device, dtype=self.bank.dtype)
+        resize_for_load(self, state_dict, prefix, ["bank"])  # N is known only from the data
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
