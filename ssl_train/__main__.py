@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -62,6 +63,7 @@ def _add_train(p: argparse.ArgumentParser, epochs: int = 30) -> None:
     g.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA (no effect on CPU)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (slower start, faster steps)")
     g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to OUT/tb (needs tensorboard)")
+    g.add_argument("--sync-bn", action="store_true", help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm)")
 
 
 def _add_finetune(p: argparse.ArgumentParser) -> None:
@@ -96,6 +98,7 @@ def _train_cfg(a):
     return TrainConfig(
         epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, seed=a.seed, device=a.device, amp=not a.no_amp, compile=a.compile, tensorboard=a.tensorboard,
+        sync_bn=a.sync_bn,
     )
 
 
@@ -133,7 +136,9 @@ def cmd_pretrain(a) -> int:
     task.config.validate(dcfg.image_size)
     data = load_split_data(dcfg)
     out = Path(a.out or REPO / "runs" / a.task)
-    summary = pretrain(task, data, out, enc, tcfg, resume=a.resume, progress=not a.quiet)
+    summary = pretrain(task, data, out, enc, tcfg, resume=a.resume, progress=not a.quiet, stop_after_epoch=a.stop_after_epoch)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(json.dumps({k: summary[k] for k in ("task", "completed_epochs", "train_seconds_total", "device", "peak_rss_mb", "checkpoint") if k in summary} | {"pretext_test": summary.get("pretext_test")}, indent=1))
     return 0
 
@@ -249,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="", help="run directory for checkpoint.safetensors, metrics.jsonl, summary.json. Default: runs/TASK")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     s.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    s.add_argument("--stop-after-epoch", type=int, default=None, help="end after this epoch (0-based) as a kill would; resume later with --resume")
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_pretrain)
 

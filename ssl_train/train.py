@@ -23,6 +23,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import SplitData
+from .distributed import all_reduce_mean, barrier, init_from_env
 from .encoders import EncoderConfig, build_encoder, pooled
 from .errors import UserError
 from .tasks.base import EncoderInfo, EpochContext, PretextTask, normalize
@@ -47,6 +48,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     tensorboard: bool = False
+    sync_bn: bool = False  # under torchrun: batch-norm statistics over the global batch
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -219,11 +221,20 @@ def pretrain(
     if ckpt_path.exists() and not resume:
         raise UserError(f"{ckpt_path} already exists; pass --resume to continue that run, or --out NEW_DIR to start another")
     dev = resolve_device(cfg.device)
+    di = init_from_env(dev.type)
+    if di.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", di.local_rank)
+        torch.cuda.set_device(dev)
     task.config.validate(data.cfg.image_size)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
     encoder = build_encoder(enc_cfg)
     head = task.build_head(encoder_info(encoder, data.cfg.image_size))
-    model = TaskModel(task, encoder, head).to(dev)
+    model = TaskModel(task, encoder, head)
+    if cfg.sync_bn and dev.type != "cuda":
+        raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm is GPU-only); leave it out on CPU")
+    if di.enabled and cfg.sync_bn:
+        model.encoder = nn.SyncBatchNorm.convert_sync_batchnorm(model.encoder)
+    model = model.to(dev)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model.parameters(), cfg)
@@ -231,6 +242,9 @@ def pretrain(
     train_idx = data.train_idx
     n = len(train_idx)
     bs = min(cfg.batch_size, n)
+    if bs % di.world_size:
+        raise UserError(f"--batch-size {bs} must be divisible by the {di.world_size} processes of torchrun")
+    progress = progress and di.is_main
     steps_per_epoch = n // bs
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
@@ -259,15 +273,17 @@ def pretrain(
             opt.load_state_dict(opt_state)
         start_epoch = int(ck.meta["epoch"]) + 1
         history = ck.meta.get("history", [])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    barrier()  # every rank has read the checkpoint before rank 0 may overwrite it
     metrics_path = out_dir / "metrics.jsonl"
-    if resume and metrics_path.exists():  # drop lines of the epoch the kill interrupted
-        keep = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln).get("epoch", 0) < start_epoch]
-        metrics_path.write_text("".join(k + "\n" for k in keep))
-    elif not resume:
-        metrics_path.write_text("")
+    if di.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume and metrics_path.exists():  # drop lines of the epoch the kill interrupted
+            keep = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln).get("epoch", 0) < start_epoch]
+            metrics_path.write_text("".join(k + "\n" for k in keep))
+        elif not resume:
+            metrics_path.write_text("")
     tb = None
-    if cfg.tensorboard:
+    if cfg.tensorboard and di.is_main:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -277,7 +293,13 @@ def pretrain(
 
     images = data.ds.images[torch.as_tensor(train_idx)].to(dev)  # uint8, resident on the device
     use_amp = cfg.amp and dev.type == "cuda"
-    step_model: nn.Module = torch.compile(model) if cfg.compile else model
+    step_model: nn.Module = model
+    if di.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        step_model = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if cfg.compile:
+        step_model = torch.compile(step_model)
     t_start = time.time()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -293,8 +315,10 @@ def pretrain(
     last_epoch = cfg.epochs - 1 if stop_after_epoch is None else min(cfg.epochs - 1, stop_after_epoch)
     for epoch in range(start_epoch, last_epoch + 1):
         t_epoch = time.time()
-        gen = epoch_generator(cfg.seed, epoch, dev)
-        task.on_epoch_start(EpochContext(epoch, images, embed, gen, model.head))
+        # every rank draws the same pseudo-labels / bank state from gen_shared; augmentation per rank
+        gen_shared = epoch_generator(cfg.seed, epoch, dev)
+        task.on_epoch_start(EpochContext(epoch, images, embed, gen_shared, model.head, di.world_size))
+        gen = gen_shared if not di.enabled else epoch_generator(cfg.seed + 7919 * di.rank, epoch, dev)
         perm_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=perm_gen).to(dev)
         model.train()
@@ -307,13 +331,13 @@ def pretrain(
             lr = lr_at(step, total_steps, warmup, cfg.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
-            idx = perm[s * bs : (s + 1) * bs]
+            idx = perm[s * bs : (s + 1) * bs][di.rank :: di.world_size]  # this rank's shard of the global batch
             x = _as_float(images[idx], cfg.channels_last)
             inputs, targets = task.make_batch(x, gen, idx)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 out = step_model(inputs)
                 loss = task.loss(out, targets)
-            lv = loss.item()
+            lv = all_reduce_mean(loss.detach()).item()  # the global batch's loss, same on every rank
             if not math.isfinite(lv):
                 kept = f"last good checkpoint (after epoch {epoch}) kept at {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written yet"
                 raise TrainingDiverged(
@@ -327,9 +351,12 @@ def pretrain(
                 sums[k] = sums.get(k, 0.0) + v
             if progress and tqdm is not None:
                 bar.set_postfix(loss=f"{lv:.3f}", lr=f"{lr:.3g}")  # type: ignore[union-attr]
-        ep = {k: v / max(1, steps_per_epoch) for k, v in sums.items()}
+        ep = {k: all_reduce_mean(torch.tensor(v / max(1, steps_per_epoch), dtype=torch.float64, device=dev)).item() for k, v in sums.items()}
         rec = {"epoch": epoch, "step": (epoch + 1) * steps_per_epoch, "lr": lr, "seconds": time.time() - t_epoch, **{f"train_{k}": v for k, v in ep.items()}}
         history.append(rec)
+        if not di.is_main:
+            barrier()  # wait for rank 0's checkpoint
+            continue
         with open(metrics_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
         if tb is not None:
@@ -339,6 +366,8 @@ def pretrain(
         if progress:
             print(f"[{task.name}] epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4f}" for k, v in ep.items()) + f" ({rec['seconds']:.1f}s)", flush=True)
         save_checkpoint(ckpt_path, model.encoder, model.head, dict(meta_base, epoch=epoch, history=history), opt)
+        if di.enabled:
+            barrier()
 
     wall = time.time() - t_start
     finished = history and history[-1]["epoch"] == cfg.epochs - 1
@@ -350,6 +379,7 @@ def pretrain(
         "wall_seconds_this_process": wall,
         "train_seconds_total": float(sum(h["seconds"] for h in history)),
         "device": device_name(dev),
+        "world_size": di.world_size,
         "peak_rss_mb": peak_rss_mb(),
         "peak_cuda_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
         "versions": library_versions(),
@@ -357,12 +387,13 @@ def pretrain(
         "encoder": enc_cfg.to_dict(),
         "checkpoint": str(ckpt_path),
     }
-    if finished:
+    if finished and di.is_main:
         test_u8 = data.ds.images[torch.as_tensor(data.test_idx)]
         summary["pretext_test"] = pretext_scores(task, model.encoder, model.head, test_u8, dev)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if tb is not None:
         tb.close()
+    barrier()
     return summary
 
 

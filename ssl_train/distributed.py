@@ -1,0 +1,66 @@
+"""torch.distributed helpers: the same code runs as one process or under ``torchrun``.
+
+``torchrun --nproc_per_node N -m ssl_train pretrain ...`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``;
+``init_from_env`` starts the process group (NCCL on CUDA, gloo on CPU). With one process every
+helper here is the identity, so tasks can call them unconditionally.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_from_env(device_type: str) -> DistInfo:
+    """Join the process group if launched by torchrun (WORLD_SIZE > 1); else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (n, ...) from every rank along dim 0, in rank order (no gradient).
+    Every rank must pass the same shape."""
+    if world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over ranks (a new tensor)."""
+    if world_size() == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.SUM)
+    return y / world_size()
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
