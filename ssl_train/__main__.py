@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export} ...``.
+"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench} ...``.
 
 Bad input ends with a one-line ``error: ...`` naming the problem and the fix, exit code 2.
 """
@@ -241,9 +241,28 @@ def cmd_report(a) -> int:
     return 0
 
 
+def cmd_bench(a) -> int:
+    from .bench import run_bench
+    from .data import load_split_data
+    from .tasks import load_all, task_names
+
+    load_all()
+    tasks = task_names() if a.tasks == ("all",) else list(a.tasks)
+    from .tasks import get_task
+
+    for t in tasks:
+        get_task(t).config.validate(a.image_size)
+    if a.steps < 1 or a.repeats < 1 or a.warmup < 0 or a.workers < 0:
+        raise UserError("--steps and --repeats must be ≥ 1, --warmup and --workers ≥ 0")
+    data = load_split_data(_data_cfg(a))
+    path = run_bench(data, tasks, _enc_cfg(a), _train_cfg(a), a.steps, a.warmup, a.repeats, a.workers, Path(a.out))
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench}")
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -292,6 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=str(REPO / "reports" / "protocol.json"), help="protocol report to read")
     s.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
     s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("bench", help="images/s of the training step per task: device-resident path vs a DataLoader of PIL transforms", formatter_class=D)
+    s.add_argument("--tasks", type=_strs, default=("all",), help="tasks to time, comma-separated, or all")
+    s.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
+    s.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocations, compilation)")
+    s.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    s.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the conventional path")
+    s.add_argument("--out", default=str(REPO / "reports"), help="folder for bench-<device>.json")
+    _add_data(s), _add_encoder(s), _add_train(s)
+    s.set_defaults(fn=cmd_bench)
 
     from .export import add_export_parser
 
