@@ -1,9 +1,10 @@
-"""A light convolutional decoder shared by the dense pretext tasks (colorization, inpainting,
-super-resolution). Not a task: ``load_all`` skips modules whose name starts with ``_``.
+"""A light convolutional decoder shared by the dense pretext tasks colorization and inpainting.
+Not a task: ``load_all`` skips modules whose name starts with ``_``.
 
 It reads only the encoder's *last* feature map (stride 32), never earlier stages: skip connections
-would let the shallow layers solve these mostly local problems and leave the deep features, the ones
-every probe reads, untrained.
+would let the shallow layers solve these problems from local cues and leave the deep features, the
+ones every probe reads, untrained. (Super-resolution is the exception, see ``superres``: its target
+is local detail, which the last map cannot place.)
 """
 from __future__ import annotations
 

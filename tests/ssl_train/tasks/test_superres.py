@@ -38,7 +38,7 @@ def test_superres__head_starts_as_bicubic_and_modes_give_right_inputs():
         assert inputs["x"].shape == (2, 3, side, side) and torch.equal(target, x)
         out = task.forward(enc, head, inputs)
         assert out.shape == (2, 3, 32, 32)
-        assert torch.allclose(out, inputs["upsampled"])  # zero-initialised residual
+        assert (out - inputs["upsampled"]).abs().max() < 0.05  # near-zero initial residual
 
 
 def test_superres__impossible_factor_fails_early():
