@@ -1,0 +1,227 @@
+"""Features of the bundled photos, their UMAP map and kNN accuracy — per model, precomputed.
+
+``python -m app.precompute`` (or the app itself on a miss) computes, for one model:
+
+- the pooled features of every bundled photo (onnxruntime, ``OnnxModel.features``);
+- a 2-D UMAP layout of the map photos: the test split (a fixed sample of ≤ 1500 if larger);
+- the kNN accuracy on the test split (``ssl_train.evaluate.knn_eval``: k = 20, cosine,
+  distance-weighted, trained on every training photo's label);
+
+and stores them in one small ``.npz`` (features in float16, no pickle) keyed by the sha256 of the
+model's ``model.onnx`` and of the photo set's ``split.csv``, so a stale file is never used. Reading
+it needs numpy only: opening a map imports neither torch nor umap.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import PRECOMPUTED_NAME, cache_dir
+
+FORMAT = "pretext-lab-app-layout/1"
+MAP_MAX = 1500
+KNN_K = 20  # = ssl_train.evaluate.KNN_K
+UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_state": 0}
+NEIGHBOURS = 5
+
+
+@dataclass
+class Layout:
+    model: str
+    onnx_sha256: str
+    data_key: str
+    classes: list[str]
+    files: np.ndarray  # (N,) str, every bundled photo
+    labels: np.ndarray  # (N,) int64
+    is_test: np.ndarray  # (N,) bool
+    features: np.ndarray  # (N, D) float32 (stored as float16)
+    map_idx: np.ndarray  # (M,) indices into files: the photos on the map
+    xy: np.ndarray  # (M, 2) float32
+    knn_accuracy: float
+    method: str = "umap"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def map_features(self) -> np.ndarray:
+        return self.features[self.map_idx]
+
+    @property
+    def train_idx(self) -> np.ndarray:
+        return np.nonzero(~self.is_test)[0]
+
+    @property
+    def test_idx(self) -> np.ndarray:
+        return np.nonzero(self.is_test)[0]
+
+
+def onnx_sha256(card: dict) -> str:
+    name = (card.get("onnx") or {}).get("file", "model.onnx")
+    return str(card["files"][name])
+
+
+def precomputed_paths(model_dir: Path, card: dict, data_key: str) -> list[Path]:
+    """Where a layout may be: beside model.json (shipped), then the app's cache folder."""
+    return [Path(model_dir) / PRECOMPUTED_NAME, cache_dir() / f"{Path(model_dir).name}-{onnx_sha256(card)[:12]}-{data_key[:12]}.npz"]
+
+
+# -- storage ---------------------------------------------------------------------------------------
+def save(layout: Layout, path: Path) -> Path:
+    """Write atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT, "model": layout.model, "onnx_sha256": layout.onnx_sha256, "data_key": layout.data_key,
+        "classes": layout.classes, "knn_accuracy": layout.knn_accuracy, "method": layout.method, **layout.meta,
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(
+            f, meta=np.asarray(json.dumps(meta)), files=np.asarray(layout.files, dtype=str), labels=layout.labels.astype(np.int16),
+            is_test=layout.is_test, features=layout.features.astype(np.float16), map_idx=layout.map_idx.astype(np.int32),
+            xy=layout.xy.astype(np.float32),
+        )
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: Path, onnx_sha: str, data_key: str) -> Layout | None:
+    """The layout in ``path`` if it exists and belongs to this model and photo set, else None."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != FORMAT or meta.get("onnx_sha256") != onnx_sha or meta.get("data_key") != data_key:
+                return None
+            return Layout(
+                model=meta["model"], onnx_sha256=onnx_sha, data_key=data_key, classes=list(meta["classes"]),
+                files=z["files"], labels=z["labels"].astype(np.int64), is_test=z["is_test"].astype(bool),
+                features=z["features"].astype(np.float32), map_idx=z["map_idx"].astype(np.int64), xy=z["xy"].astype(np.float32),
+                knn_accuracy=float(meta["knn_accuracy"]), method=meta.get("method", "umap"),
+                meta={k: v for k, v in meta.items() if k not in ("format", "model", "onnx_sha256", "data_key", "classes", "knn_accuracy", "method")},
+            )
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+
+
+def find(model_dir: Path, card: dict, data_key: str) -> Layout | None:
+    for p in precomputed_paths(model_dir, card, data_key):
+        got = load(p, onnx_sha256(card), data_key)
+        if got is not None:
+            got.meta["loaded_from"] = str(p)
+            return got
+    return None
+
+
+# -- computing -------------------------------------------------------------------------------------
+def map_indices(is_test: np.ndarray, max_points: int = MAP_MAX, seed: int = 0) -> np.ndarray:
+    """The photos drawn on the map: the test split, or a fixed sample of ``max_points`` of it."""
+    idx = np.nonzero(is_test)[0]
+    if len(idx) > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_points, replace=False))
+    return idx
+
+
+def fit_umap(features: np.ndarray):
+    """A fitted ``umap.UMAP`` (fixed parameters and seed: refitting the same features reproduces
+    the same layout)."""
+    import warnings
+
+    import umap
+
+    params = dict(UMAP_PARAMS, n_neighbors=min(UMAP_PARAMS["n_neighbors"], len(features) - 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", numba notes
+        return umap.UMAP(n_components=2, **params).fit(np.asarray(features, np.float32))
+
+
+def _pca2(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return (x @ vt[:2].T).astype(np.float32)
+
+
+def layout_xy(features: np.ndarray) -> tuple[np.ndarray, str]:
+    """2-D positions of ``features``: UMAP, or PCA when there are too few photos for UMAP (< 10)."""
+    if len(features) < 10:
+        return _pca2(features), "pca (fewer than 10 photos)"
+    return fit_umap(features).embedding_.astype(np.float32), "umap"
+
+
+def build(model, data_root: str | Path, progress: Callable[[str], None] | None = None) -> Layout:
+    """Compute a model's layout from the bundled photos (decodes them if not cached: slow once)."""
+    from ssl_train.evaluate import knn_eval
+
+    from . import photos
+
+    say = progress or (lambda s: None)
+    idx = photos.index(data_root)
+    t0 = time.time()
+    say("decoding the bundled photos")
+    sd = photos.decoded(data_root, model.image_size)
+    images = sd.ds.images.numpy()
+    t1 = time.time()
+    say(f"computing features of {len(images)} photos")
+    feats = model.features(images).astype(np.float16).astype(np.float32)  # what the file will hold
+    t2 = time.time()
+    is_test = np.asarray(sd.is_test, bool)
+    labels = np.asarray(sd.ds.labels, np.int64)
+    map_idx = map_indices(is_test)
+    say(f"fitting the map of {len(map_idx)} test photos")
+    xy, method = layout_xy(feats[map_idx])
+    t3 = time.time()
+    tr, te = np.nonzero(~is_test)[0], np.nonzero(is_test)[0]
+    knn = knn_eval(feats[tr], labels[tr], feats[te], labels[te], len(sd.ds.classes), k=KNN_K)
+    t4 = time.time()
+    card = model.card
+    return Layout(
+        model=model.name, onnx_sha256=onnx_sha256(card), data_key=idx.key, classes=list(sd.ds.classes),
+        files=np.asarray(sd.ds.files, dtype=str), labels=labels, is_test=is_test, features=feats, map_idx=map_idx, xy=xy,
+        knn_accuracy=float(knn["test_accuracy"]), method=method,
+        meta={
+            "knn_k": int(knn["k"]), "umap": UMAP_PARAMS if method == "umap" else None, "n_photos": int(len(images)),
+            "seconds": {"decode": round(t1 - t0, 2), "features": round(t2 - t1, 2), "layout": round(t3 - t2, 2), "knn": round(t4 - t3, 2)},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+
+
+# -- uploads on the map ----------------------------------------------------------------------------
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def neighbours(layout: Layout, feats: np.ndarray, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``feats``: the ``k`` most similar map photos (cosine) → (indices into
+    ``layout.map_idx`` (n, k), similarities (n, k))."""
+    sims = _unit(feats) @ _unit(layout.map_features).T
+    k = min(k, sims.shape[1])
+    order = np.argsort(-sims, axis=1)[:, :k]
+    return order, np.take_along_axis(sims, order, 1)
+
+
+def place(layout: Layout, feats: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """Map positions for new photos without refitting: the similarity-weighted mean of their
+    ``k`` nearest map photos' positions (how UMAP's own ``transform`` initialises new points)."""
+    order, sims = neighbours(layout, feats, k)
+    w = np.maximum(sims, 0.0) + 1e-6
+    return (layout.xy[order] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+
+
+def knn_vote(layout: Layout, feats: np.ndarray, k: int = KNN_K) -> tuple[list[int], np.ndarray]:
+    """Class votes for new photos from the training photos' labels, like the kNN score (cosine,
+    weights 1/distance) → (predicted class per photo, vote shares (n, classes))."""
+    tr = layout.train_idx
+    sims = _unit(feats) @ _unit(layout.features[tr]).T
+    k = min(k, len(tr))
+    order = np.argsort(-sims, axis=1)[:, :k]
+    dist = np.maximum(1.0 - np.take_along_axis(sims, order, 1), 1e-9)
+    votes = np.zeros((len(feats), len(layout.classes)))
+    np.add.at(votes, (np.repeat(np.arange(len(feats)), k), layout.labels[tr][order].ravel()), (1.0 / dist).ravel())
+    share = votes / votes.sum(1, keepdims=True)
+    return [int(i) for i in share.argmax(1)], share

@@ -1,0 +1,261 @@
+"""Few-shot lab compute: a linear probe on cached features, and fine-tuning in a background thread.
+
+Both use the protocol's own pieces so the app and the report agree: the labelled subset is
+``ssl_train.data.labelled_subset`` (same seed → same photos as the protocol), scores are
+``ssl_train.evaluate.scores`` and fine-tuning is ``ssl_train.evaluate.finetune`` with its
+``on_step`` callback (progress and the stop button). Results are plain objects the page keeps in
+its own session state: nothing here is shared between two people.
+
+The linear probe differs from the protocol's in one declared way: C is fixed at 1.0 (scikit-learn's
+default, the protocol's value when cross-validation is impossible) instead of chosen by 3-fold CV
+over four values, so it answers in well under a second even at 100% of the labels.
+"""
+from __future__ import annotations
+
+import io
+import threading
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROBE_C = 1.0
+MAX_KEPT = 8  # trained models a session keeps (oldest dropped first)
+_TRAIN_LOCK = threading.Lock()  # one fine-tune at a time on this server: the CPU has few cores
+
+
+@dataclass
+class Trained:
+    """One classifier trained in this session, with its test-split scores."""
+
+    mode: str  # "linear" | "finetune"
+    encoder: str  # model name, or "scratch"
+    fraction: float
+    seed: int
+    n_labelled: int
+    classes: list[str]
+    scores: dict[str, Any]  # test_accuracy, per_class_accuracy, confusion (ssl_train.evaluate.scores)
+    test_files: list[str]
+    test_true: np.ndarray
+    test_pred: np.ndarray
+    classifier: Any  # sklearn pipeline (linear) or ssl_train.evaluate.Classifier (finetune)
+    feature_model: str | None = None  # linear: the model whose features it reads
+    image_size: int = 96
+    info: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.scores["test_accuracy"])
+
+    @property
+    def title(self) -> str:
+        how = "linear probe" if self.mode == "linear" else "fine-tune"
+        return f"{self.encoder} · {how} · {self.fraction:.0%} labels · seed {self.seed}"
+
+
+def labelled(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    from ssl_train.data import labelled_subset
+
+    return labelled_subset(train_idx, labels, fraction, seed)
+
+
+# -- linear probe ------------------------------------------------------------------------------------
+def linear_probe(layout, fraction: float, seed: int, encoder: str | None = None, C: float = PROBE_C) -> Trained:
+    """Standardised features → logistic regression (C fixed in advance) on the labelled subset,
+    scored on the test split. ``layout`` is an ``app.embedding.Layout`` (cached features)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    from ssl_train.evaluate import scores
+
+    t0 = time.time()
+    sub = labelled(layout.train_idx, layout.labels, fraction, seed)
+    te = layout.test_idx
+    x, y = layout.features, layout.labels
+    # one BLAS thread: on a busy 2-core machine, threaded BLAS makes this 50× slower, not faster
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=500)).fit(x[sub], y[sub])
+        pred = clf.predict(x[te])
+    return Trained(
+        mode="linear", encoder=encoder or layout.model, fraction=fraction, seed=seed, n_labelled=int(len(sub)),
+        classes=list(layout.classes), scores=scores(pred, y[te], len(layout.classes)), test_files=[str(f) for f in layout.files[te]],
+        test_true=y[te], test_pred=np.asarray(pred), classifier=clf, feature_model=layout.model,
+        info={"C": C, "seconds": round(time.time() - t0, 3)},
+    )
+
+
+# -- fine-tuning ------------------------------------------------------------------------------------
+def finetune_config(quick: bool):
+    """The protocol's schedule (``FinetuneConfig()``: 30 epochs clamped to 100–500 steps), or the
+    quick one (same, clamped to 60–150 steps) for large fractions on a slow CPU."""
+    from ssl_train.evaluate import FinetuneConfig
+
+    return FinetuneConfig(min_steps=60, max_steps=150) if quick else FinetuneConfig()
+
+
+class FinetuneJob:
+    """Fine-tunes the chosen encoder and then scratch on the same labelled photos, in a thread.
+
+    The page polls ``snapshot()``; ``stop()`` makes ``finetune``'s ``on_step`` return True, the
+    model trained so far is scored and kept, and remaining phases are skipped.
+    """
+
+    def __init__(self, *, model_dir: Path | None, card: dict, data, fraction: float, seed: int, cfg, with_scratch: bool = True, encoder_name: str = "") -> None:
+        self.model_dir = Path(model_dir) if model_dir else None
+        self.card = card
+        self.data = data  # ssl_train.data.SplitData at the encoder's input size
+        self.fraction, self.seed, self.cfg = float(fraction), int(seed), cfg
+        self.phases = ([encoder_name or card.get("name") or "encoder"] if self.model_dir else []) + (["scratch"] if with_scratch or not self.model_dir else [])
+        self.state = "queued"  # queued → waiting → running → done | stopped | error
+        self.phase = 0
+        self.step = 0
+        self.total = cfg.steps_for(len(self._subset()))
+        self.losses: dict[str, list[float]] = {p: [] for p in self.phases}
+        self.results: list[Trained] = []
+        self.error: str | None = None
+        self.started = time.time()
+        self.finished: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pretext-lab-finetune", daemon=True)
+
+    def _subset(self) -> np.ndarray:
+        return labelled(self.data.train_idx, np.asarray(self.data.ds.labels), self.fraction, self.seed)
+
+    def start(self) -> "FinetuneJob":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("queued", "waiting", "running")
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "state": self.state, "phase": self.phases[min(self.phase, len(self.phases) - 1)], "phase_index": self.phase,
+            "phases": list(self.phases), "step": self.step, "total": self.total, "losses": {k: list(v) for k, v in self.losses.items()},
+            "elapsed": (self.finished or time.time()) - self.started, "error": self.error,
+        }
+
+    def _on_step(self, step: int, total: int, loss: float) -> bool:
+        self.step, self.total = step, total
+        self.losses[self.phases[self.phase]].append(float(loss))
+        return self._stop.is_set()
+
+    def _run(self) -> None:
+        try:
+            self.state = "waiting"
+            with _TRAIN_LOCK:
+                if self._stop.is_set():
+                    self.state = "stopped"
+                    return
+                self.state = "running"
+                self._train_all()
+            self.state = "stopped" if self._stop.is_set() else "done"
+        except Exception as e:  # noqa: BLE001 — shown on the page, never raised into Streamlit
+            self.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self.state = "error"
+            traceback.print_exc()
+        finally:
+            self.finished = time.time()
+
+    def _train_all(self) -> None:
+        from ssl_train.encoders import EncoderConfig
+        from ssl_train.evaluate import finetune, predict, scores
+        from ssl_train.train import resolve_device
+
+        enc_cfg = EncoderConfig.from_dict(self.card["encoder"])
+        ds = self.data.ds
+        labels = np.asarray(ds.labels)
+        sub, te = self._subset(), self.data.test_idx
+        n_classes = len(ds.classes)
+        for i, name in enumerate(self.phases):
+            self.phase, self.step = i, 0
+            state = None
+            if name != "scratch":
+                from ssl_train.export import load_model_weights
+
+                encoder, _, _ = load_model_weights(self.model_dir, self.card)
+                state = encoder.state_dict()
+            t0 = time.time()
+            model, log = finetune(state, enc_cfg, ds.images[sub], labels[sub], n_classes, self.cfg, self.seed, on_step=self._on_step)
+            t1 = time.time()
+            probs = predict(model, ds.images[te], resolve_device(self.cfg.device))
+            pred = probs.argmax(1)
+            model.to("cpu")
+            self.results.append(Trained(
+                mode="finetune", encoder=name, fraction=self.fraction, seed=self.seed, n_labelled=int(len(sub)), classes=list(ds.classes),
+                scores=scores(pred, labels[te], n_classes), test_files=[ds.files[j] for j in te], test_true=labels[te], test_pred=pred,
+                classifier=model, image_size=int(ds.images.shape[-1]),
+                info={**log, "train_seconds": round(t1 - t0, 1), "eval_seconds": round(time.time() - t1, 1), "schedule": self.cfg.to_dict()},
+            ))
+            if self._stop.is_set():
+                break
+
+
+# -- using a trained model -----------------------------------------------------------------------------
+def classify(trained: Trained, images: list, onnx_model=None) -> np.ndarray:
+    """Class probabilities (n, classes) for RGB photos with a classifier of this session. A linear
+    probe reads features from ``onnx_model`` (its ``feature_model``)."""
+    from ssl_train.images import square_resize, to_uint8_chw
+
+    if not images:
+        return np.zeros((0, len(trained.classes)), np.float32)
+    if trained.mode == "linear":
+        if onnx_model is None:
+            raise ValueError(f"the linear probe on {trained.feature_model} needs that model's features")
+        feats = onnx_model.features(np.stack([onnx_model.prepare(im) for im in images]))
+        return trained.classifier.predict_proba(feats)
+    import torch
+
+    from ssl_train.evaluate import predict
+
+    u8 = np.stack([to_uint8_chw(square_resize(im, trained.image_size)) for im in images])
+    return predict(trained.classifier, torch.from_numpy(u8), torch.device("cpu"))
+
+
+def results_csv(results: list[Trained]) -> bytes:
+    """One row per trained model: settings and test accuracy (overall and per class)."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        row = {"encoder": r.encoder, "mode": r.mode, "labelled_fraction": r.fraction, "seed": r.seed, "n_labelled": r.n_labelled, "test_accuracy": round(r.accuracy, 4)}
+        row.update({f"accuracy_{c}": round(a, 4) for c, a in zip(r.classes, r.scores["per_class_accuracy"])})
+        row.update({k: r.info.get(k) for k in ("C", "steps", "planned_steps", "stopped_early", "train_seconds")})
+        rows.append(row)
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False)
+    return buf.getvalue().encode()
+
+
+def predictions_csv(results: list[Trained], uploads: list[tuple[str, np.ndarray]] | None = None) -> bytes:
+    """Per-photo predictions of each model on the test split (and on uploaded photos: name, probs
+    per model in ``uploads``, aligned with ``results``)."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        for f, t, p in zip(r.test_files, r.test_true, r.test_pred):
+            rows.append({"model": r.title, "photo": f, "split": "test", "true_class": r.classes[int(t)], "predicted": r.classes[int(p)], "correct": bool(t == p)})
+    for name, probs_per_model in uploads or []:
+        for r, probs in zip(results, probs_per_model):
+            rows.append({"model": r.title, "photo": name, "split": "upload", "true_class": "", "predicted": r.classes[int(np.argmax(probs))], "correct": "",
+                         "confidence": round(float(np.max(probs)), 4)})
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False)
+    return buf.getvalue().encode()

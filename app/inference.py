@@ -1,0 +1,269 @@
+"""Exported models → predictions, with onnxruntime only (no Streamlit, no training machinery).
+
+A model folder is read through ``ssl_train.model_files`` (torch-free): its ``model.json`` says the
+input size, the normalisation and the output names; every file is checked against its sha256
+before a session is built. Photos are prepared exactly as the card's "preprocessing" says, with the
+training package's own functions (``open_rgb`` upstream in ``app.uploads``, ``square_resize``,
+``to_uint8_chw``), then ``(x / scale - mean) / std``.
+
+Pretext visualisations use the task's own pure functions (``ssl_train.tasks.rotation``): torch is
+imported only when such a visualisation runs, never by listing or embedding.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ssl_train.images import square_resize, to_uint8_chw
+from ssl_train.model_files import CARD_NAME, FEATURE_OUTPUT, ModelFileError, read_card, verify_model_dir
+
+from .config import RANDOM_INIT, display
+
+BATCH = 64
+ANGLE_LABELS = ("0°", "90° ↺", "180°", "270° ↺")  # index k = turned k·90° counter-clockwise (torch.rot90)
+# tasks the explorer can draw; any other task gets a clear "no visualisation yet"
+VISUALISED_TASKS = ("rotation",)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One sub-folder of the models directory: its card when intact, else the one-line error."""
+
+    name: str
+    path: Path
+    card: dict[str, Any] | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.card is not None
+
+    @property
+    def task(self) -> str:
+        return str((self.card or {}).get("task", "?"))
+
+    @property
+    def is_reference(self) -> bool:
+        return self.task == RANDOM_INIT
+
+    def label(self) -> str:
+        """``rotation (rotation, 50 epochs)`` — how pages name a model."""
+        if not self.card:
+            return self.name
+        if self.is_reference:
+            return f"{self.name} (random init, no pretraining)"
+        ep = self.card.get("epochs")
+        return f"{self.name} ({self.task}, {ep} epoch{'s' if ep != 1 else ''})" if self.name != self.task else f"{self.name} ({ep} epoch{'s' if ep != 1 else ''})"
+
+
+def list_models(models_dir: str | Path) -> list[ModelEntry]:
+    """Every model folder under ``models_dir`` (sorted; hidden folders skipped), verified.
+
+    A folder that fails ``verify_model_dir`` is listed with the error message, which names the bad
+    file and the command that regenerates it. A missing ``models_dir`` gives an empty list.
+    """
+    root = Path(models_dir)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.iterdir()):
+        if not p.is_dir() or p.name.startswith((".", "_")):
+            continue
+        try:
+            card = verify_model_dir(p)
+            _check_card(p, card)
+            out.append(ModelEntry(p.name, p, card, None))
+        except ModelFileError as e:
+            out.append(ModelEntry(p.name, p, None, str(e)))
+    return out
+
+
+def folder_signature(model_dir: str | Path) -> tuple:
+    """(name, size, mtime) of every file in the folder: changes whenever a file is replaced, so
+    caches keyed by it never serve a stale model."""
+    p = Path(model_dir)
+    try:
+        return tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in p.iterdir() if f.is_file()))
+    except OSError:
+        return ()
+
+
+def _regen(model_dir: Path, card: dict | None) -> str:
+    cmd = (card or {}).get("regenerate") or f"python -m ssl_train export --checkpoint RUN/checkpoint.safetensors --name {model_dir.name} --out {display(model_dir.parent)}"
+    return f"regenerate the folder with `{cmd}`"
+
+
+def _check_card(model_dir: Path, card: dict) -> None:
+    """Fields the app relies on, beyond what verify_model_dir checks."""
+    try:
+        size = int(card["input"]["image_size"])
+        norm = card["normalization"]
+        mean, std = [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
+        float(norm.get("scale", 255.0))
+        outputs = list(card["output_names"])
+        task = card["task"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{model_dir / CARD_NAME} lacks a field the app needs ({type(e).__name__}: {e}); {_regen(model_dir, card)}") from None
+    if not 8 <= size <= 1024 or len(mean) != 3 or len(std) != 3 or not all(s > 0 for s in std) or not isinstance(task, str):
+        raise ModelFileError(f"{model_dir / CARD_NAME} has an unusable input size or normalisation; {_regen(model_dir, card)}")
+    if card.get("feature_output", FEATURE_OUTPUT) not in outputs:
+        raise ModelFileError(f"{model_dir / CARD_NAME} lists no {FEATURE_OUTPUT!r} output; {_regen(model_dir, card)}")
+
+
+class OnnxModel:
+    """A verified model folder with an onnxruntime session (read-only: safe to share between
+    sessions and threads)."""
+
+    def __init__(self, model_dir: str | Path, card: dict[str, Any] | None = None) -> None:
+        import onnxruntime as ort
+
+        self.dir = Path(model_dir)
+        self.card = card if card is not None else verify_model_dir(self.dir)
+        _check_card(self.dir, self.card)
+        self.name = self.dir.name
+        self.task: str = self.card["task"]
+        self.image_size = int(self.card["input"]["image_size"])
+        norm = self.card["normalization"]
+        self.scale = float(norm.get("scale", 255.0))
+        self.mean = np.asarray(norm["mean"], np.float32).reshape(1, 3, 1, 1)
+        self.std = np.asarray(norm["std"], np.float32).reshape(1, 3, 1, 1)
+        self.input_name: str = self.card.get("input_name", "input")
+        self.feature_output: str = self.card.get("feature_output", FEATURE_OUTPUT)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        onnx_file = self.dir / (self.card.get("onnx") or {}).get("file", "model.onnx")
+        try:
+            self.session = ort.InferenceSession(str(onnx_file), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 — onnxruntime raises its own exception types
+            raise ModelFileError(f"{onnx_file} cannot be loaded by onnxruntime ({str(e).splitlines()[0][:120]}); {_regen(self.dir, self.card)}") from None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        if self.feature_output not in self.output_names:
+            raise ModelFileError(f"{onnx_file} has no {self.feature_output!r} output; {_regen(self.dir, self.card)}")
+
+    # -- preprocessing ----------------------------------------------------------------------
+    def prepare(self, img: Image.Image) -> np.ndarray:
+        """RGB photo → uint8 (3, S, S): shorter side to S (bicubic), centre crop — as in training."""
+        return to_uint8_chw(square_resize(img.convert("RGB") if img.mode != "RGB" else img, self.image_size))
+
+    def normalise(self, images_u8: np.ndarray) -> np.ndarray:
+        """uint8 (N, 3, S, S) → float32 encoder input per model.json."""
+        x = np.asarray(images_u8, dtype=np.float32) / self.scale
+        return ((x - self.mean) / self.std).astype(np.float32, copy=False)
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, images_u8: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """uint8 (N, 3, S, S) → {output name: (N, ...)} for ``outputs`` (default: all)."""
+        images_u8 = np.asarray(images_u8)
+        s = self.image_size
+        if images_u8.ndim != 4 or images_u8.shape[1:] != (3, s, s):
+            raise ValueError(f"{self.name} wants uint8 (N, 3, {s}, {s}), got {images_u8.shape}")
+        names = outputs or self.output_names
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for i in range(0, len(images_u8), BATCH):
+            got = self.session.run(names, {self.input_name: self.normalise(images_u8[i : i + BATCH])})
+            for n, g in zip(names, got):
+                parts[n].append(g)
+        return {n: (np.concatenate(v) if v else np.zeros((0,), np.float32)) for n, v in parts.items()}
+
+    def features(self, images_u8: np.ndarray) -> np.ndarray:
+        """uint8 (N, 3, S, S) → pooled last-stage features (N, D) float32."""
+        return self.run(images_u8, [self.feature_output])[self.feature_output].astype(np.float32, copy=False)
+
+    @property
+    def has_rotation_head(self) -> bool:
+        return self.task == "rotation" and "logits" in self.output_names
+
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = np.asarray(z, np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+# -- rotation ------------------------------------------------------------------------------------
+def turn_probabilities(model: OnnxModel, images_u8: np.ndarray) -> np.ndarray:
+    """uint8 (N, 3, S, S) photos as they are → (N, 4): P(photo is turned k·90° counter-clockwise)."""
+    if not model.has_rotation_head:
+        raise ValueError(f"model {model.name} ({model.task}) has no rotation head")
+    return softmax(model.run(images_u8, ["logits"])["logits"])
+
+
+def rotation_grid(model: OnnxModel, image_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One photo (3, S, S) in all four rotations (``ssl_train.tasks.rotation.all_rotations``) →
+    (rotated uint8 (4, 3, S, S), probabilities (4, 4)): row k is the photo turned k·90°
+    counter-clockwise, column j the model's probability that it was turned j·90°."""
+    import torch
+
+    from ssl_train.tasks.rotation import all_rotations
+
+    x, _ = all_rotations(torch.from_numpy(np.ascontiguousarray(image_u8))[None])
+    rotated = x.numpy()
+    return rotated, turn_probabilities(model, rotated)
+
+
+def turn(image_u8: np.ndarray, k: int) -> np.ndarray:
+    """(3, H, W) uint8 turned k·90° counter-clockwise with ``ssl_train.tasks.rotation.rotate``."""
+    import torch
+
+    from ssl_train.tasks.rotation import rotate
+
+    return rotate(torch.from_numpy(np.ascontiguousarray(image_u8))[None], int(k))[0].numpy()
+
+
+def auto_upright(model: OnnxModel, image_u8: np.ndarray, shown_u8: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+    """Predict how a photo (3, S, S) is turned and undo it with ``ssl_train.tasks.rotation.upright``.
+
+    ``shown_u8`` (3, D, D), a larger square crop of the same photo, is what gets turned back for
+    display (default: the model's input). Returns (predicted k, probabilities (4,), upright uint8).
+    """
+    import torch
+
+    from ssl_train.tasks.rotation import upright
+
+    probs = turn_probabilities(model, np.asarray(image_u8)[None])[0]
+    k = int(np.argmax(probs))
+    shown = image_u8 if shown_u8 is None else shown_u8
+    fixed = upright(torch.from_numpy(np.ascontiguousarray(shown))[None], torch.tensor([k]))[0].numpy()
+    return k, probs, fixed
+
+
+def to_pil(image_u8: np.ndarray) -> Image.Image:
+    """uint8 (3, H, W) → PIL RGB."""
+    return Image.fromarray(np.ascontiguousarray(np.asarray(image_u8).transpose(1, 2, 0)))
+
+
+def display_square(img: Image.Image, size: int = 256) -> np.ndarray:
+    """The model's centre crop at display resolution: uint8 (3, size, size)."""
+    return to_uint8_chw(square_resize(img, size))
+
+
+def card_summary(card: dict[str, Any]) -> dict[str, Any]:
+    """The few card fields a page shows about a model."""
+    pt = card.get("pretext_test") or {}
+    return {
+        "task": card.get("task"),
+        "epochs": card.get("epochs"),
+        "finished": card.get("finished"),
+        "input": f"{card['input']['image_size']} px",
+        "feature_dim": card.get("feature_dim"),
+        "trained_on": card.get("trained_on"),
+        "pretext test": pt if pt else None,
+        "metrics": card.get("metrics"),
+        "exported_at": card.get("exported_at"),
+        "outputs": card.get("output_names"),
+    }
+
+
+__all__ = [
+    "ANGLE_LABELS", "ModelEntry", "ModelFileError", "OnnxModel", "VISUALISED_TASKS", "auto_upright", "card_summary",
+    "display_square", "folder_signature", "list_models", "read_card", "rotation_grid", "softmax", "to_pil", "turn",
+    "turn_probabilities",
+]

@@ -1,0 +1,42 @@
+"""The protocol's results (``reports/protocol.json``) as reference curves: mean ± std over seeds.
+
+The file may be incomplete while a benchmark runs (fewer seeds, fractions or modes) or absent;
+``load`` then returns what there is and a note, never raises.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+SCRATCH = "scratch"  # = ssl_train.protocol.SCRATCH: the protocol's name for the random-init encoder
+MODE_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN (k=20)"}
+
+
+def load(path: str | Path) -> tuple[pd.DataFrame | None, str]:
+    """(summary table with columns task, mode, fraction, mean, std, seeds — or None, a one-line note)."""
+    path = Path(path)
+    if not path.is_file():
+        return None, f"no reference results yet ({path.name} not found; `python -m ssl_train protocol` writes it)"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        runs = report["runs"]
+        df = pd.DataFrame([{k: r[k] for k in ("task", "mode", "fraction", "seed", "test_accuracy")} for r in runs])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        return None, f"{path.name} could not be read ({type(e).__name__}); rerun `python -m ssl_train report` or the protocol"
+    if df.empty:
+        return None, f"{path.name} has no runs yet (the protocol is probably still running)"
+    df["fraction"] = df["fraction"].astype(float)
+    df["test_accuracy"] = df["test_accuracy"].astype(float)
+    summ = (
+        df.groupby(["task", "mode", "fraction"])["test_accuracy"]
+        .agg(mean="mean", std=lambda s: float(s.std(ddof=0)), seeds="count")
+        .reset_index()
+    )
+    planned = report.get("config", {}).get("protocol", {})
+    n_planned = len(planned.get("tasks", [])) + 1 if planned.get("tasks") else None
+    n_planned = n_planned * len(planned.get("fractions", [])) * len(planned.get("seeds", [])) * len(planned.get("modes", [])) if n_planned else None
+    done = len(df)
+    note = f"{done} runs from {path.name}" + (f" ({done} of {n_planned} planned: the protocol is still running)" if n_planned and done < n_planned else "")
+    return summ, note

@@ -1,0 +1,60 @@
+"""Every ``st.session_state`` key the app uses, with its default, in one place.
+
+Session state is per browser session: what one person uploads or trains is never seen by another
+(trained models live here, not in Streamlit's shared caches).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# -- shared by all pages ----------------------------------------------------------------------------
+UPLOADS = "uploads"  # {"photos": [UploadedPhoto], "page": title of the page they were uploaded on}
+
+# -- Pretext explorer ---------------------------------------------------------------------------------
+EXPLORER_UPLOADER = "explorer.uploader"
+EXPLORER_PICKS = "explorer.picks"  # bundled photo files (relative to the data folder)
+EXPLORER_TURN = "explorer.turn"  # how far to turn a bundled photo before auto-upright, degrees
+
+# -- Embedding map ------------------------------------------------------------------------------------
+MAP_UPLOADER = "map.uploader"
+MAP_LEFT = "map.left"  # model name of the left map
+MAP_RIGHT = "map.right"
+MAP_EXACT = "map.exact"  # place uploads with umap's transform (fits UMAP in this server once)
+
+# -- Few-shot lab -------------------------------------------------------------------------------------
+FEW_UPLOADER = "fewshot.uploader"
+FEW_FRACTION = "fewshot.fraction"  # percent, 1..100
+FEW_ENCODER = "fewshot.encoder"
+FEW_MODE = "fewshot.mode"  # "linear" | "finetune"
+FEW_SEED = "fewshot.seed"
+FEW_QUICK = "fewshot.quick"  # quick fine-tune schedule
+FEW_RESULTS = "fewshot.results"  # [app.fewshot.Trained], newest last, per session
+FEW_JOB = "fewshot.job"  # app.fewshot.FinetuneJob | None
+
+# -- Talk mode ----------------------------------------------------------------------------------------
+TALK_STEP = "talk.step"
+
+DEFAULTS: dict[str, Any] = {
+    EXPLORER_TURN: 90,
+    FEW_FRACTION: 10,
+    FEW_MODE: "linear",
+    FEW_SEED: 0,
+    FEW_QUICK: False,
+    TALK_STEP: 0,
+}
+# mutable defaults are built fresh for each session
+FACTORIES: dict[str, Any] = {
+    UPLOADS: lambda: {"photos": [], "page": ""},
+    FEW_RESULTS: list,
+    FEW_JOB: lambda: None,
+}
+
+
+def init(session_state) -> None:
+    """Give every key its default once per session (never overwrites a user's choice)."""
+    for k, v in DEFAULTS.items():
+        if k not in session_state:
+            session_state[k] = v
+    for k, make in FACTORIES.items():
+        if k not in session_state:
+            session_state[k] = make()

@@ -1,0 +1,209 @@
+"""Few-shot lab: train a flower classifier on a few labels, pretrained encoder vs scratch."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import fewshot, reference, state, ui
+from app.config import RANDOM_INIT, reports_dir
+from app.inference import ModelFileError
+from app.uploads import md_escape
+
+MODES = {"linear": "Linear probe (frozen features, < 1 s)", "finetune": "Fine-tune the whole network"}
+SCRATCH_COLOUR, ENCODER_COLOUR = "#6c757d", "#d1495b"
+
+
+def keep(results: list) -> None:
+    """Append to this session's results, dropping the oldest beyond MAX_KEPT."""
+    store = st.session_state[state.FEW_RESULTS]
+    store.extend(results)
+    del store[: max(0, len(store) - fewshot.MAX_KEPT)]
+
+
+def find(mode: str, encoder: str, fraction: float, seed: int):
+    for r in reversed(st.session_state[state.FEW_RESULTS]):
+        if (r.mode, r.encoder, r.seed) == (mode, encoder, seed) and abs(r.fraction - fraction) < 1e-9:
+            return r
+    return None
+
+
+def reference_figure(summ: pd.DataFrame | None, mode: str, points: list) -> go.Figure:
+    fig = go.Figure()
+    if summ is not None:
+        sub = summ[summ["mode"] == mode]
+        for task, g in sub.groupby("task"):
+            g = g.sort_values("fraction")
+            colour = SCRATCH_COLOUR if task == reference.SCRATCH else None
+            fig.add_trace(go.Scatter(
+                x=100 * g["fraction"], y=100 * g["mean"], error_y=dict(type="data", array=100 * g["std"], visible=True),
+                mode="lines+markers", name=f"{task} (report, {int(g['seeds'].max())} seed{'s' if g['seeds'].max() > 1 else ''})",
+                line=dict(color=colour, dash="dot" if task == reference.SCRATCH else "solid"),
+            ))
+    for r in points:
+        fig.add_trace(go.Scatter(
+            x=[100 * r.fraction], y=[100 * r.accuracy], mode="markers", name=f"{r.encoder} (this session)",
+            marker=dict(size=15, symbol="diamond", color=SCRATCH_COLOUR if r.encoder in ("scratch", RANDOM_INIT) else ENCODER_COLOUR,
+                        line=dict(width=1, color="black")),
+        ))
+    fig.update_layout(
+        xaxis=dict(type="log", title="labelled training photos (%)", tickvals=[1, 2, 5, 10, 25, 50, 100]),
+        yaxis=dict(title="test accuracy (%)"), height=360, margin=dict(l=10, r=10, t=30, b=10),
+        title=f"{reference.MODE_TITLES.get(mode, mode)}: reference from reports/protocol.json",
+    )
+    return fig
+
+
+@st.fragment(run_every=1.0)
+def job_panel() -> None:
+    """Live progress of this session's fine-tune (polled every second while it runs)."""
+    job = st.session_state.get(state.FEW_JOB)
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()  # whole page: show the results
+    snap = job.snapshot()
+    phase_no = snap["phase_index"] + 1
+    if snap["state"] in ("queued", "waiting"):
+        st.info("Waiting for another fine-tune on this server to finish…", icon="⏳")
+    else:
+        done = snap["step"] / max(1, snap["total"])
+        per_step = snap["elapsed"] / max(1, snap["phase_index"] * snap["total"] + snap["step"])
+        left = per_step * ((len(snap["phases"]) - snap["phase_index"]) * snap["total"] - snap["step"])
+        st.progress(done, text=f"{snap['phase']} ({phase_no}/{len(snap['phases'])}): step {snap['step']} of {snap['total']} · "
+                               f"{snap['elapsed']:.0f} s so far, about {left:.0f} s to go")
+    losses = {k: v for k, v in snap["losses"].items() if v}
+    if losses:
+        n = max(len(v) for v in losses.values())
+        st.line_chart(pd.DataFrame({k: v + [None] * (n - len(v)) for k, v in losses.items()}), height=200, x_label="step", y_label="training loss")
+    if st.button("⏹ Stop", key="fewshot.stop", help="Keep the model trained so far, score it, skip the rest."):
+        job.stop()
+
+
+st.title("Few-shot lab")
+st.markdown(
+    "Train a flower classifier with only a **fraction of the training labels**, starting from a pretrained encoder or "
+    "from **scratch** (random weights), and score both on the same test photos. A pretext task pays off where the "
+    "pretrained bar beats scratch — usually most at the smallest fractions."
+)
+entries = ui.usable_models()
+index = ui.photo_index()
+if not entries or index is None:
+    st.stop()
+
+names = [e.name for e in entries]
+pretext = [e.name for e in entries if not e.is_reference] or names
+if st.session_state.get(state.FEW_ENCODER) not in pretext:
+    st.session_state[state.FEW_ENCODER] = pretext[0]
+c1, c2, c3 = st.columns([2, 2, 2])
+pct = c1.slider("Labelled training photos (%)", 1, 100, key=state.FEW_FRACTION,
+                help="A stratified, seeded subset of the training split — the same photos the protocol uses for this seed.")
+enc_name = c2.selectbox("Pretrained encoder", pretext, key=state.FEW_ENCODER, format_func=lambda n: ui.model_by_name(entries, n).label())
+mode = c3.radio("Method", list(MODES), key=state.FEW_MODE, format_func=MODES.get)
+with st.expander("Settings"):
+    seed = st.number_input("Seed (which labelled photos, initialisation, batch order)", 0, 99, key=state.FEW_SEED)
+    quick = st.toggle("Quick fine-tune schedule (at most 150 steps)", key=state.FEW_QUICK,
+                      help="The protocol's schedule is 30 epochs clamped to 100–500 steps. Quick clamps to 60–150 steps: "
+                           "the same as the protocol up to about 10% of the labels, shorter above.")
+fraction = pct / 100.0
+entry = ui.model_by_name(entries, enc_name)
+scratch_entry = ui.model_by_name(entries, RANDOM_INIT)
+n_train = int((~index.is_test).sum())
+sub = fewshot.labelled(np.nonzero(~index.is_test)[0], index.labels, fraction, int(seed))
+per_class = np.bincount(index.labels[sub], minlength=len(index.classes))
+st.caption(f"{len(sub)} of {n_train} training photos are labelled ({', '.join(f'{c} {n}' for c, n in zip(index.classes, per_class))}); "
+           f"scores use all {int(index.is_test.sum())} test photos.")
+
+current: list = []
+if mode == "linear":
+    try:
+        lay = ui.layout(entry, index)
+        mine = find("linear", enc_name, fraction, int(seed)) or fewshot.linear_probe(lay, fraction, int(seed), enc_name)
+        if mine not in st.session_state[state.FEW_RESULTS]:
+            keep([mine])
+        current.append(mine)
+        if scratch_entry is not None and scratch_entry.name != enc_name:
+            lay0 = ui.layout(scratch_entry, index)
+            base = find("linear", "scratch", fraction, int(seed)) or fewshot.linear_probe(lay0, fraction, int(seed), "scratch")
+            if base not in st.session_state[state.FEW_RESULTS]:
+                keep([base])
+            current.append(base)
+        elif scratch_entry is None:
+            st.info("Export the reference encoder (`python -m ssl_train export --random-init`) to compare with scratch.")
+    except ModelFileError as e:
+        st.error(str(e))
+    st.caption(f"Logistic regression on standardised features, C = {fewshot.PROBE_C:g} fixed in advance (the protocol picks C by "
+               "3-fold cross-validation, which takes tens of seconds; its numbers are the reference curve).")
+else:
+    job = st.session_state[state.FEW_JOB]
+    if job is not None and not job.running:
+        if job.results:
+            keep(job.results)
+        if job.error:
+            st.error(f"Fine-tuning failed: {md_escape(job.error)}")
+        elif job.state == "stopped":
+            st.warning(f"Stopped after {job.results[-1].info['steps'] if job.results else 0} steps; the partial model is scored below.")
+        st.session_state[state.FEW_JOB] = job = None
+    cfg = fewshot.finetune_config(bool(quick))
+    steps = cfg.steps_for(len(sub))
+    if job is None:
+        st.markdown(f"Fine-tunes **{md_escape(enc_name)}**, then the same network from **scratch**: {steps} steps each "
+                    f"({'quick' if quick else 'protocol'} schedule, batch {min(cfg.batch_size, len(sub))}, SGD, crops and flips).")
+        if st.button("▶ Start fine-tuning", type="primary"):
+            try:
+                data = ui.decoded(str(index.root), int(entry.card["input"]["image_size"]), index.key)
+                st.session_state[state.FEW_JOB] = fewshot.FinetuneJob(
+                    model_dir=entry.path, card=entry.card, data=data, fraction=fraction, seed=int(seed), cfg=cfg, encoder_name=enc_name,
+                ).start()
+            except Exception as e:  # noqa: BLE001
+                st.error(f"Could not start: {type(e).__name__}: {md_escape(str(e)[:200])}")
+            st.rerun()
+    else:
+        job_panel()
+    current = [r for r in (find("finetune", enc_name, fraction, int(seed)), find("finetune", "scratch", fraction, int(seed))) if r]
+
+if current:
+    st.subheader("Test accuracy")
+    cols = st.columns(len(current))
+    for col, r in zip(cols, current):
+        delta = None
+        if r is current[0] and len(current) > 1:
+            delta = f"{100 * (r.accuracy - current[1].accuracy):+.1f} points vs scratch"
+        col.metric(f"{r.encoder} · {r.n_labelled} labels", ui.percent(r.accuracy), delta=delta)
+        col.plotly_chart(ui.confusion_figure(r.scores["confusion"], r.classes, f"{r.encoder}: confusion"), key=f"cm.{r.encoder}")
+        if r.mode == "finetune":
+            col.caption(f"{r.info.get('steps')} of {r.info.get('planned_steps')} steps in {r.info.get('train_seconds')} s"
+                        + (" (stopped early)" if r.info.get("stopped_early") else ""))
+
+summ, note = reference.load(reports_dir() / "protocol.json")
+st.plotly_chart(reference_figure(summ, mode, current), key="reference")
+st.caption(f"Reference: {note}. Diamonds: this session's models.")
+
+st.subheader("Classify your photos")
+uploads = ui.photo_input(state.FEW_UPLOADER, "Few-shot lab", label="Upload photos to classify with the models just trained")
+if uploads and current:
+    rows = {"photo": [p.name for p in uploads]}
+    probs_all = []
+    for r in current:
+        try:
+            fm = ui.onnx_model(ui.model_by_name(entries, r.feature_model)) if r.mode == "linear" else None
+            probs = fewshot.classify(r, [p.image for p in uploads], fm)
+        except Exception as e:  # noqa: BLE001
+            st.error(f"{r.encoder}: {type(e).__name__}: {md_escape(str(e)[:200])}")
+            continue
+        probs_all.append(probs)
+        rows[r.encoder] = [f"{r.classes[int(np.argmax(p))]} ({np.max(p):.0%})" for p in probs]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+elif uploads:
+    st.caption("Train a model above first.")
+
+if st.session_state[state.FEW_RESULTS]:
+    st.subheader("This session's models")
+    res = st.session_state[state.FEW_RESULTS]
+    st.dataframe(pd.DataFrame([{"model": r.title, "labelled photos": r.n_labelled, "test accuracy": ui.percent(r.accuracy)} for r in res]), hide_index=True)
+    d1, d2 = st.columns(2)
+    d1.download_button("⬇ Results (CSV)", fewshot.results_csv(res), file_name="pretext-lab-results.csv", mime="text/csv")
+    if current:
+        d2.download_button("⬇ Test-photo predictions of the models above (CSV)", fewshot.predictions_csv(current),
+                           file_name="pretext-lab-predictions.csv", mime="text/csv")
