@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import augment
+from ..distributed import all_reduce_mean
 from ..encoders import pooled
 from ..errors import UserError
 from ._buffers import resize_for_load
@@ -247,7 +248,9 @@ class DeepCluster(PretextTask):
         if cfg.k > n:
             raise UserError(f"deepcluster k={cfg.k} is more than the {n} training photos; use --task-opt k=N with N ≤ {n}")
         dev = head.centroids.device
-        feats = ctx.embed(ctx.images).float().to(dev)
+        # averaged over torchrun ranks (identity for one process): batch-norm statistics may differ
+        # slightly per rank, and every rank must derive the same pseudo-labels (gen is shared)
+        feats = all_reduce_mean(ctx.embed(ctx.images).float()).to(dev)
         mean, proj = pca_whiten(feats, head.centroids.shape[1])
         z = whiten(feats, mean, proj)
         centroids, labels, _ = kmeans(z, cfg.k, ctx.generator, cfg.kmeans_iters)

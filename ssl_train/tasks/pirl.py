@@ -27,7 +27,9 @@ negatives are real photos, not noise. A bank of a wrong size there (another spli
 ``UserError``. To keep ``load_state_dict`` working (a fresh head's bank is (0, 128), a saved one
 (N, 128)), the head resizes its bank to the incoming tensor's shape in ``_load_from_state_dict``;
 a resumed run therefore restores the exact bank. ``index`` given to ``make_batch`` must be rows of
-that bank: the loop passes positions in the training-subset tensor, 0..N_train-1.
+that bank: the loop passes positions in the training-subset tensor, 0..N_train-1. Under torchrun
+each rank sees a shard of the batch; the bank update gathers every rank's rows
+(``distributed.all_gather_cat``), so all ranks keep identical banks.
 
 Evaluation (``eval_batch`` on held-out photos, which have no bank row): the positive is the photo's
 own ``f`` and only the jigsaw term is scored; the bank is never written outside training mode.
@@ -42,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import augment
+from ..distributed import all_gather_cat, all_reduce_mean
 from ..encoders import pooled
 from ..errors import UserError
 from ._buffers import resize_for_load
@@ -204,9 +207,10 @@ class PIRL(PretextTask):
             if train:
                 out["pos_f"] = (f * pos).sum(1)
                 out["neg_f"] = (f @ bank.T).gather(1, neg_idx)
-                with torch.no_grad():
-                    new = F.normalize(cfg.bank_momentum * pos + (1 - cfg.bank_momentum) * f.detach(), dim=1)
-                    head.bank.index_copy_(0, index, new.to(head.bank.dtype))
+                with torch.no_grad():  # under torchrun every rank applies every rank's rows: banks stay equal
+                    rows, f_all = all_gather_cat(index), all_gather_cat(f.detach())
+                    new = F.normalize(cfg.bank_momentum * head.bank[rows].float() + (1 - cfg.bank_momentum) * f_all, dim=1)
+                    head.bank.index_copy_(0, rows, new.to(head.bank.dtype))
         return out
 
     def loss(self, out: dict, targets) -> torch.Tensor:
@@ -234,5 +238,6 @@ class PIRL(PretextTask):
                 f"the PIRL memory bank has {head.bank.shape[0]} rows but the training split has {n} photos; "
                 "resume with the same data and split, or start a new run with --out NEW_DIR"
             )
-        feats = ctx.embed(ctx.images).to(head.f.weight.device, head.f.weight.dtype)
+        # averaged over torchrun ranks (identity for one process): every rank starts from the same bank
+        feats = all_reduce_mean(ctx.embed(ctx.images).float()).to(head.f.weight.device, head.f.weight.dtype)
         head.bank = F.normalize(head.f(feats).float(), dim=1).to(head.bank.dtype)
