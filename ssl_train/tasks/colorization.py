@@ -91,11 +91,13 @@ def ab_bins() -> torch.Tensor:
     return torch.stack([cells // GRID, cells % GRID], 1).float() * AB_STEP - AB_MAX
 
 
-@functools.lru_cache(maxsize=1)
-def _cell_to_bin() -> torch.Tensor:
+@functools.lru_cache(maxsize=8)
+def _cell_to_bin(device: str = "cpu") -> torch.Tensor:
+    """Grid cell → bin index (or -1 outside the gamut), (23·23,) int64, cached per device (no
+    host-to-device copy per batch)."""
     lut = torch.full((GRID * GRID,), -1, dtype=torch.long)
     lut[torch.tensor(_gamut_cells())] = torch.arange(len(_gamut_cells()))
-    return lut
+    return lut.to(device)
 
 
 def encode_ab(ab: torch.Tensor, k: int = 5, sigma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +116,7 @@ def encode_ab(ab: torch.Tensor, k: int = 5, sigma: float = 5.0) -> tuple[torch.T
     on_grid = (ca >= 0) & (ca < GRID) & (cb >= 0) & (cb < GRID)
     ca, cb = ca.clamp(0, GRID - 1), cb.clamp(0, GRID - 1)
     dist2 = (ab[:, 0:1] - (ca * AB_STEP - AB_MAX)) ** 2 + (ab[:, 1:2] - (cb * AB_STEP - AB_MAX)) ** 2
-    bins = torch.where(on_grid, _cell_to_bin().to(dev)[ca * GRID + cb], -1)
+    bins = torch.where(on_grid, _cell_to_bin(str(dev))[ca * GRID + cb], -1)
     dist2 = torch.where(bins >= 0, dist2, torch.full_like(dist2, float("inf")))  # out of gamut or off the grid
     dist2, order = dist2.topk(k, dim=1, largest=False)
     idx = bins.gather(1, order).clamp_min(0)

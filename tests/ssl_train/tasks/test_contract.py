@@ -93,6 +93,7 @@ def test_contract__batch_is_finite_consistent_and_deterministic(name):
     assert ts, "make_batch returned no tensors"
     for t in ts:
         assert t.device == x.device
+        assert t.dim() >= 1 and t.shape[0] % 4 == 0 and t.shape[0] > 0, t.shape  # k rows per photo (tiles, rotations, …)
         if t.is_floating_point():
             assert torch.isfinite(t).all()
     again = task.make_batch(x, torch.Generator().manual_seed(0), idx)
