@@ -20,10 +20,10 @@ st.set_page_config(page_title="Pretext Lab", page_icon="🌼", layout="wide", in
 state.init(st.session_state)
 
 PAGES = [
-    st.Page("views/explorer.py", title="Pretext explorer", icon="🔄", default=True),
-    st.Page("views/embeddings.py", title="Embedding map", icon="🗺️"),
-    st.Page("views/fewshot.py", title="Few-shot lab", icon="🧪"),
-    st.Page("views/talk.py", title="Talk mode", icon="🎤"),
+    st.Page("views/explorer.py", title="Pretext explorer", icon=":material/rotate_right:", default=True),
+    st.Page("views/embeddings.py", title="Embedding map", icon=":material/scatter_plot:"),
+    st.Page("views/fewshot.py", title="Few-shot lab", icon=":material/science:"),
+    st.Page("views/talk.py", title="Talk mode", icon=":material/co_present:"),
 ]
 page = st.navigation(PAGES)
 with st.sidebar:

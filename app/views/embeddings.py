@@ -10,7 +10,7 @@ from app.config import RANDOM_INIT, data_dir
 from app.inference import ModelFileError
 from app.uploads import md_escape
 
-COLOURS = ["#e6a700", "#d1495b", "#8f2d56", "#2e86ab", "#3bb273", "#7768ae", "#f18f01", "#6c757d"]
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]  # Tableau 10: tell classes apart
 
 
 def figure(lay: embedding.Layout, xy: np.ndarray, upload_xy: np.ndarray | None, upload_names: list[str]) -> go.Figure:

@@ -171,6 +171,8 @@ if current:
         if r is current[0] and len(current) > 1:
             delta = f"{100 * (r.accuracy - current[1].accuracy):+.1f} points vs scratch"
         col.metric(f"{r.encoder} · {r.n_labelled} labels", ui.percent(r.accuracy), delta=delta)
+    cols = st.columns(len(current))
+    for col, r in zip(cols, current):
         col.plotly_chart(ui.confusion_figure(r.scores["confusion"], r.classes, f"{r.encoder}: confusion"), key=f"cm.{r.encoder}")
         if r.mode == "finetune":
             col.caption(f"{r.info.get('steps')} of {r.info.get('planned_steps')} steps in {r.info.get('train_seconds')} s"

@@ -8,8 +8,8 @@ from app.config import data_dir, display, reports_dir
 
 STYLE = """
 <style>
-[data-testid="stMain"] [data-testid="stMarkdownContainer"] p,
-[data-testid="stMain"] [data-testid="stMarkdownContainer"] li { font-size: 1.55rem; line-height: 1.45; }
+[data-testid="stMain"] [data-testid="stMarkdown"] p,
+[data-testid="stMain"] [data-testid="stMarkdown"] li { font-size: 1.55rem; line-height: 1.45; }
 [data-testid="stMain"] h1 { font-size: 3rem; }
 [data-testid="stMain"] h2 { font-size: 2.3rem; }
 </style>
@@ -118,7 +118,7 @@ if step.get("figure"):
 st.page_link(step["page"], label=step["link"], icon="👉")
 
 st.divider()
-b1, b2, b3 = st.columns([1, 1, 4])
+b1, b2, b3 = st.columns([1.4, 1.4, 4])
 b1.button("◀ Previous", on_click=go, args=(-1, n), disabled=i == 0, shortcut="Left", key="talk.prev")
 b2.button("Next ▶", on_click=go, args=(1, n), disabled=i == n - 1, shortcut="Right", key="talk.next", type="primary")
 b3.caption(f"Step {i + 1} of {n} · ← / → keys work too")

@@ -1,0 +1,105 @@
+"""app.fewshot / app.reference: probes, background fine-tuning with a stop, CSVs, reference curves."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import embedding, fewshot, photos, reference
+from app.inference import OnnxModel
+from app.uploads import open_upload
+from ssl_train.data import labelled_subset
+from ssl_train.evaluate import FinetuneConfig
+
+from .conftest import photo_bytes
+
+TINY = FinetuneConfig(min_steps=4, max_steps=4, batch_size=8, device="cpu")
+
+
+@pytest.fixture
+def layout(models, app_env):
+    return embedding.build(OnnxModel(models / "rotation"), app_env["data"])
+
+
+def test_linear_probe__uses_the_protocols_labelled_subset_and_scores_the_test_split(layout):
+    r = fewshot.linear_probe(layout, 0.5, seed=1)
+    sub = labelled_subset(layout.train_idx, layout.labels, 0.5, 1)
+    assert r.n_labelled == len(sub) and len(r.test_pred) == int(layout.is_test.sum())
+    assert 0 <= r.accuracy <= 1 and np.asarray(r.scores["confusion"]).sum() == len(r.test_pred)
+    assert r.info["C"] == fewshot.PROBE_C and r.mode == "linear" and r.feature_model == "rotation"
+
+
+def test_linear_probe__classifies_uploads_with_the_encoders_features(layout, models):
+    r = fewshot.linear_probe(layout, 1.0, seed=0)
+    img = open_upload(*photo_bytes()).image
+    probs = fewshot.classify(r, [img, img], OnnxModel(models / "rotation"))
+    assert probs.shape == (2, len(r.classes)) and np.allclose(probs.sum(1), 1)
+
+
+def _data(app_env):
+    return photos.decoded(app_env["data"], 32)
+
+
+def test_finetune_job__trains_encoder_then_scratch_and_scores_both(models, app_env):
+    from ssl_train.model_files import read_card
+
+    job = fewshot.FinetuneJob(model_dir=models / "rotation", card=read_card(models / "rotation"), data=_data(app_env),
+                              fraction=0.5, seed=0, cfg=TINY, encoder_name="rotation").start()
+    job.join(120)
+    assert job.state == "done", job.error
+    assert [r.encoder for r in job.results] == ["rotation", "scratch"]
+    assert all(r.info["steps"] == 4 and len(r.test_pred) == len(_data(app_env).test_idx) for r in job.results)
+    assert [len(v) for v in job.snapshot()["losses"].values()] == [4, 4]
+    probs = fewshot.classify(job.results[0], [open_upload(*photo_bytes()).image])
+    assert probs.shape == (1, 5) and np.isclose(probs.sum(), 1, atol=1e-5)
+
+
+def test_finetune_job__stop_keeps_the_partial_model_and_skips_scratch(models, app_env):
+    from ssl_train.model_files import read_card
+
+    cfg = FinetuneConfig(min_steps=400, max_steps=400, batch_size=8, device="cpu")
+    job = fewshot.FinetuneJob(model_dir=models / "rotation", card=read_card(models / "rotation"), data=_data(app_env),
+                              fraction=0.5, seed=0, cfg=cfg, encoder_name="rotation")
+    progress = job._on_step
+
+    def press_stop_at_step_3(step, total, loss):  # what the page's Stop button does, mid-run
+        if step == 3:
+            job.stop()
+        return progress(step, total, loss)
+
+    job._on_step = press_stop_at_step_3
+    job.start().join(120)
+    assert job.state == "stopped" and len(job.results) == 1
+    r = job.results[0]
+    assert r.info["stopped_early"] and r.info["steps"] == 3 and r.info["planned_steps"] == 400
+
+
+def test_csv__results_and_predictions_parse(layout):
+    rs = [fewshot.linear_probe(layout, f, 0) for f in (0.2, 1.0)]
+    res = pd.read_csv(io.BytesIO(fewshot.results_csv(rs)))
+    assert list(res["labelled_fraction"]) == [0.2, 1.0] and "accuracy_daisy" in res
+    pred = pd.read_csv(io.BytesIO(fewshot.predictions_csv(rs)))
+    assert len(pred) == 2 * int(layout.is_test.sum()) and set(pred["split"]) == {"test"}
+
+
+def test_reference__summary_mean_std_and_progress_note(app_env):
+    summ, note = reference.load(app_env["reports"] / "protocol.json")
+    row = summ[(summ.task == "rotation") & (summ["mode"] == "linear") & (summ.fraction == 0.1)].iloc[0]
+    assert row["mean"] == pytest.approx(0.505) and row["std"] == pytest.approx(0.005) and row["seeds"] == 2
+    assert "16 runs" in note and "still running" not in note
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "not found"), ("{not json", "could not be read"), (json.dumps({"runs": []}), "no runs yet"),
+    (json.dumps({"config": {"protocol": {"tasks": ["rotation"], "fractions": [0.1], "seeds": [0, 1], "modes": ["knn"]}},
+                 "runs": [{"task": "scratch", "mode": "knn", "fraction": 0.1, "seed": 0, "test_accuracy": 0.3}]}), "still running"),
+])
+def test_reference__missing_corrupt_empty_or_incomplete_report_never_raises(tmp_path, content, words):
+    p = tmp_path / "protocol.json"
+    if content is not None:
+        p.write_text(content)
+    summ, note = reference.load(p)
+    assert words in note

@@ -1,0 +1,152 @@
+"""Every page through Streamlit's AppTest: loads, reacts to widgets and uploads, degrades clearly."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from app import state
+
+from .conftest import break_file, fake_task, page, photo_bytes, texts
+
+JPEG = "image/jpeg"
+
+
+# -- Pretext explorer ------------------------------------------------------------------------------
+def test_explorer__loads_with_bundled_photos_and_rotation_guesses(app):
+    at = app.run()
+    assert not at.exception
+    t = texts(at)
+    assert "Pretext explorer" in t and "Model's guess" in t and "Auto-upright" in t
+    assert len(at.multiselect(key=state.EXPLORER_PICKS).value) == 2
+    assert [tab.label for tab in at.tabs] == ["rotation", "random_init"]
+    assert "no-pretraining reference" in t
+
+
+def test_explorer__upload_real_photo_and_bad_file_gives_one_error_and_a_prediction(app):
+    at = app.run()
+    name, data = photo_bytes("tulip")
+    at.file_uploader(key=state.EXPLORER_UPLOADER).set_value([(name, data, JPEG), ("broken.jpg", b"this is not a photo", JPEG)]).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["broken.jpg\\: not an image \\(no photo format Pillow can read\\); upload a photo \\(JPEG, PNG, WebP, …\\)"]
+    heads = [m.value for m in at.markdown if m.value.startswith("##### ")]
+    assert heads[0].replace("\\", "") == f"##### {name}" and len(heads) == 3  # the upload + the two bundled picks
+    assert sum("Model's guess" in m.value for m in at.markdown) == 4 * len(heads)
+
+
+def test_explorer__turn_control_and_picks_change_the_page(app):
+    at = app.run()
+    at.segmented_control(key=state.EXPLORER_TURN).set_value(180).run()
+    assert not at.exception and "the photo turned 180°, then turned back" in texts(at)
+    at.multiselect(key=state.EXPLORER_PICKS).set_value([]).run()
+    assert "Upload a photo or pick a bundled one" in texts(at)
+
+
+def test_explorer__unknown_task_degrades_and_broken_model_names_its_file(app, models):
+    fake_task(models, "jigsaw")
+    shutil.copytree(models / "random_init", models / "broken")
+    break_file(models / "broken", "weights.safetensors")
+    at = app.run()
+    assert not at.exception
+    err = " ".join(e.value for e in at.error)
+    assert "broken" in err and "weights.safetensors" in err and "regenerate" in err
+    assert "No visualisation for the task **jigsaw** yet" in texts(at)
+    assert "Model's guess" in texts(at)  # the rest of the page still works
+
+
+@pytest.mark.parametrize("name", ["explorer", "embeddings", "fewshot", "talk"])
+def test_every_page__empty_models_folder_says_how_to_make_models(app, models, name):
+    for d in list(models.iterdir()):
+        shutil.rmtree(d)
+    at = page(app, name)
+    assert not at.exception
+    if name != "talk":
+        assert "No models to show" in at.warning[0].value and "ssl_train export" in texts(at)
+
+
+# -- Embedding map ---------------------------------------------------------------------------------
+def test_map__two_encoders_side_by_side_with_knn_accuracy(app):
+    at = page(app, "embeddings")
+    assert not at.exception, at.exception
+    assert [m.label for m in at.metric if m.label == "kNN accuracy"] == ["kNN accuracy"] * 2
+    assert at.selectbox(key=state.MAP_LEFT).value == "random_init" and at.selectbox(key=state.MAP_RIGHT).value == "rotation"
+    at.selectbox(key=state.MAP_LEFT).set_value("rotation").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 2
+
+
+def test_map__upload_is_placed_with_its_neighbours_and_bad_upload_is_one_error(app):
+    at = page(app, "embeddings")
+    name, data = photo_bytes("daisy")
+    at.file_uploader(key=state.MAP_UPLOADER).set_value([(name, data, JPEG), ("half.jpg", data[:2000], JPEG)]).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "half.jpg" in at.error[0].value and "truncated" in at.error[0].value
+    assert sum("kNN vote" in m.value for m in at.markdown) == 2  # one per map
+
+
+def test_map__uploads_from_the_explorer_are_reused_and_can_be_forgotten(app):
+    at = app.run()
+    at.file_uploader(key=state.EXPLORER_UPLOADER).set_value(photo_bytes("rose") + (JPEG,)).run()
+    at.switch_page("views/embeddings.py").run()
+    assert "you uploaded on *Pretext explorer*" in texts(at) and sum("kNN vote" in m.value for m in at.markdown) == 2
+    at.button(key=f"{state.MAP_UPLOADER}.forget").click().run()
+    assert not any("kNN vote" in m.value for m in at.markdown)
+
+
+# -- Few-shot lab ----------------------------------------------------------------------------------
+def test_fewshot__linear_probe_beside_scratch_follows_the_slider(app):
+    at = page(app, "fewshot")
+    assert not at.exception, at.exception
+    labels = [m.label for m in at.metric]
+    assert labels[0].startswith("rotation · ") and labels[1].startswith("scratch · ")
+    n10 = int(labels[0].split("· ")[1].split()[0])
+    at.slider(key=state.FEW_FRACTION).set_value(100).run()
+    n100 = int(at.metric[0].label.split("· ")[1].split()[0])
+    assert not at.exception and n100 > n10
+    assert len(at.get("plotly_chart")) == 3  # two confusion matrices + the reference curve
+    assert len(at.session_state[state.FEW_RESULTS]) == 4 and len(at.get("download_button")) == 2
+
+
+def test_fewshot__finetune_runs_in_background_and_shows_both_scores(app, monkeypatch):
+    from app import fewshot
+    from ssl_train.evaluate import FinetuneConfig
+
+    monkeypatch.setattr(fewshot, "finetune_config", lambda quick: FinetuneConfig(min_steps=5, max_steps=5, batch_size=8, device="cpu"))
+    at = page(app, "fewshot")
+    at.radio(key=state.FEW_MODE).set_value("finetune").run()
+    assert "5 steps each" in texts(at)
+    next(b for b in at.button if "Start fine-tuning" in b.label).click().run()
+    job = at.session_state[state.FEW_JOB]
+    assert job is not None
+    job.join(120)
+    at.run()
+    assert not at.exception and job.state == "done", job.error
+    assert [m.label.split(" · ")[0] for m in at.metric] == ["rotation", "scratch"]
+    assert at.session_state[state.FEW_JOB] is None and "5 of 5 steps" in texts(at)
+
+
+def test_fewshot__classifies_an_uploaded_photo_and_refuses_a_bad_one(app):
+    at = page(app, "fewshot")
+    name, data = photo_bytes("sunflower")
+    at.file_uploader(key=state.FEW_UPLOADER).set_value([(name, data, JPEG), ("empty.png", b"", "image/png")]).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "empty.png" in at.error[0].value and "empty" in at.error[0].value
+    df = at.dataframe[0].value
+    assert list(df.columns) == ["photo", "rotation", "scratch"] and df["photo"][0] == name
+
+
+# -- Talk mode -------------------------------------------------------------------------------------
+def test_talk__steps_with_previous_next_and_links_to_live_pages(app):
+    at = page(app, "talk")
+    assert not at.exception
+    seen = [at.title[0].value]
+    assert at.button(key="talk.prev").disabled and len(at.get("page_link")) == 1
+    for _ in range(10):
+        if at.button(key="talk.next").disabled:
+            break
+        at.button(key="talk.next").click().run()
+        seen.append(at.title[0].value)
+    assert len(seen) == 8 and seen[1].startswith("1 ·") and seen[-1].startswith("7 ·")
+    assert len(at.get("plotly_chart")) == 1  # no protocol.png in the fixture: drawn from protocol.json
+    at.button(key="talk.prev").click().run()
+    assert at.title[0].value == seen[-2] and not at.exception
