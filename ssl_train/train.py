@@ -304,6 +304,10 @@ def pretrain(
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
+    def reset_optimizer_state(params) -> None:
+        for p in params:
+            opt.state.pop(p, None)
+
     def embed(u8: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
             return embed_images(model.encoder, u8, channels_last=cfg.channels_last)
@@ -317,7 +321,7 @@ def pretrain(
         t_epoch = time.time()
         # every rank draws the same pseudo-labels / bank state from gen_shared; augmentation per rank
         gen_shared = epoch_generator(cfg.seed, epoch, dev)
-        task.on_epoch_start(EpochContext(epoch, images, embed, gen_shared, model.head, di.world_size))
+        task.on_epoch_start(EpochContext(epoch, images, embed, gen_shared, model.head, di.world_size, reset_optimizer_state))
         gen = gen_shared if not di.enabled else epoch_generator(cfg.seed + 7919 * di.rank, epoch, dev)
         perm_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=perm_gen).to(dev)

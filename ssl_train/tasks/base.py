@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 import torch
 from torch import nn
@@ -62,6 +62,9 @@ class EpochContext:
     generator: torch.Generator
     head: nn.Module
     world_size: int = 1
+    # forget the optimizer's state (momentum, Adam moments) of these parameters, e.g. after a task
+    # re-initialises a layer, so stale momentum does not push the fresh weights
+    reset_optimizer_state: Callable[[Iterable[nn.Parameter]], None] = lambda params: None
 
 
 @dataclass(frozen=True)

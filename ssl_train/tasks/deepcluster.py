@@ -266,3 +266,4 @@ class DeepCluster(PretextTask):
         w = head.classifier.weight
         w.copy_(torch.randn(w.shape, generator=ctx.generator, device=ctx.generator.device).to(w) * 0.01)
         head.classifier.bias.zero_()
+        ctx.reset_optimizer_state(head.classifier.parameters())  # no stale momentum on fresh weights

@@ -95,6 +95,23 @@ def test_deepcluster__epoch_start_labels_and_reinitialises_classifier():
     assert "labels" not in out and out["assigned"].shape == (4,) and torch.isfinite(task.loss(out, targets))
 
 
+def test_deepcluster__reinitialised_classifier_loses_its_optimizer_momentum():
+    torch.manual_seed(0)
+    enc = build_encoder(EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1)))
+    task = get_task("deepcluster", {"k": "4"})
+    head = task.build_head(EncoderInfo(32, (8, 16, 16, 32), 32, 32))
+    imgs = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    opt = torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9)
+    task.on_epoch_start(_ctx(0, imgs, enc, head))
+    head.classifier.weight.sum().backward()
+    opt.step()
+    assert head.classifier.weight in opt.state
+    ctx = _ctx(1, imgs, enc, head, seed=1)
+    ctx.reset_optimizer_state = lambda params: [opt.state.pop(p, None) for p in params]
+    task.on_epoch_start(ctx)
+    assert head.classifier.weight not in opt.state and head.classifier.bias not in opt.state
+
+
 def test_deepcluster__more_clusters_than_photos_is_a_user_error():
     enc = build_encoder(EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1)))
     task = get_task("deepcluster")  # k = 50
