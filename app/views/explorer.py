@@ -36,6 +36,7 @@ def rotation_panel(entry, items, k_user: int) -> None:
             _, probs = inference.rotation_grid(model, u8)
             right = int(sum(int(np.argmax(probs[k])) == k for k in range(4)))
             st.markdown(f"**The four rotations** — the model names the turn of **{right} of 4** correctly")
+            st.caption("↺ = counter-clockwise. Bars: the model's probability for each possible turn.")
             cols = st.columns(4)
             for k, col in enumerate(cols):
                 with col:

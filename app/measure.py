@@ -1,0 +1,215 @@
+"""Measure the app as a user meets it, in a real browser: ``python -m app.measure``.
+
+Starts ``streamlit run app/streamlit_app.py`` on a free loopback port, drives Debian's chromium
+through Playwright and writes ``reports/app-latency.json`` with, in seconds:
+
+- ``server_ready``: process start → the health endpoint answers;
+- ``first_paint``: process start → the explorer's title is on screen;
+- ``pretext_upload``: one photo uploaded → its rotation guesses and auto-upright are shown;
+- ``map_first_open``: click on Embedding map → both maps drawn (cold server: first map ever);
+- ``linear_probe_page``: click on Few-shot lab → scores of probe and scratch shown (compute included);
+- ``linear_probe_compute``: the probe alone, in this process, at 10% and 100% of the labels;
+- ``finetune_10pct``: Start → both fine-tunes (encoder, then scratch) scored, protocol schedule;
+
+and the server's peak resident memory (``VmHWM``). Uses the models in ``$PRETEXT_LAB_MODELS``
+(default ``models/``) and the bundled photos.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .config import REPO, data_dir, models_dir
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(port: int, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+    """``streamlit run`` on 127.0.0.1:port from the repository root (so .streamlit/config.toml applies)."""
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    url = f"http://127.0.0.1:{port}/_stcore/health"
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def launch_chromium(playwright):
+    exe = shutil.which("chromium")
+    if not exe:
+        raise RuntimeError("chromium is not installed (Debian: apt-get install -y chromium)")
+    return playwright.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+
+
+def wait_idle(page, timeout_ms: int = 180_000) -> None:
+    """Until Streamlit's "running" indicator is gone (the script run has finished)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=timeout_ms)
+
+
+def wait_count(locator, n: int, timeout: float = 180.0) -> None:
+    """Until ``locator`` matches at least ``n`` elements."""
+    end = time.time() + timeout
+    while locator.count() < n:
+        if time.time() > end:
+            raise TimeoutError(f"fewer than {n} matches after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def measure(out: Path, photo: Path, shots: Path | None) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    res: dict = {"models_dir": str(models_dir()), "data_dir": str(data_dir()), "photo": str(photo)}
+    t0 = time.time()
+    proc = start_server(port, log=out.with_suffix(".server.log"))
+    try:
+        wait_ready(port, proc)
+        res["server_ready"] = round(time.time() - t0, 2)
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_role("heading", name="Pretext explorer").wait_for(timeout=120_000)
+            res["first_paint"] = round(time.time() - t0, 2)
+            wait_idle(page)
+            n_before = page.get_by_text("after auto-upright", exact=True).count()
+            t = time.time()
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(photo))
+            page.get_by_text(photo.name).first.wait_for(timeout=120_000)
+            wait_count(page.get_by_text("after auto-upright", exact=True), n_before + 1)
+            res["pretext_upload"] = round(time.time() - t, 2)
+            wait_idle(page)
+            if shots:
+                page.screenshot(path=str(shots / "explorer-upload.png"), full_page=True)
+            t = time.time()
+            page.get_by_role("link", name="Embedding map").click()
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=180_000)
+            res["map_first_open"] = round(time.time() - t, 2)
+            wait_idle(page)
+            if shots:
+                page.screenshot(path=str(shots / "embedding-map.png"), full_page=True)
+            t = time.time()
+            page.get_by_role("link", name="Few-shot lab").click()
+            page.get_by_text("Test accuracy").first.wait_for(timeout=180_000)
+            res["linear_probe_page"] = round(time.time() - t, 2)
+            wait_idle(page)
+            page.get_by_text("Fine-tune the whole network").click()
+            page.get_by_role("button", name="Start fine-tuning").wait_for(timeout=60_000)
+            t = time.time()
+            page.get_by_role("button", name="Start fine-tuning").click()
+            page.get_by_role("button", name="Stop").wait_for(timeout=60_000)
+            if shots:
+                page.wait_for_timeout(6000)
+                page.screenshot(path=str(shots / "fewshot-finetune-running.png"), full_page=True)
+            page.get_by_text("vs scratch").first.wait_for(timeout=600_000)
+            res["finetune_10pct"] = round(time.time() - t, 2)
+            wait_idle(page)
+            if shots:
+                page.screenshot(path=str(shots / "fewshot-finetune-done.png"), full_page=True)
+            browser.close()
+        res["server_peak_rss_mb"] = peak_rss_mb(proc.pid)
+    finally:
+        stop_server(proc)
+    res["linear_probe_compute"] = probe_compute()
+    return res
+
+
+def probe_compute() -> dict:
+    """The linear probe alone on cached features (10% and 100% labels), seconds."""
+    from . import embedding, fewshot, photos
+    from .inference import list_models
+
+    idx = photos.index(data_dir())
+    out = {}
+    for e in list_models(models_dir()):
+        lay = embedding.find(e.path, e.card, idx.key) if e.ok else None
+        if lay is None:
+            continue
+        for f in (0.1, 1.0):
+            t = time.time()
+            fewshot.linear_probe(lay, f, 0)
+            out[f"{e.name}@{f:.0%}"] = round(time.time() - t, 3)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m app.measure", description="Measure app latencies in a real browser.")
+    ap.add_argument("--out", default=str(REPO / "reports" / "app-latency.json"))
+    ap.add_argument("--photo", default="", help="photo to upload (default: a bundled test photo)")
+    ap.add_argument("--screenshots", default="", help="folder for screenshots taken on the way (default: none)")
+    a = ap.parse_args(argv)
+    from . import photos
+
+    photo = Path(a.photo) if a.photo else data_dir() / photos.index(data_dir()).picks(1)[-1]
+    shots = Path(a.screenshots) if a.screenshots else None
+    if shots:
+        shots.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    res = measure(out, photo, shots)
+    res.update({
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_average_before": [round(x, 2) for x in load_before]},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(res, indent=1) + "\n")
+    os.replace(tmp, out)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
