@@ -2,12 +2,15 @@
 
 Files (the contract is checked by ``model_files.verify_model_dir``, which is torch-free)::
 
-    model.onnx          float32 graph, opset 17. Input "input": float32 (batch, 3, S, S), the
+    model.onnx          float32 graph, opset 17, graph only (~30 kB): its weights are ONNX external
+                        data in weights.safetensors. Input "input": float32 (batch, 3, S, S), the
                         encoder-ready tensor (RGB/255, then (x - MEAN) / STD). Outputs: "features"
                         (batch, D), the pooled last-stage feature vector, and the head's output(s).
-    head.onnx           only when the task's head cannot sit on top of model.onnx (see below)
-    weights.safetensors encoder.* and head.* tensors for fine-tuning; float16 storage by default
-                        (load with ``load_model_weights``, which converts back to float32)
+    head.onnx           only when the task's head cannot sit on top of model.onnx (see below);
+                        graph only as well, reading the head.* tensors of weights.safetensors
+    weights.safetensors encoder.* and head.* tensors, the single copy of the weights: read by both
+                        graphs and by ``load_model_weights`` (fine-tuning), float16 storage by
+                        default (converted back to float32 on load)
     model.json          the card: task and configs, input, normalisation, outputs, provenance,
                         metrics, ONNX-vs-PyTorch parity, and {file: sha256} of every other file
 
@@ -24,8 +27,17 @@ Which outputs exist (recorded in model.json as "output_names" and "head_graph"):
    "head_input_<i>", outputs named as in 1). Otherwise there is no head graph and model.json says
    why. Preparing head.onnx's inputs stays the task's Python code.
 
-Weights are rounded to float16 (when stored in float16) *before* the ONNX export, so model.onnx and
-weights.safetensors describe the same model and the parity check compares like with like.
+Weights are stored once. The graphs are exported without constant folding or BatchNorm fusion, so
+that each ONNX initializer is one ``state_dict`` tensor under its own key; ``_link_weights`` then
+replaces each by an external-data reference to that tensor's bytes in weights.safetensors (a
+safetensors file is an 8-byte little-endian header length, a JSON header with each tensor's dtype,
+shape and data_offsets, then raw little-endian data: exactly ONNX's location/offset/length), followed
+by Cast(to=FLOAT) for float16 storage. The graph computes in float32; onnxruntime folds the casts and
+BatchNorms into the convolutions when it creates the session. onnxruntime must open model.onnx by
+its path (``InferenceSession(str(path))``) so that it finds weights.safetensors beside it; model.onnx
+records the sha256 of weights.safetensors in its metadata, so model.onnx's own sha256 changes
+whenever the weights do. The weights are rounded to float16 *before* the export, so the ONNX graph,
+``load_model_weights`` and the parity check all use the same values.
 
 Everything is written to a temporary folder beside the target and renamed into place only after
 the parity check and verification pass: a failed export never destroys an existing model.
@@ -216,16 +228,21 @@ def _dynamic_axes(name: str, a, b) -> dict[int, str]:
 
 
 def _onnx_export(module, args: tuple, path: Path, input_names: list[str], output_names: list[str], dynamic_axes: dict) -> str:
-    """torch.onnx.export with the TorchScript exporter (dynamo=False; robust for these convnets
-    and writes one self-contained file at opset 17). Falls back to the dynamo exporter if the
-    legacy one is gone. Returns the exporter used."""
+    """torch.onnx.export with the TorchScript exporter (dynamo=False; robust for these convnets),
+    opset 17, one self-contained file that ``_link_weights`` then rewrites. Falls back to the dynamo
+    exporter if the legacy one is gone. Returns the exporter used.
+
+    No constant folding and no BatchNorm fusion (``training=PRESERVE`` on an eval-mode module), and
+    initializers kept as graph inputs (which turns off the exporter's merging of equal-valued
+    initializers): every initializer is then exactly one ``state_dict`` tensor, named by its key."""
     import torch
 
-    kw = dict(input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True)
+    kw = dict(input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices
         try:
-            torch.onnx.export(module, args, str(path), dynamo=False, **kw)
+            torch.onnx.export(module, args, str(path), dynamo=False, training=torch.onnx.TrainingMode.PRESERVE,
+                              keep_initializers_as_inputs=True, **kw)
             return "torchscript"
         except (TypeError, NotImplementedError, AttributeError) as first:  # legacy exporter unavailable
             try:
@@ -235,15 +252,120 @@ def _onnx_export(module, args: tuple, path: Path, input_names: list[str], output
                 raise first from None
 
 
-def _check_onnx(path: Path) -> int:
-    """onnx.checker on the file; returns its default-domain opset. Refuses external data."""
+# safetensors dtype → (ONNX TensorProto data type name, numpy dtype name), floating types only
+_ST_FLOAT = {"F16": ("FLOAT16", "<f2"), "F32": ("FLOAT", "<f4"), "F64": ("DOUBLE", "<f8")}
+
+
+def _safetensors_index(path: Path) -> tuple[int, dict]:
+    """(absolute offset of the data block, {key: {"dtype", "shape", "data_offsets"}}) of a
+    safetensors file: 8-byte little-endian header length, JSON header, raw little-endian data."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return 8 + n, header
+
+
+def _link_weights(path: Path, weights: Path) -> dict:
+    """Rewrite the exported graph at ``path`` so that its weights are read from ``weights`` (a
+    safetensors file in the same folder) as ONNX external data instead of being stored in it.
+
+    Each float32 initializer whose name is a key of ``weights`` and whose values equal that stored
+    tensor (converted to float32) becomes an external-data initializer of the stored dtype at the
+    tensor's absolute byte range in the file; a float16 one is followed by Cast(to=FLOAT) feeding the
+    original consumers, so the graph still computes in float32 (onnxruntime folds the casts when the
+    session is created). Anything else stays inline and is reported. Initializers listed as graph
+    inputs are removed from the inputs (they are constants), unused ones are dropped, and
+    ``weights_sha256`` is recorded in the graph's metadata so that model.onnx's own sha256 changes
+    whenever the weights do (the app keys caches by it). Returns the card's "external_data" entry."""
+    import numpy as np
     import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    g = model.graph
+    start, index = _safetensors_index(weights)
+    blob = weights.read_bytes()
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    init_names = {t.name for t in g.initializer}
+    taken = init_names | {v for n in g.node for v in [*n.input, *n.output]} | {v.name for v in g.input}
+    graph_outputs = {o.name for o in g.output}
+    inputs = [v for v in g.input if v.name not in init_names]
+    del g.input[:]
+    g.input.extend(inputs)
+
+    linked, casts, inits, rename, inline = 0, [], [], {}, []
+    for t in g.initializer:
+        if t.name not in used:
+            continue
+        entry = index.get(t.name)
+        st = _ST_FLOAT.get(entry.get("dtype")) if isinstance(entry, dict) else None
+        if st is None or t.data_type != TensorProto.FLOAT or list(t.dims) != list(entry.get("shape", [])) or \
+                (st[0] != "FLOAT" and t.name in graph_outputs):
+            inline.append(t)
+            continue
+        b, e = (int(v) for v in entry["data_offsets"])
+        stored = np.frombuffer(blob, dtype=np.dtype(st[1]), count=(e - b) // np.dtype(st[1]).itemsize, offset=start + b)
+        if not np.array_equal(stored.astype(np.float32).reshape(tuple(t.dims)), numpy_helper.to_array(t), equal_nan=True):
+            inline.append(t)
+            continue
+        ext = TensorProto(name=t.name, data_type=getattr(TensorProto, st[0]), dims=list(t.dims), data_location=TensorProto.EXTERNAL)
+        for k, v in (("location", weights.name), ("offset", str(start + b)), ("length", str(e - b))):
+            ext.external_data.add(key=k, value=v)
+        inits.append(ext)
+        linked += 1
+        if st[0] != "FLOAT":
+            out, i = f"{t.name}.float32", 0
+            while out in taken:
+                i += 1
+                out = f"{t.name}.float32_{i}"
+            taken.add(out)
+            rename[t.name] = out
+            casts.append(helper.make_node("Cast", [t.name], [out], name=f"cast_{t.name}", to=TensorProto.FLOAT))
+    for n in g.node:
+        for j, name in enumerate(n.input):
+            if name in rename:
+                n.input[j] = rename[name]
+    nodes = casts + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.initializer[:]
+    g.initializer.extend(inits + inline)
+    digest = sha256_file(weights)
+    del model.metadata_props[:]
+    for k, v in (("weights_file", weights.name), ("weights_sha256", digest)):
+        model.metadata_props.add(key=k, value=v)
+    path.write_bytes(model.SerializeToString())
+    return {
+        "file": weights.name, "sha256": digest, "tensors": linked, "cast_to_float32": len(casts),
+        "inline_initializers": [t.name for t in inline],
+        "inline_bytes": int(sum(numpy_helper.to_array(t).nbytes for t in inline)),
+    }
+
+
+def _check_onnx(path: Path) -> int:
+    """onnx.checker on the file; returns its default-domain opset. External data is accepted only
+    as exact byte ranges of tensors of weights.safetensors (same name, dtype, shape) in the folder."""
+    import onnx
+    from onnx import TensorProto
 
     model = onnx.load(str(path), load_external_data=False)
-    onnx.checker.check_model(model)
-    for init in model.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            raise ExportError(f"{path.name} stores weights outside the file; the model folder must be self-contained")
+    onnx.checker.check_model(str(path))
+    index = None
+    for t in model.graph.initializer:
+        if t.data_location != TensorProto.EXTERNAL:
+            continue
+        ext = {e.key: e.value for e in t.external_data}
+        if ext.get("location") != WEIGHTS_NAME:
+            raise ExportError(f"{path.name} stores weights in {ext.get('location')!r}; only {WEIGHTS_NAME} of the same folder is allowed")
+        if index is None:
+            start, index = _safetensors_index(path.parent / WEIGHTS_NAME)
+        entry = index.get(t.name) or {}
+        st = _ST_FLOAT.get(entry.get("dtype"))
+        b, e = entry.get("data_offsets", (-1, -1))
+        if st is None or getattr(TensorProto, st[0]) != t.data_type or list(entry.get("shape", [])) != list(t.dims) or \
+                ext.get("offset") != str(start + b) or ext.get("length") != str(e - b):
+            raise ExportError(f"{path.name}: initializer {t.name!r} does not point at tensor {t.name!r} of {WEIGHTS_NAME}")
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
 
 
@@ -337,23 +459,27 @@ def _export_graphs(tmp: Path, task, encoder, head, image_size: int, probe_u8) ->
                 axes = {n: _dynamic_axes(n, a, b) for n, a, b in zip(in_names, a2, a3)}
                 axes.update({n: _dynamic_axes(n, a, b) for (n, a), (_, b) in zip(o2, o3)})
                 _onnx_export(HeadOnly(head).eval(), a2, tmp / HEAD_ONNX_NAME, in_names, names, axes)
+                head_ext = _link_weights(tmp / HEAD_ONNX_NAME, tmp / WEIGHTS_NAME)
                 _check_onnx(tmp / HEAD_ONNX_NAME)
                 sess = _session(tmp / HEAD_ONNX_NAME)
                 fields["head_graph"] = {
                     "file": HEAD_ONNX_NAME,
                     "inputs": _io_spec(sess.get_inputs()),
                     "outputs": _io_spec(sess.get_outputs()),
+                    "external_data": head_ext,
                     "input_from": f"the tensor(s) task {task.name!r} passes to its head in its forward; build them with the task's Python code (eval_batch, forward)",
                 }
             except Exception as e:  # noqa: BLE001
                 (tmp / HEAD_ONNX_NAME).unlink(missing_ok=True)
                 note = f"no head graph: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
                 fields["head_note"] = f"{fields['head_note']}; {note}" if "head_note" in fields else note
+    ext = _link_weights(tmp / ONNX_NAME, tmp / WEIGHTS_NAME)
     opset = _check_onnx(tmp / ONNX_NAME)
     sess = _session(tmp / ONNX_NAME)
     fields["onnx"] = {
         "file": ONNX_NAME, "opset": opset, "exporter": exporter,
         "inputs": _io_spec(sess.get_inputs()), "outputs": _io_spec(sess.get_outputs()),
+        "external_data": ext,
     }
     fields["output_names"] = [o.name for o in sess.get_outputs()]
     return fields
@@ -504,8 +630,9 @@ def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict,
         "weights": {
             "file": WEIGHTS_NAME, "prefixes": ["encoder."] + (["head."] if head is not None else []),
             "storage_dtype": dtypes[0] if len(dtypes) == 1 else dtypes, "load_dtype": "float32",
-            "note": "float16 on disk; convert to float32 on load (ssl_train.export.load_model_weights); model.onnx holds the same values in float32"
-            if fp16_storage else "float32 on disk",
+            "note": ("float16 on disk; convert to float32 on load (ssl_train.export.load_model_weights). "
+                     "The single copy of the weights: model.onnx (and head.onnx) read these bytes as ONNX external data, cast to float32")
+            if fp16_storage else "float32 on disk; the single copy of the weights, read by model.onnx (and head.onnx) as ONNX external data",
         },
         "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "export_versions": _versions(),
@@ -765,9 +892,10 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
         "export",
         help="write a model folder for the app (model.onnx, weights.safetensors, model.json) from a checkpoint",
         description=(
-            "Export a pretraining checkpoint to OUT/NAME/: model.onnx (float32; input 'input' = normalised RGB "
-            "(batch, 3, S, S); outputs 'features' and the pretext head's), weights.safetensors (for fine-tuning) "
-            "and model.json (configs, normalisation, provenance, sha256 of every file). The ONNX graph is checked "
+            "Export a pretraining checkpoint to OUT/NAME/: model.onnx (float32 graph; input 'input' = normalised RGB "
+            "(batch, 3, S, S); outputs 'features' and the pretext head's), weights.safetensors (the single copy of "
+            "the weights: model.onnx reads them as ONNX external data; also for fine-tuning) and model.json (configs, "
+            "normalisation, provenance, sha256 of every file). The ONNX graph is checked "
             "against PyTorch on real photos; an existing model folder is replaced only when everything passed."
         ),
         formatter_class=D,

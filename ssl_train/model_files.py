@@ -2,14 +2,18 @@
 
 Layout (written by ``ssl_train.export``)::
 
-    models/<name>/model.onnx          float32 graph: "input" (batch, 3, S, S) → "features" (+ head outputs)
-    models/<name>/weights.safetensors encoder.* and head.* tensors (for fine-tuning)
-    models/<name>/head.onnx           optional: the pretext head alone (tasks with a custom forward)
+    models/<name>/model.onnx          float32 graph: "input" (batch, 3, S, S) → "features" (+ head outputs);
+                                      graph only: its weights are ONNX external data in weights.safetensors
+    models/<name>/weights.safetensors encoder.* and head.* tensors: the single copy of the weights
+                                      (read by the ONNX graphs and for fine-tuning)
+    models/<name>/head.onnx           optional: the pretext head alone (tasks with a custom forward),
+                                      also reading weights.safetensors
     models/<name>/model.json          the card: task, configs, normalisation, outputs, provenance,
                                       and "files": {file name: sha256} of every other file
 
 This module is deliberately torch-free (json + hashlib only): the app imports it to check a model
-folder before loading anything from it.
+folder before loading anything from it. Load model.onnx by its path (onnxruntime then finds
+weights.safetensors beside it), never from bytes.
 """
 from __future__ import annotations
 
@@ -68,7 +72,9 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
 
 def verify_model_dir(model_dir: str | Path) -> dict[str, Any]:
     """Check ``model_dir`` against its ``model.json``: every listed file exists and has the listed
-    sha256, and the ONNX graph and weights files the card names are among them.
+    sha256, the ONNX graph and weights files the card names are among them, and a graph that reads
+    its weights from another file (ONNX external data, "external_data" in the card) names a listed
+    file with the same sha256.
 
     Returns the card (dict). Raises ``ModelFileError`` (one line naming the file and the fix) on a
     missing folder, missing or invalid ``model.json``, or a missing, unlisted or altered file.
@@ -92,4 +98,10 @@ def verify_model_dir(model_dir: str | Path) -> dict[str, Any]:
             raise ModelFileError(f"{path} is missing; {hint}")
         if not isinstance(digest, str) or sha256_file(path) != digest.lower():
             raise ModelFileError(f"{path} does not match its sha256 in {CARD_NAME} (altered or truncated); {hint}")
+    # a graph reading its weights from another file of the folder: that file must be the listed one
+    for graph in (card.get("onnx"), head):
+        ext = graph.get("external_data") if isinstance(graph, dict) else None
+        if isinstance(ext, dict) and (ext.get("file") not in files or ext.get("sha256") != files[ext.get("file")]):
+            raise ModelFileError(f"{model_dir / CARD_NAME}: {graph.get('file')} reads weights from {ext.get('file')!r}, "
+                                 f"which is not the listed file with that sha256; {hint}")
     return card

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -96,6 +97,9 @@ def test_export__writes_the_documented_folder(exported, run_dir):
     assert card["metrics"] == {"knn_acc": 0.5}
     assert card["trained_on"].startswith("train split of") and card["trained_on"].endswith("only")
     assert card["weights"]["storage_dtype"] == "float16" and card["weights"]["load_dtype"] == "float32"
+    ext = card["onnx"]["external_data"]
+    assert ext["file"] == "weights.safetensors" and ext["sha256"] == card["files"]["weights.safetensors"]
+    assert ext["tensors"] == ext["cast_to_float32"] > 0 and ext["inline_initializers"] == [] and ext["inline_bytes"] == 0
     assert 0 <= card["onnx_parity_max_abs_diff"] <= PARITY_TOL
     assert not list(exported.parent.glob(".*")), "temporary folders left behind"
 
@@ -111,6 +115,69 @@ def test_export__onnx_matches_pytorch_on_real_photos(exported, run_dir):
         want = pooled(enc.eval()(torch.from_numpy(onnx_input(photos)))).numpy()
     got = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"]).run(["features"], {"input": onnx_input(photos)})[0]
     assert np.allclose(got, want, rtol=1e-2, atol=1e-3)
+
+
+def _onnx_weight_refs(path: Path) -> list[tuple[onnx.TensorProto, dict]]:
+    model = onnx.load(str(path), load_external_data=False)
+    return [(t, {e.key: e.value for e in t.external_data}) for t in model.graph.initializer]
+
+
+def _assert_graph_only(path: Path, weights: Path) -> int:
+    """``path`` holds no float weights of its own: every float initializer is a byte range of a
+    tensor of ``weights`` (same name, dtype, shape, bytes). Returns how many it references."""
+    raw = weights.read_bytes()
+    n = 0
+    with safe_open(str(weights), framework="numpy") as f:
+        for t, ext in _onnx_weight_refs(path):
+            if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
+                assert t.data_location == onnx.TensorProto.EXTERNAL and not t.raw_data and not t.float_data, t.name
+            if t.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            assert ext["location"] == weights.name
+            want = f.get_tensor(t.name)
+            assert list(t.dims) == list(want.shape) and t.data_type == onnx.TensorProto.FLOAT16 == onnx.helper.np_dtype_to_tensor_dtype(want.dtype)
+            off, length = int(ext["offset"]), int(ext["length"])
+            assert raw[off:off + length] == np.ascontiguousarray(want).astype("<f2").tobytes()
+            n += 1
+    return n
+
+
+def test_export__onnx_reads_weights_from_safetensors_single_copy(exported, model_copy):
+    onnx_bytes = (exported / "model.onnx").stat().st_size
+    weights_bytes = (exported / "weights.safetensors").stat().st_size
+    n_params = sum(p.numel() for p in build_encoder(SMALL).state_dict().values() if p.is_floating_point())
+    assert onnx_bytes < 200_000 and weights_bytes >= 2 * n_params  # the float16 weights are in one file only
+    assert onnx_bytes < 4 * n_params  # a float32 copy inside model.onnx would take at least that
+    n = _assert_graph_only(exported / "model.onnx", exported / "weights.safetensors")
+    assert n == json.loads((exported / "model.json").read_text())["onnx"]["external_data"]["tensors"]
+    meta = {p.key: p.value for p in onnx.load(str(exported / "model.onnx"), load_external_data=False).metadata_props}
+    assert meta["weights_sha256"] == json.loads((exported / "model.json").read_text())["files"]["weights.safetensors"]
+    # onnxruntime opened by path (a copied folder: the reference is relative) = PyTorch rebuilt from the same weights
+    photos = real_photos(4)
+    encoder, head, _ = load_model_weights(model_copy)
+    with torch.no_grad():
+        fmap = encoder(torch.from_numpy(onnx_input(photos)))
+        want = [pooled(fmap).numpy(), head(fmap).numpy()]
+    got = ort.InferenceSession(str(model_copy / "model.onnx"), providers=["CPUExecutionProvider"]).run(["features", "logits"], {"input": onnx_input(photos)})
+    assert all(np.abs(g - w).max() <= PARITY_TOL for g, w in zip(got, want))
+    assert parity_check(model_copy, photos) <= PARITY_TOL
+    # the one copy is protected by model.json: a tampered weights.safetensors is refused
+    path = model_copy / "weights.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"weights\.safetensors does not match its sha256"):
+        verify_model_dir(model_copy)
+
+
+def test_export__float32_storage_is_referenced_without_casts(tmp_path):
+    path = export_random_reference(tmp_path, SMALL, SIZE, seed=1, fp16_storage=False)
+    card = verify_model_dir(path)
+    ext = card["onnx"]["external_data"]
+    assert card["weights"]["storage_dtype"] == "float32" and ext["cast_to_float32"] == 0 and ext["tensors"] > 0
+    assert all(t.data_location == onnx.TensorProto.EXTERNAL for t, _ in _onnx_weight_refs(path / "model.onnx") if t.data_type == onnx.TensorProto.FLOAT)
+    assert (path / "model.onnx").stat().st_size < 200_000
+    assert parity_check(path, real_photos(2)) <= PARITY_TOL
 
 
 def test_export__dynamic_batch_runs_batch_1_and_3(exported):
@@ -171,6 +238,14 @@ def test_verify__tampered_file_is_refused_with_its_name(model_copy):
     with pytest.raises(ModelFileError, match=r"model\.onnx does not match its sha256") as e:
         verify_model_dir(model_copy)
     assert "python -m ssl_train export" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_verify__graph_reading_an_unlisted_weights_file_is_refused(model_copy):
+    card = json.loads((model_copy / "model.json").read_text())
+    card["onnx"]["external_data"]["sha256"] = "0" * 64  # e.g. a model.json edited by hand
+    (model_copy / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match=r"model\.onnx reads weights from 'weights\.safetensors', which is not the listed file"):
+        verify_model_dir(model_copy)
 
 
 def test_verify__missing_file_is_refused_with_its_name(model_copy):
@@ -246,6 +321,11 @@ def test_export__custom_forward_task_gets_features_and_a_head_graph(tiny_folder,
     assert card["head_graph"]["inputs"] == [{"name": "head_input", "dtype": "float32", "shape": ["batch", 2 * SMALL.widths[-1]]}]
     assert [o["name"] for o in card["head_graph"]["outputs"]] == ["logits"]
     assert parity_check(path, real_photos(3)) <= PARITY_TOL
+    # both graphs read the one weights.safetensors: model.onnx the encoder.* tensors, head.onnx the head.* ones
+    assert _assert_graph_only(path / "model.onnx", path / "weights.safetensors") > 0
+    assert _assert_graph_only(path / "head.onnx", path / "weights.safetensors") == 2  # fc.weight, fc.bias
+    assert {t.name for t, _ in _onnx_weight_refs(path / "head.onnx")} == {"head.fc.weight", "head.fc.bias"}
+    assert card["head_graph"]["external_data"]["sha256"] == card["files"]["weights.safetensors"]
 
 
 def test_export_random_reference__features_only(tmp_path):
