@@ -108,6 +108,19 @@ def load(path: Path, onnx_sha: str, data_key: str) -> Layout | None:
         return None
 
 
+def available(model_dir: Path, card: dict, data_key: str) -> bool:
+    """Whether a matching layout file exists (reads only its small meta entry)."""
+    for p in precomputed_paths(model_dir, card, data_key):
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+            if meta.get("format") == FORMAT and meta.get("onnx_sha256") == onnx_sha256(card) and meta.get("data_key") == data_key:
+                return True
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            continue
+    return False
+
+
 def find(model_dir: Path, card: dict, data_key: str) -> Layout | None:
     for p in precomputed_paths(model_dir, card, data_key):
         got = load(p, onnx_sha256(card), data_key)

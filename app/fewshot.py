@@ -26,9 +26,10 @@ import numpy as np
 PROBE_C = 1.0
 MAX_KEPT = 8  # trained models a session keeps (oldest dropped first)
 _TRAIN_LOCK = threading.Lock()  # one fine-tune at a time on this server: the CPU has few cores
+ABANDONED_AFTER = 600.0  # s without the Few-shot page asking for progress: the tab was closed, stop training
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: fields hold arrays and models
 class Trained:
     """One classifier trained in this session, with its test-split scores."""
 
@@ -124,6 +125,8 @@ class FinetuneJob:
         self.error: str | None = None
         self.started = time.time()
         self.finished: float | None = None
+        self.last_seen = time.time()  # updated by snapshot(), i.e. by the page polling
+        self.abandoned = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pretext-lab-finetune", daemon=True)
 
@@ -145,6 +148,7 @@ class FinetuneJob:
         self._thread.join(timeout)
 
     def snapshot(self) -> dict[str, Any]:
+        self.last_seen = time.time()
         return {
             "state": self.state, "phase": self.phases[min(self.phase, len(self.phases) - 1)], "phase_index": self.phase,
             "phases": list(self.phases), "step": self.step, "total": self.total, "losses": {k: list(v) for k, v in self.losses.items()},
@@ -154,6 +158,9 @@ class FinetuneJob:
     def _on_step(self, step: int, total: int, loss: float) -> bool:
         self.step, self.total = step, total
         self.losses[self.phases[self.phase]].append(float(loss))
+        if time.time() - self.last_seen > ABANDONED_AFTER:
+            self.abandoned = True
+            self._stop.set()
         return self._stop.is_set()
 
     def _run(self) -> None:

@@ -135,7 +135,7 @@ def _layout(path: str, signature: tuple, root: str, key: str) -> embedding.Layou
 def layout(entry: ModelEntry, index: photos.PhotoIndex) -> embedding.Layout:
     """Precomputed features/map of a model (from its folder or the cache; else computed once,
     with a spinner, and saved to the cache folder)."""
-    if embedding.find(entry.path, entry.card, index.key) is None:
+    if not embedding.available(entry.path, entry.card, index.key):
         with st.spinner(f"First use of **{md_escape(entry.name)}**: computing features of the bundled photos and a UMAP map "
                         f"(about 30 s; `python -m app.precompute` makes this instant)…"):
             return _layout(str(entry.path), folder_signature(entry.path), str(index.root), index.key)

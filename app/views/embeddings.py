@@ -27,8 +27,9 @@ def figure(lay: embedding.Layout, xy: np.ndarray, upload_xy: np.ndarray | None, 
         ))
     if upload_xy is not None and len(upload_xy):
         fig.add_trace(go.Scatter(
-            x=upload_xy[:, 0], y=upload_xy[:, 1], mode="markers+text", name="your photos", text=upload_names,
-            textposition="top center", marker=dict(size=16, symbol="star", color="black", line=dict(width=1, color="white")),
+            x=upload_xy[:, 0], y=upload_xy[:, 1], mode="markers+text", name="your photos",
+            text=[n if len(n) <= 18 else n[:16] + "…" for n in upload_names], textposition="top center",
+            textfont=dict(size=13, color="black"), marker=dict(size=24, symbol="star", color="black", line=dict(width=2, color="white")),
             customdata=np.stack([np.asarray(upload_names, dtype=object), np.full(len(upload_names), "upload", dtype=object)], 1),
             hovertemplate="%{customdata[0]} (your photo)<extra></extra>",
         ))

@@ -69,10 +69,13 @@ def job_panel() -> None:
         st.info("Waiting for another fine-tune on this server to finish…", icon="⏳")
     else:
         done = snap["step"] / max(1, snap["total"])
-        per_step = snap["elapsed"] / max(1, snap["phase_index"] * snap["total"] + snap["step"])
-        left = per_step * ((len(snap["phases"]) - snap["phase_index"]) * snap["total"] - snap["step"])
-        st.progress(done, text=f"{snap['phase']} ({phase_no}/{len(snap['phases'])}): step {snap['step']} of {snap['total']} · "
-                               f"{snap['elapsed']:.0f} s so far, about {left:.0f} s to go")
+        steps_done = snap["phase_index"] * snap["total"] + snap["step"]
+        left = ""
+        if steps_done >= 5:  # earlier estimates are mostly start-up time
+            per_step = snap["elapsed"] / steps_done
+            left = f", about {per_step * ((len(snap['phases']) - snap['phase_index']) * snap['total'] - snap['step']):.0f} s to go"
+        st.progress(done, text=f"Fine-tuning {snap['phase']} ({phase_no}/{len(snap['phases'])}) on {job.fraction:.0%} of the labels: "
+                               f"step {snap['step']} of {snap['total']} · {snap['elapsed']:.0f} s so far{left}")
     losses = {k: v for k, v in snap["losses"].items() if v}
     if losses:
         n = max(len(v) for v in losses.values())
@@ -115,6 +118,20 @@ per_class = np.bincount(index.labels[sub], minlength=len(index.classes))
 st.caption(f"{len(sub)} of {n_train} training photos are labelled ({', '.join(f'{c} {n}' for c, n in zip(index.classes, per_class))}); "
            f"scores use all {int(index.is_test.sum())} test photos.")
 
+job = st.session_state[state.FEW_JOB]
+if job is not None and not job.running:  # a finished fine-tune: keep its models, say how it ended
+    if job.results:
+        keep(job.results)
+    if job.error:
+        st.error(f"Fine-tuning failed: {md_escape(job.error)}")
+    elif job.state == "stopped":
+        st.warning(f"Fine-tuning stopped after {job.results[-1].info['steps'] if job.results else 0} steps"
+                   + (" (the page was left alone too long)" if job.abandoned else "") + "; the partial model is scored below.")
+    st.session_state[state.FEW_JOB] = job = None
+
+if job is not None:
+    job_panel()
+
 current: list = []
 if mode == "linear":
     try:
@@ -136,18 +153,13 @@ if mode == "linear":
     st.caption(f"Logistic regression on standardised features, C = {fewshot.PROBE_C:g} fixed in advance (the protocol picks C by "
                "3-fold cross-validation, which takes tens of seconds; its numbers are the reference curve).")
 else:
-    job = st.session_state[state.FEW_JOB]
-    if job is not None and not job.running:
-        if job.results:
-            keep(job.results)
-        if job.error:
-            st.error(f"Fine-tuning failed: {md_escape(job.error)}")
-        elif job.state == "stopped":
-            st.warning(f"Stopped after {job.results[-1].info['steps'] if job.results else 0} steps; the partial model is scored below.")
-        st.session_state[state.FEW_JOB] = job = None
     cfg = fewshot.finetune_config(bool(quick))
     steps = cfg.steps_for(len(sub))
-    if job is None:
+    trained = find("finetune", enc_name, fraction, int(seed)) and find("finetune", "scratch", fraction, int(seed))
+    if job is None and trained:
+        st.caption("Both fine-tunes for these settings are below (seeded: the same settings give the same "
+                   "result). Change the fraction, seed or encoder to train others.")
+    elif job is None:
         st.markdown(f"Fine-tunes **{md_escape(enc_name)}**, then the same network from **scratch**: {steps} steps each "
                     f"({'quick' if quick else 'protocol'} schedule, batch {min(cfg.batch_size, len(sub))}, SGD, crops and flips).")
         if st.button("▶ Start fine-tuning", type="primary"):
@@ -158,9 +170,8 @@ else:
                 ).start()
             except Exception as e:  # noqa: BLE001
                 st.error(f"Could not start: {type(e).__name__}: {md_escape(str(e)[:200])}")
-            st.rerun()
-    else:
-        job_panel()
+            else:
+                st.rerun()
     current = [r for r in (find("finetune", enc_name, fraction, int(seed)), find("finetune", "scratch", fraction, int(seed))) if r]
 
 if current:
