@@ -12,6 +12,18 @@ import pandas as pd
 
 SCRATCH = "scratch"  # = ssl_train.protocol.SCRATCH: the protocol's name for the random-init encoder
 MODE_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN (k=20)"}
+MODE_DASH = {"finetune": "solid", "linear": "dash", "knn": "dot"}
+SCRATCH_COLOUR = "#6c757d"
+_TASK_COLOURS = ["#d1495b", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
+
+
+def task_colour(task: str) -> str:
+    """Grey for scratch; a fixed colour per pretext task name (stable across pages and runs)."""
+    if task in (SCRATCH, "random_init"):
+        return SCRATCH_COLOUR
+    import zlib
+
+    return "#d1495b" if task == "rotation" else _TASK_COLOURS[zlib.crc32(task.encode()) % len(_TASK_COLOURS)]
 
 
 def load(path: str | Path) -> tuple[pd.DataFrame | None, str]:

@@ -28,7 +28,7 @@ PAGES = [
 page = st.navigation(PAGES)
 with st.sidebar:
     st.caption(
-        "Self-supervised pretext tasks on 3,479 flower photos. "
+        "Self-supervised pretext tasks on flower photos: what a model learns without labels, and what it buys when labels are few. "
         f"Models from `{display(models_dir())}`, photos from `{display(data_dir())}`."
     )
 page.run()

@@ -12,7 +12,6 @@ from app.inference import ModelFileError
 from app.uploads import md_escape
 
 MODES = {"linear": "Linear probe (frozen features, < 1 s)", "finetune": "Fine-tune the whole network"}
-SCRATCH_COLOUR, ENCODER_COLOUR = "#6c757d", "#d1495b"
 
 
 def keep(results: list) -> None:
@@ -29,13 +28,18 @@ def find(mode: str, encoder: str, fraction: float, seed: int):
     return None
 
 
+def _task_of(name: str) -> str:
+    e = ui.model_by_name(ui.all_models(), name)
+    return e.task if e is not None else name
+
+
 def reference_figure(summ: pd.DataFrame | None, mode: str, points: list) -> go.Figure:
     fig = go.Figure()
     if summ is not None:
         sub = summ[summ["mode"] == mode]
         for task, g in sub.groupby("task"):
             g = g.sort_values("fraction")
-            colour = SCRATCH_COLOUR if task == reference.SCRATCH else None
+            colour = reference.task_colour(task)
             fig.add_trace(go.Scatter(
                 x=100 * g["fraction"], y=100 * g["mean"], error_y=dict(type="data", array=100 * g["std"], visible=True),
                 mode="lines+markers", name=f"{task} (report, {int(g['seeds'].max())} seed{'s' if g['seeds'].max() > 1 else ''})",
@@ -44,7 +48,7 @@ def reference_figure(summ: pd.DataFrame | None, mode: str, points: list) -> go.F
     for r in points:
         fig.add_trace(go.Scatter(
             x=[100 * r.fraction], y=[100 * r.accuracy], mode="markers", name=f"{r.encoder} (this session)",
-            marker=dict(size=15, symbol="diamond", color=SCRATCH_COLOUR if r.encoder in ("scratch", RANDOM_INIT) else ENCODER_COLOUR,
+            marker=dict(size=15, symbol="diamond", color=reference.task_colour(r.encoder if r.encoder == "scratch" else _task_of(r.encoder)),
                         line=dict(width=1, color="black")),
         ))
     fig.update_layout(

@@ -12,6 +12,8 @@ STYLE = """
 [data-testid="stMain"] [data-testid="stMarkdown"] li { font-size: 1.55rem; line-height: 1.45; }
 [data-testid="stMain"] h1 { font-size: 3rem; }
 [data-testid="stMain"] h2 { font-size: 2.3rem; }
+[data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1rem; }
+[data-testid="stMain"] [data-testid="stPageLink"] p { font-size: 1.35rem; }
 </style>
 """
 
@@ -89,9 +91,10 @@ def headline() -> None:
     for (task, mode), g in summ.groupby(["task", "mode"]):
         g = g.sort_values("fraction")
         fig.add_trace(pgo.Scatter(x=100 * g["fraction"], y=100 * g["mean"], error_y=dict(type="data", array=100 * g["std"]),
-                                  mode="lines+markers", name=f"{task} · {reference.MODE_TITLES.get(mode, mode)}"))
-    fig.update_layout(xaxis=dict(type="log", title="labelled training photos (%)"), yaxis=dict(title="test accuracy (%)"),
-                      height=480, font=dict(size=18), margin=dict(l=10, r=10, t=10, b=10))
+                                  mode="lines+markers", name=f"{task} · {reference.MODE_TITLES.get(mode, mode)}",
+                                  line=dict(color=reference.task_colour(task), dash=reference.MODE_DASH.get(mode, "solid"), width=3)))
+    fig.update_layout(xaxis=dict(type="log", title="labelled training photos (%)", tickvals=[1, 2, 5, 10, 25, 50, 100]),
+                      yaxis=dict(title="test accuracy (%)"), height=480, font=dict(size=18), margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig)
     st.caption(f"Drawn from protocol.json ({note}); `python -m ssl_train report` draws {display(png)}.")
 
