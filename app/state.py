@@ -50,11 +50,23 @@ FACTORIES: dict[str, Any] = {
 }
 
 
+# widget values kept when the user visits another page (Streamlit drops the state of widgets that
+# were not drawn in a run; re-assigning the key at the top of every run makes it plain session state)
+PERSISTENT = (
+    EXPLORER_PICKS, EXPLORER_TURN, MAP_LEFT, MAP_RIGHT, MAP_EXACT,
+    FEW_FRACTION, FEW_ENCODER, FEW_MODE, FEW_SEED, FEW_QUICK,
+)
+
+
 def init(session_state) -> None:
-    """Give every key its default once per session (never overwrites a user's choice)."""
+    """Give every key its default once per session (never overwrites a user's choice) and keep
+    the choices made on other pages. Called at the top of every run, before any widget."""
     for k, v in DEFAULTS.items():
         if k not in session_state:
             session_state[k] = v
     for k, make in FACTORIES.items():
         if k not in session_state:
             session_state[k] = make()
+    for k in PERSISTENT:
+        if k in session_state:
+            session_state[k] = session_state[k]

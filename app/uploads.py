@@ -22,7 +22,7 @@ from ssl_train.images import MAX_PIXELS, BadImage, open_rgb
 from .config import MAX_UPLOAD_MB
 
 ACCEPTED_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")  # = ssl_train.images.IMAGE_SUFFIXES
-KEEP_MAX_SIDE = 2048  # larger decoded photos are reduced to this long side (models see ≤ 512 px)
+KEEP_MAX_SIDE = 1024  # larger decoded photos are reduced to this long side (models see ≤ 512 px; bounds session memory)
 
 _EXIF_ORIENTATION = 0x0112
 _ORIENTATION_TEXT = {

@@ -150,3 +150,15 @@ def test_talk__steps_with_previous_next_and_links_to_live_pages(app):
     assert len(at.get("plotly_chart")) == 1  # no protocol.png in the fixture: drawn from protocol.json
     at.button(key="talk.prev").click().run()
     assert at.title[0].value == seen[-2] and not at.exception
+
+
+def test_app__choices_survive_a_visit_to_another_page(app):
+    at = page(app, "fewshot")
+    at.slider(key=state.FEW_FRACTION).set_value(50).run()
+    at.radio(key=state.FEW_MODE).set_value("finetune").run()
+    at.switch_page("views/explorer.py").run()
+    at.segmented_control(key=state.EXPLORER_TURN).set_value(270).run()
+    at.switch_page("views/fewshot.py").run()
+    assert at.slider(key=state.FEW_FRACTION).value == 50 and at.radio(key=state.FEW_MODE).value == "finetune"
+    at.switch_page("views/explorer.py").run()
+    assert at.segmented_control(key=state.EXPLORER_TURN).value == 270 and not at.exception

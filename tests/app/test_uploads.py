@@ -104,3 +104,8 @@ def test_upload__names_are_cleaned_and_escaped_for_markdown():
     p = open_upload("**<b>bad<b>**.jpg", b"nope")
     msg = p.message()
     assert "\\*\\*\\<b\\>" in msg and md_escape("a_b") == "a\\_b"
+
+
+def test_upload__very_large_photo_is_reduced_with_a_note():
+    p = open_upload("wide.png", encode(Image.new("RGB", (3000, 1000), (10, 20, 30)), "PNG"))
+    assert p.ok and max(p.image.size) == 1024 and any("reduced from 3000×1000" in n for n in p.notes)
