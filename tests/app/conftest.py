@@ -30,24 +30,28 @@ def photo_bytes(cls: str = "sunflower", i: int = -1) -> tuple[str, bytes]:
 
 @pytest.fixture(scope="session")
 def app_env(tmp_path_factory):
-    """Session-wide environment: private decode cache, fixture photos, reports folder."""
+    """Fixture photos (with their split.csv) and a reports folder, made once per session."""
     base = tmp_path_factory.mktemp("app")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PRETEXT_LAB_CACHE", str(base / "cache"))
     data = copy_photos(base / "flowers", classes=CLASSES, per_class=PER_CLASS)
     from ssl_train.data import DataConfig, load_split_data
 
-    load_split_data(DataConfig(root=str(data), image_size=SIZE))  # writes data/split.csv
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PRETEXT_LAB_CACHE", str(base / "cache"))  # never the user's cache
+        load_split_data(DataConfig(root=str(data), image_size=SIZE))  # writes data/split.csv
     reports = base / "reports"
     reports.mkdir()
     (reports / "protocol.json").write_text(json.dumps({"config": {"protocol": {"tasks": ["rotation"], "fractions": [0.1, 1.0], "seeds": [0, 1], "modes": ["linear", "finetune"]}},
                                                        "runs": [{"task": t, "mode": m, "fraction": f, "seed": s, "test_accuracy": a + 0.01 * s}
                                                                 for t, a in (("scratch", 0.4), ("rotation", 0.5)) for m in ("linear", "finetune")
                                                                 for f in (0.1, 1.0) for s in (0, 1)]}))
-    mp.setenv("PRETEXT_LAB_DATA", str(data))
-    mp.setenv("PRETEXT_LAB_REPORTS", str(reports))
-    yield {"base": base, "data": data, "reports": reports}
-    mp.undo()
+    return {"base": base, "data": data, "reports": reports}
+
+
+@pytest.fixture(autouse=True)
+def _app_paths(app_env, monkeypatch):
+    """Every app test reads the fixture photos and reports, never the repository's."""
+    monkeypatch.setenv("PRETEXT_LAB_DATA", str(app_env["data"]))
+    monkeypatch.setenv("PRETEXT_LAB_REPORTS", str(app_env["reports"]))
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +65,14 @@ def made_models(app_env) -> Path:
 
     base = app_env["base"]
     small = EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))
-    data = load_split_data(DataConfig(root=str(app_env["data"]), image_size=SIZE))
-    pretrain(get_task("rotation", {"color_jitter": "0"}), data, base / "run", small,
-             TrainConfig(epochs=1, batch_size=16, lr=0.05, device="cpu"), progress=False)
     out = base / "models-made"
-    export_model(base / "run" / CHECKPOINT_NAME, out, "rotation")
-    export_random_reference(out, small, SIZE, seed=0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PRETEXT_LAB_CACHE", str(base / "cache"))
+        data = load_split_data(DataConfig(root=str(app_env["data"]), image_size=SIZE))
+        pretrain(get_task("rotation", {"color_jitter": "0"}), data, base / "run", small,
+                 TrainConfig(epochs=1, batch_size=16, lr=0.05, device="cpu"), progress=False)
+        export_model(base / "run" / CHECKPOINT_NAME, out, "rotation")
+        export_random_reference(out, small, SIZE, seed=0)
     return out
 
 
