@@ -79,7 +79,7 @@ def encoder_map(side: str, key: str, entries, index, uploads, exact: bool) -> No
             col.image(ui.thumbnail(str(data_dir()), str(file)), caption=f"{cls} · {str(file).rsplit('/', 1)[-1]}", width=140)
         st.caption("Double-click the map to clear the selection.")
     else:
-        st.caption("Click a dot to see its photo (shift-click or lasso for several); hover shows the file name and class. Scroll to zoom.")
+        st.caption("Click a dot to see its photo (shift-click adds more); hover shows the file name and class. Scroll to zoom.")
     if uploads:
         order, sims = embedding.neighbours(lay, up_feats)
         votes, share = embedding.knn_vote(lay, up_feats)
