@@ -59,9 +59,10 @@ def reference_figure(summ: pd.DataFrame | None, mode: str, points: list) -> go.F
     return fig
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=2.0)
 def job_panel() -> None:
-    """Live progress of this session's fine-tune (polled every second while it runs)."""
+    """Live progress of this session's fine-tune (polled every 2 s while it runs: more often costs
+    training time on a 2-core machine)."""
     job = st.session_state.get(state.FEW_JOB)
     if job is None:
         return
