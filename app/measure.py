@@ -120,7 +120,7 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
         res["server_ready"] = round(time.time() - t0, 2)
         with sync_playwright() as p:
             browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.goto(f"http://127.0.0.1:{port}/")
             page.get_by_role("heading", name="Pretext explorer").wait_for(timeout=120_000)
             res["first_paint"] = round(time.time() - t0, 2)
