@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 PROBE_C = 1.0
+EVAL_CHUNK = 64  # test photos per forward pass when scoring a fine-tuned model
 MAX_KEPT = 8  # trained models a session keeps (oldest dropped first)
 _TRAIN_LOCK = threading.Lock()  # one fine-tune at a time on this server: the CPU has few cores
 ABANDONED_AFTER = 600.0  # s without the Few-shot page asking for progress: the tab was closed, stop training
@@ -201,7 +202,9 @@ class FinetuneJob:
             t0 = time.time()
             model, log = finetune(state, enc_cfg, ds.images[sub], labels[sub], n_classes, self.cfg, self.seed, on_step=self._on_step)
             t1 = time.time()
-            probs = predict(model, ds.images[te], resolve_device(self.cfg.device))
+            dev = resolve_device(self.cfg.device)
+            # in chunks: predict's default batch of 256 photos at 96 px peaks at about 1 GB of activations
+            probs = np.concatenate([predict(model, ds.images[te[i : i + EVAL_CHUNK]], dev) for i in range(0, len(te), EVAL_CHUNK)])
             pred = probs.argmax(1)
             model.to("cpu")
             self.results.append(Trained(
