@@ -7,8 +7,9 @@
 - the kNN accuracy on the test split (``ssl_train.evaluate.knn_eval``: k = 20, cosine,
   distance-weighted, trained on every training photo's label);
 
-and stores them in one small ``.npz`` (features in float16, no pickle) keyed by the sha256 of the
-model's ``model.onnx`` and of the photo set's ``split.csv``, so a stale file is never used. Reading
+and stores them in one small ``.npz`` (features in float16, no pickle) keyed by the sha256 of every
+file of the model (its card's "files" table) and of the photo set's ``split.csv``, so a stale file is
+never used. Reading
 it needs numpy only: opening a map imports neither torch nor umap.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from .config import PRECOMPUTED_NAME, cache_dir
 
-FORMAT = "pretext-lab-app-layout/1"
+FORMAT = "pretext-lab-app-layout/2"
 MAP_MAX = 1500
 KNN_K = 20  # = ssl_train.evaluate.KNN_K
 UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_state": 0}
@@ -34,7 +35,7 @@ NEIGHBOURS = 5
 @dataclass
 class Layout:
     model: str
-    onnx_sha256: str
+    model_key: str
     data_key: str
     classes: list[str]
     files: np.ndarray  # (N,) str, every bundled photo
@@ -60,14 +61,17 @@ class Layout:
         return np.nonzero(self.is_test)[0]
 
 
-def onnx_sha256(card: dict) -> str:
-    name = (card.get("onnx") or {}).get("file", "model.onnx")
-    return str(card["files"][name])
+def model_key(card: dict) -> str:
+    """sha256 over the card's {file: sha256} table: changes when any file of the model changes
+    (model.onnx may be graph-only, its weights living in weights.safetensors)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(sorted(card["files"].items())).encode()).hexdigest()
 
 
 def precomputed_paths(model_dir: Path, card: dict, data_key: str) -> list[Path]:
     """Where a layout may be: beside model.json (shipped), then the app's cache folder."""
-    return [Path(model_dir) / PRECOMPUTED_NAME, cache_dir() / f"{Path(model_dir).name}-{onnx_sha256(card)[:12]}-{data_key[:12]}.npz"]
+    return [Path(model_dir) / PRECOMPUTED_NAME, cache_dir() / f"{Path(model_dir).name}-{model_key(card)[:12]}-{data_key[:12]}.npz"]
 
 
 # -- storage ---------------------------------------------------------------------------------------
@@ -76,7 +80,7 @@ def save(layout: Layout, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "format": FORMAT, "model": layout.model, "onnx_sha256": layout.onnx_sha256, "data_key": layout.data_key,
+        "format": FORMAT, "model": layout.model, "model_key": layout.model_key, "data_key": layout.data_key,
         "classes": layout.classes, "knn_accuracy": layout.knn_accuracy, "method": layout.method, **layout.meta,
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -90,19 +94,19 @@ def save(layout: Layout, path: Path) -> Path:
     return path
 
 
-def load(path: Path, onnx_sha: str, data_key: str) -> Layout | None:
+def load(path: Path, key: str, data_key: str) -> Layout | None:
     """The layout in ``path`` if it exists and belongs to this model and photo set, else None."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            if meta.get("format") != FORMAT or meta.get("onnx_sha256") != onnx_sha or meta.get("data_key") != data_key:
+            if meta.get("format") != FORMAT or meta.get("model_key") != key or meta.get("data_key") != data_key:
                 return None
             return Layout(
-                model=meta["model"], onnx_sha256=onnx_sha, data_key=data_key, classes=list(meta["classes"]),
+                model=meta["model"], model_key=key, data_key=data_key, classes=list(meta["classes"]),
                 files=z["files"], labels=z["labels"].astype(np.int64), is_test=z["is_test"].astype(bool),
                 features=z["features"].astype(np.float32), map_idx=z["map_idx"].astype(np.int64), xy=z["xy"].astype(np.float32),
                 knn_accuracy=float(meta["knn_accuracy"]), method=meta.get("method", "umap"),
-                meta={k: v for k, v in meta.items() if k not in ("format", "model", "onnx_sha256", "data_key", "classes", "knn_accuracy", "method")},
+                meta={k: v for k, v in meta.items() if k not in ("format", "model", "model_key", "data_key", "classes", "knn_accuracy", "method")},
             )
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None
@@ -114,7 +118,7 @@ def available(model_dir: Path, card: dict, data_key: str) -> bool:
         try:
             with np.load(p, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-            if meta.get("format") == FORMAT and meta.get("onnx_sha256") == onnx_sha256(card) and meta.get("data_key") == data_key:
+            if meta.get("format") == FORMAT and meta.get("model_key") == model_key(card) and meta.get("data_key") == data_key:
                 return True
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             continue
@@ -123,7 +127,7 @@ def available(model_dir: Path, card: dict, data_key: str) -> bool:
 
 def find(model_dir: Path, card: dict, data_key: str) -> Layout | None:
     for p in precomputed_paths(model_dir, card, data_key):
-        got = load(p, onnx_sha256(card), data_key)
+        got = load(p, model_key(card), data_key)
         if got is not None:
             got.meta["loaded_from"] = str(p)
             return got
@@ -192,7 +196,7 @@ def build(model, data_root: str | Path, progress: Callable[[str], None] | None =
     t4 = time.time()
     card = model.card
     return Layout(
-        model=model.name, onnx_sha256=onnx_sha256(card), data_key=idx.key, classes=list(sd.ds.classes),
+        model=model.name, model_key=model_key(card), data_key=idx.key, classes=list(sd.ds.classes),
         files=np.asarray(sd.ds.files, dtype=str), labels=labels, is_test=is_test, features=feats, map_idx=map_idx, xy=xy,
         knn_accuracy=float(knn["test_accuracy"]), method=method,
         meta={

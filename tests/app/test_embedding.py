@@ -30,12 +30,12 @@ def test_build__features_of_every_photo_map_of_test_split_and_knn(built, app_env
 def test_save_load__round_trip_and_stale_files_are_ignored(built, tmp_path):
     _, lay = built
     p = embedding.save(lay, tmp_path / "x.npz")
-    got = embedding.load(p, lay.onnx_sha256, lay.data_key)
+    got = embedding.load(p, lay.model_key, lay.data_key)
     assert got is not None and np.allclose(got.features, lay.features) and np.array_equal(got.xy, lay.xy)
-    assert embedding.load(p, "0" * 64, lay.data_key) is None  # re-exported model
-    assert embedding.load(p, lay.onnx_sha256, "1" * 64) is None  # another split
+    assert embedding.load(p, "0" * 64, lay.data_key) is None  # re-exported model (any file changed)
+    assert embedding.load(p, lay.model_key, "1" * 64) is None  # another split
     (tmp_path / "bad.npz").write_bytes(b"garbage")
-    assert embedding.load(tmp_path / "bad.npz", lay.onnx_sha256, lay.data_key) is None
+    assert embedding.load(tmp_path / "bad.npz", lay.model_key, lay.data_key) is None
 
 
 def test_place__an_upload_equal_to_a_map_photo_lands_on_it(built):
@@ -75,3 +75,13 @@ def test_precompute__unknown_name_or_no_models_is_an_error(models, app_env, tmp_
     assert precompute(["--models", str(tmp_path / "none"), "--data", str(app_env["data"])]) == 2
     err = capsys.readouterr().err
     assert "no model folder nope" in err and "export" in err
+
+
+def test_layout_key__changes_when_only_the_weights_change(models, app_env):
+    """model.onnx can be graph-only (weights in weights.safetensors): the key covers every file."""
+    from ssl_train.model_files import read_card
+
+    card = read_card(models / "rotation")
+    other = json.loads(json.dumps(card))
+    other["files"]["weights.safetensors"] = "0" * 64
+    assert embedding.model_key(card) != embedding.model_key(other)
