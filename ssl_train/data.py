@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .model_files import sha256_file
 from .images import IMAGE_SUFFIXES, BadImage, dhash, open_rgb, square_resize, to_uint8_chw
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "flowers"
@@ -268,14 +269,6 @@ def load_or_make_split(ds: Dataset, cfg: DataConfig) -> np.ndarray:
     return is_test
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_fraction(fraction: float) -> None:
     if not 0.0 < fraction <= 1.0:
         raise UserError(f"labelled fraction {fraction} is outside (0, 1]; use e.g. 0.1 for 10% of the training labels")
@@ -316,7 +309,7 @@ class SplitData:
 
     @property
     def split_sha256(self) -> str:
-        return file_sha256(self.cfg.split_path)
+        return sha256_file(self.cfg.split_path)
 
 
 def load_split_data(cfg: DataConfig) -> SplitData:
