@@ -136,7 +136,10 @@ def cmd_pretrain(a) -> int:
     task.config.validate(dcfg.image_size)
     data = load_split_data(dcfg)
     out = Path(a.out or REPO / "runs" / a.task)
+    from .distributed import shutdown
+
     summary = pretrain(task, data, out, enc, tcfg, resume=a.resume, progress=not a.quiet, stop_after_epoch=a.stop_after_epoch)
+    shutdown()  # on an error torchrun stops the other ranks; a barrier then would only hang
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(json.dumps({k: summary[k] for k in ("task", "completed_epochs", "train_seconds_total", "device", "peak_rss_mb", "checkpoint") if k in summary} | {"pretext_test": summary.get("pretext_test")}, indent=1))

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -161,7 +162,9 @@ def load_dataset(cfg: DataConfig, use_cache: bool = True) -> Dataset:
             if not cache.exists():
                 os.replace(tmp, cache)
         except OSError:
-            pass  # caching is an optimisation only
+            pass  # caching is an optimisation only (another process may have just written it)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     _warn_skipped(ds)
     return ds
 
@@ -259,7 +262,8 @@ def load_or_make_split(ds: Dataset, cfg: DataConfig) -> np.ndarray:
     groups = near_duplicate_groups(ds.hashes, cfg.near_dup_bits)
     is_test = make_split(ds.labels, groups, cfg.test_fraction, cfg.split_seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # a per-process temporary name: under torchrun every rank may make the (identical) split at once
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(SPLIT_HEADER)

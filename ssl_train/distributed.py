@@ -64,3 +64,11 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group (if joined): every rank meets at a barrier first, so no rank exits
+    while another still talks to it."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

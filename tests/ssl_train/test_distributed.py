@@ -22,7 +22,8 @@ def _args(folder, tmp_path, out, *extra):
 
 def _run(cmd):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, r.stderr[-2000:]
+    # the child's own traceback comes first; torchrun's summary last
+    assert r.returncode == 0, r.stderr[:3000] + "\n...\n" + r.stderr[-1000:]
     return r
 
 
