@@ -91,9 +91,27 @@ class ExportError(UserError):
 # --------------------------------------------------------------------------------------------
 # weights
 # --------------------------------------------------------------------------------------------
-def _storage_tensors(encoder, head, fp16: bool) -> dict:
+QSCALE = ".qscale"  # suffix of the per-output-channel float32 scale of an int8-stored tensor
+INT8_MIN_NUMEL = 256  # smaller tensors (biases, batch-norm) stay float16: int8 would save nothing
+
+
+def quantize_int8(w):
+    """Symmetric per-output-channel int8: float (C, ...) → (int8 (C, ...), float32 scale (C,)) with
+    w ≈ q * scale[c]; |q| ≤ 127. A channel of zeros gets scale 1."""
+    import torch
+
+    w = w.detach().float()
+    amax = w.reshape(w.shape[0], -1).abs().amax(1)
+    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    q = torch.round(w / scale.view(-1, *[1] * (w.dim() - 1))).clamp_(-127, 127).to(torch.int8)
+    return q.contiguous(), scale.contiguous()
+
+
+def _storage_tensors(encoder, head, fp16: bool, int8: bool = False) -> dict:
     """encoder.* / head.* tensors as stored: floating tensors in float16 when ``fp16`` (except any
-    whose values would overflow float16), everything else unchanged."""
+    whose values would overflow float16); with ``int8`` every floating weight of ≥ 2 dims and at
+    least ``INT8_MIN_NUMEL`` values (convolutions, linear layers) becomes int8 plus a float32
+    ``<key>.qscale`` (per output channel); everything else unchanged."""
     import torch
 
     out = {}
@@ -102,6 +120,9 @@ def _storage_tensors(encoder, head, fp16: bool) -> dict:
             continue
         for k, v in mod.state_dict().items():
             v = v.detach().cpu().contiguous()
+            if int8 and v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_NUMEL and torch.isfinite(v).all():
+                out[prefix + k], out[prefix + k + QSCALE] = quantize_int8(v)
+                continue
             if fp16 and v.is_floating_point():
                 h = v.to(torch.float16)
                 if torch.isfinite(h).all() or not torch.isfinite(v).all():
@@ -111,9 +132,20 @@ def _storage_tensors(encoder, head, fp16: bool) -> dict:
 
 
 def _as_float32(state: dict) -> dict:
+    """Stored tensors → the float32 state dict they stand for: float16 widened, int8 tensors
+    multiplied by their ``.qscale`` (the same float32 product DequantizeLinear computes)."""
     import torch
 
-    return {k: (v.to(torch.float32) if v.is_floating_point() else v) for k, v in state.items()}
+    out = {}
+    for k, v in state.items():
+        if k.endswith(QSCALE) and k[: -len(QSCALE)] in state:
+            continue
+        if v.dtype == torch.int8 and k + QSCALE in state:
+            scale = state[k + QSCALE].to(torch.float32)
+            out[k] = v.to(torch.float32) * scale.view(-1, *[1] * (v.dim() - 1))
+        else:
+            out[k] = v.to(torch.float32) if v.is_floating_point() else v
+    return out
 
 
 def _split(state: dict, prefix: str) -> dict:
@@ -253,7 +285,7 @@ def _onnx_export(module, args: tuple, path: Path, input_names: list[str], output
 
 
 # safetensors dtype → (ONNX TensorProto data type name, numpy dtype name), floating types only
-_ST_FLOAT = {"F16": ("FLOAT16", "<f2"), "F32": ("FLOAT", "<f4"), "F64": ("DOUBLE", "<f8")}
+_ST_FLOAT = {"F16": ("FLOAT16", "<f2"), "F32": ("FLOAT", "<f4"), "F64": ("DOUBLE", "<f8"), "I8": ("INT8", "<i1")}
 
 
 def _safetensors_index(path: Path) -> tuple[int, dict]:
@@ -294,25 +326,36 @@ def _link_weights(path: Path, weights: Path) -> dict:
     del g.input[:]
     g.input.extend(inputs)
 
+    def read(entry: dict, st: tuple[str, str]):
+        b, e = (int(v) for v in entry["data_offsets"])
+        return np.frombuffer(blob, dtype=np.dtype(st[1]), count=(e - b) // np.dtype(st[1]).itemsize, offset=start + b)
+
+    def external(name: str, entry: dict, st: tuple[str, str]):
+        b, e = (int(v) for v in entry["data_offsets"])
+        ext = TensorProto(name=name, data_type=getattr(TensorProto, st[0]), dims=list(entry["shape"]), data_location=TensorProto.EXTERNAL)
+        for k, v in (("location", weights.name), ("offset", str(start + b)), ("length", str(e - b))):
+            ext.external_data.add(key=k, value=v)
+        return ext
+
     linked, casts, inits, rename, inline = 0, [], [], {}, []
     for t in g.initializer:
         if t.name not in used:
             continue
         entry = index.get(t.name)
         st = _ST_FLOAT.get(entry.get("dtype")) if isinstance(entry, dict) else None
+        scale_entry = index.get(t.name + QSCALE) if st is not None and st[0] == "INT8" else None
         if st is None or t.data_type != TensorProto.FLOAT or list(t.dims) != list(entry.get("shape", [])) or \
-                (st[0] != "FLOAT" and t.name in graph_outputs):
+                (st[0] != "FLOAT" and t.name in graph_outputs) or \
+                (st[0] == "INT8" and not (isinstance(scale_entry, dict) and scale_entry.get("dtype") == "F32" and scale_entry.get("shape") == [t.dims[0]])):
             inline.append(t)
             continue
-        b, e = (int(v) for v in entry["data_offsets"])
-        stored = np.frombuffer(blob, dtype=np.dtype(st[1]), count=(e - b) // np.dtype(st[1]).itemsize, offset=start + b)
-        if not np.array_equal(stored.astype(np.float32).reshape(tuple(t.dims)), numpy_helper.to_array(t), equal_nan=True):
+        stored = read(entry, st).astype(np.float32).reshape(tuple(t.dims))
+        if st[0] == "INT8":  # the float32 product DequantizeLinear computes
+            stored = stored * read(scale_entry, _ST_FLOAT["F32"]).reshape(-1, *[1] * (len(t.dims) - 1))
+        if not np.array_equal(stored, numpy_helper.to_array(t), equal_nan=True):
             inline.append(t)
             continue
-        ext = TensorProto(name=t.name, data_type=getattr(TensorProto, st[0]), dims=list(t.dims), data_location=TensorProto.EXTERNAL)
-        for k, v in (("location", weights.name), ("offset", str(start + b)), ("length", str(e - b))):
-            ext.external_data.add(key=k, value=v)
-        inits.append(ext)
+        inits.append(external(t.name, entry, st))
         linked += 1
         if st[0] != "FLOAT":
             out, i = f"{t.name}.float32", 0
@@ -321,7 +364,11 @@ def _link_weights(path: Path, weights: Path) -> dict:
                 out = f"{t.name}.float32_{i}"
             taken.add(out)
             rename[t.name] = out
-            casts.append(helper.make_node("Cast", [t.name], [out], name=f"cast_{t.name}", to=TensorProto.FLOAT))
+            if st[0] == "INT8":
+                inits.append(external(t.name + QSCALE, scale_entry, _ST_FLOAT["F32"]))
+                casts.append(helper.make_node("DequantizeLinear", [t.name, t.name + QSCALE], [out], name=f"dequantize_{t.name}", axis=0))
+            else:
+                casts.append(helper.make_node("Cast", [t.name], [out], name=f"cast_{t.name}", to=TensorProto.FLOAT))
     for n in g.node:
         for j, name in enumerate(n.input):
             if name in rename:
@@ -337,7 +384,8 @@ def _link_weights(path: Path, weights: Path) -> dict:
         model.metadata_props.add(key=k, value=v)
     path.write_bytes(model.SerializeToString())
     return {
-        "file": weights.name, "sha256": digest, "tensors": linked, "cast_to_float32": len(casts),
+        "file": weights.name, "sha256": digest, "tensors": linked,
+        "cast_to_float32": sum(n.op_type == "Cast" for n in casts), "dequantized_int8": sum(n.op_type == "DequantizeLinear" for n in casts),
         "inline_initializers": [t.name for t in inline],
         "inline_bytes": int(sum(numpy_helper.to_array(t).nbytes for t in inline)),
     }
@@ -567,7 +615,7 @@ def _versions() -> dict[str, str]:
 
 def _write_model_dir(
     out_dir: str | Path, name: str, *, task, encoder, head, image_size: int, card: dict, fp16_storage: bool,
-    data_root: str | None, parity_data: str | Path | None,
+    data_root: str | None, parity_data: str | Path | None, int8: bool = False,
 ) -> Path:
     """Shared body of both exports: weights, graphs, parity, card, verify, rename into place."""
     import torch
@@ -585,7 +633,7 @@ def _write_model_dir(
     tmp.mkdir()
     try:
         with torch.no_grad():
-            _fill_model_dir(tmp, task, encoder, head, image_size, card, fp16_storage, photos, photo_root, final, name)
+            _fill_model_dir(tmp, task, encoder, head, image_size, card, fp16_storage, photos, photo_root, final, name, int8)
         _install(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -593,7 +641,8 @@ def _write_model_dir(
     return final
 
 
-def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict, fp16_storage: bool, photos, photo_root: Path, final: Path, name: str) -> None:
+def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict, fp16_storage: bool, photos, photo_root: Path, final: Path, name: str,
+                    int8: bool = False) -> None:
     """Write every file of a model folder into ``tmp`` and check it (parity, verify)."""
     from safetensors.torch import save_file
 
@@ -601,13 +650,13 @@ def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict,
     if head is not None:
         head.eval()
     # weights: store, then load the stored values back so the ONNX graph holds exactly them
-    stored = _storage_tensors(encoder, head, fp16_storage)
+    stored = _storage_tensors(encoder, head, fp16_storage, int8)
     save_file(stored, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, "task": card["task"]})
     state = _as_float32(stored)
     encoder.load_state_dict(_split(state, "encoder."))
     if head is not None:
         head.load_state_dict(_split(state, "head."))
-    dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in stored.values() if v.is_floating_point()})
+    dtypes = sorted({str(v.dtype).removeprefix("torch.") for k, v in stored.items() if (v.is_floating_point() or k + QSCALE in stored) and not k.endswith(QSCALE)})
     fields = _export_graphs(tmp, task, encoder, head, image_size, photos)
     card = {
         "format": FORMAT,
@@ -630,7 +679,10 @@ def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict,
         "weights": {
             "file": WEIGHTS_NAME, "prefixes": ["encoder."] + (["head."] if head is not None else []),
             "storage_dtype": dtypes[0] if len(dtypes) == 1 else dtypes, "load_dtype": "float32",
-            "note": ("float16 on disk; convert to float32 on load (ssl_train.export.load_model_weights). "
+            "note": ("convolution and linear weights int8 on disk (symmetric, per output channel; <key>.qscale holds the "
+                     "float32 scales), the rest float16; load_model_weights multiplies them back to float32. The single copy of "
+                     "the weights: model.onnx (and head.onnx) read these bytes as ONNX external data through DequantizeLinear / Cast")
+            if int8 else ("float16 on disk; convert to float32 on load (ssl_train.export.load_model_weights). "
                      "The single copy of the weights: model.onnx (and head.onnx) read these bytes as ONNX external data, cast to float32")
             if fp16_storage else "float32 on disk; the single copy of the weights, read by model.onnx (and head.onnx) as ONNX external data",
         },
@@ -693,6 +745,7 @@ def export_model(
     fp16_storage: bool = True,
     *,
     parity_data: str | Path | None = None,
+    int8: bool = False,
 ) -> Path:
     """Export a pretraining checkpoint to ``<out_dir>/<name>/`` (model.onnx, weights.safetensors,
     model.json, maybe head.onnx) and return that folder.
@@ -773,7 +826,7 @@ def export_model(
         "regenerate": f"python -m ssl_train export --checkpoint {ckpt_path} --name {name} --out {out_dir}",
     }
     return _write_model_dir(out_dir, name, task=task, encoder=encoder, head=head, image_size=image_size, card=card,
-                            fp16_storage=fp16_storage, data_root=data_cfg.get("root"), parity_data=parity_data)
+                            fp16_storage=fp16_storage, data_root=data_cfg.get("root"), parity_data=parity_data, int8=int8)
 
 
 def export_random_reference(
@@ -786,6 +839,7 @@ def export_random_reference(
     metrics: dict | None = None,
     fp16_storage: bool = True,
     parity_data: str | Path | None = None,
+    int8: bool = False,
 ) -> Path:
     """Export a randomly initialised encoder (``torch.manual_seed(seed)``, then ``build_encoder``)
     to ``<out_dir>/<name>/`` with task "random_init" and only the "features" output: the
@@ -820,7 +874,7 @@ def export_random_reference(
                       f"--encoder {enc_cfg.name} --widths {widths} --blocks {blocks} --seed {seed}",
     }
     return _write_model_dir(out_dir, name, task=None, encoder=encoder, head=None, image_size=int(image_size), card=card,
-                            fp16_storage=fp16_storage, data_root=None, parity_data=parity_data)
+                            fp16_storage=fp16_storage, data_root=None, parity_data=parity_data, int8=int8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -906,7 +960,8 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--name", default="", help="model folder name under --out; empty: the checkpoint's task (random_init with --random-init)")
     s.add_argument("--out", default=str(REPO / "models"), help="folder holding one sub-folder per model")
     s.add_argument("--metrics", default="", help="metrics to record in model.json: a JSON file or an inline JSON object; empty: none")
-    s.add_argument("--fp32-weights", action="store_true", help="store weights.safetensors in float32 instead of float16 (float16 is converted back to float32 on load)")
+    s.add_argument("--weights", choices=("int8", "float16", "float32"), default="float16",
+                   help="storage of weights.safetensors: float16, float32, or int8 convolution/linear weights (per-channel scales) with the rest float16; always float32 when loaded")
     s.add_argument("--parity-data", default="", help="folder of photos for the ONNX-vs-PyTorch check; empty: the checkpoint's data folder, else data/flowers")
     g = s.add_argument_group("random reference (only with --random-init)")
     g.add_argument("--seed", type=int, default=0, help="torch seed of the random initialisation")
@@ -950,14 +1005,14 @@ def cmd_export(args) -> int:
         except ValueError as e:
             raise UserError(f"{e}; e.g. --widths 32,64,128,256 --blocks 1,1,2,1") from None
         path = export_random_reference(args.out, enc, args.image_size, args.seed, name=args.name or RANDOM_TASK,
-                                       metrics=metrics, fp16_storage=not args.fp32_weights, parity_data=parity)
+                                       metrics=metrics, fp16_storage=args.weights != "float32", parity_data=parity, int8=args.weights == "int8")
     else:
         name = args.name
         if not name:
             from .checkpoint import load_checkpoint
 
             name = str(load_checkpoint(args.checkpoint).meta.get("task", ""))
-        path = export_model(args.checkpoint, args.out, name, metrics, fp16_storage=not args.fp32_weights, parity_data=parity)
+        path = export_model(args.checkpoint, args.out, name, metrics, fp16_storage=args.weights != "float32", parity_data=parity, int8=args.weights == "int8")
     card = verify_model_dir(path)
     sizes = {f: (path / f).stat().st_size for f in [*card["files"], CARD_NAME]}
     print(json.dumps({

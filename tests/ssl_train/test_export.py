@@ -358,3 +358,35 @@ def test_cli__export_subcommand_writes_and_reports(run_dir, tmp_path, capsys):
     bad = _cli().parse_args(["export", "--checkpoint", str(run_dir / CHECKPOINT_NAME), "--out", str(tmp_path), "--metrics", "{oops"])
     with pytest.raises(UserError, match="--metrics is not valid JSON"):
         bad.fn(bad)
+
+
+def test_quantize_int8__per_channel_error_within_half_a_step():
+    from ssl_train.export import quantize_int8
+
+    w = torch.randn(6, 4, 3, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([1e-3, 0.1, 1, 10, 0, 2]).view(-1, 1, 1, 1)
+    q, scale = quantize_int8(w)
+    assert q.dtype == torch.int8 and q.abs().max() <= 127 and scale.shape == (6,)
+    back = q.float() * scale.view(-1, 1, 1, 1)
+    assert torch.all((back - w).abs() <= scale.view(-1, 1, 1, 1) / 2 + 1e-9)
+    assert scale[4] == 1 and (q[4] == 0).all()  # a zero channel stays exactly zero
+
+
+def test_export__int8_weights_are_half_the_file_and_onnx_matches_pytorch(run_dir, tmp_path):
+    f16 = export_model(run_dir / CHECKPOINT_NAME, tmp_path / "f16", "rotation")
+    i8 = export_model(run_dir / CHECKPOINT_NAME, tmp_path / "i8", "rotation", int8=True)
+    card = verify_model_dir(i8)
+    assert card["weights"]["storage_dtype"] == ["float16", "int8"]
+    assert card["onnx"]["external_data"]["dequantized_int8"] > 0 and card["onnx"]["external_data"]["inline_bytes"] == 0
+    assert (i8 / "weights.safetensors").stat().st_size < 0.7 * (f16 / "weights.safetensors").stat().st_size
+    with safe_open(str(i8 / "weights.safetensors"), framework="pt") as f:
+        quantized = [k[: -len(".qscale")] for k in f.keys() if k.endswith(".qscale")]
+        assert len(quantized) >= 4
+        assert all(f.get_tensor(k).dtype == torch.int8 and f.get_tensor(k + ".qscale").dtype == torch.float32 for k in quantized)
+    # the graph reads exactly the dequantised weights that load_model_weights rebuilds
+    assert parity_check(i8, real_photos(3)) <= PARITY_TOL
+    enc8, head8, _ = load_model_weights(i8)
+    enc16, _, _ = load_model_weights(f16)
+    x = normalize(torch.from_numpy(real_photos(3)).float() / 255.0)
+    with torch.no_grad():
+        a, b = pooled(enc8(x)), pooled(enc16(x))
+    assert torch.allclose(a, b, rtol=0.1, atol=0.05 * b.abs().max().item())  # int8 changes features only slightly
