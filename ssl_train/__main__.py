@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench} ...``.
+"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release} ...``.
 
 Bad input ends with a one-line ``error: ...`` naming the problem and the fix, exit code 2.
 """
@@ -263,9 +263,29 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_release(a) -> int:
+    from .data import load_split_data
+    from .protocol import ProtocolConfig
+    from .release import ReleaseConfig, resolve_tasks, run_release
+
+    tasks = tuple(resolve_tasks(() if a.tasks == ("all",) else a.tasks))
+    rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
+                         protocol=not a.no_protocol, precompute=not a.no_precompute, readme=not a.no_readme)
+    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes)
+    enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
+    from .tasks import get_task
+
+    for t in tasks:
+        get_task(t).config.validate(a.image_size)
+    data = load_split_data(_data_cfg(a))
+    out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release}")
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -324,6 +344,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=str(REPO / "reports"), help="folder for bench-<device>.json")
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_bench)
+
+    from .release import __doc__ as release_doc
+
+    s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on CPU, minutes on a GPU)",
+                       description=release_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--tasks", type=_strs, default=("all",), help="pretext tasks to ship, comma-separated, or all (default: all)")
+    s.add_argument("--models", default=str(REPO / "models"), help="folder of model folders to write (default: models/)")
+    s.add_argument("--weights", choices=("int8", "float16", "float32"), default="int8", help="storage of the exported weights (default: int8)")
+    s.add_argument("--fractions", type=_floats, default=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0), help="labelled fractions of the protocol (default: 1,5,10,25,50,100%%)")
+    s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="protocol seeds (default: 0,1,2)")
+    s.add_argument("--modes", type=_strs, default=("finetune", "linear", "knn"), help="downstream methods (default: finetune,linear,knn)")
+    s.add_argument("--out", default=str(REPO / "reports" / "protocol.json"), help="protocol report JSON (default: reports/protocol.json)")
+    s.add_argument("--runs", default=str(REPO / "runs"), help="pretraining runs, reused when finished (default: runs/)")
+    s.add_argument("--no-protocol", action="store_true", help="pretrain and export only")
+    s.add_argument("--no-precompute", action="store_true", help="skip the app's precomputed maps")
+    s.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
+    _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
+    s.set_defaults(fn=cmd_release)
 
     from .export import add_export_parser
 

@@ -25,14 +25,14 @@ def test_cli__tasks_lists_registered_names_one_per_line(capsys):
     assert code == 0 and out.split() == task_names() and "rotation" in out.split()
 
 
-@pytest.mark.parametrize("cmd", ["pretrain", "finetune", "evaluate", "protocol", "report", "tasks", "export", "bench"])
+@pytest.mark.parametrize("cmd", ["pretrain", "finetune", "evaluate", "protocol", "report", "tasks", "export", "bench", "release"])
 def test_cli__every_command_has_help_with_defaults(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([cmd, "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "usage:" in out
-    if cmd in ("pretrain", "protocol"):
+    if cmd in ("pretrain", "protocol", "release"):
         assert "--data" in out and "(default: " in out and "--epochs" in out
 
 

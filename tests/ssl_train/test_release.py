@@ -1,0 +1,53 @@
+"""``python -m ssl_train release``: pretrain → export → protocol → metrics in every model.json."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ssl_train.__main__ import main
+from ssl_train.model_files import verify_model_dir
+from ssl_train.release import card_metrics
+
+
+def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_metrics(tiny_folder, tmp_path, capsys):
+    models, report = tmp_path / "models", tmp_path / "reports" / "protocol.json"
+    args = [
+        "release", "--tasks", "rotation,inpainting", "--data", str(tiny_folder), "--split", str(tmp_path / "split.csv"),
+        "--image-size", "32", "--widths", "8,16,16,32", "--blocks", "1,1,1,1", "--epochs", "1", "--batch-size", "8",
+        "--device", "cpu", "--fractions", "0.1,1", "--seeds", "0,1", "--modes", "knn,finetune",
+        "--ft-min-steps", "2", "--ft-max-steps", "2", "--models", str(models), "--out", str(report),
+        "--runs", str(tmp_path / "runs"), "--no-precompute", "--no-readme",
+    ]
+    assert main(args) == 0
+    assert sorted(p.name for p in models.iterdir()) == ["inpainting", "random_init", "rotation"]
+    rep = json.loads(report.read_text())
+    assert {r["task"] for r in rep["runs"]} == {"scratch", "rotation", "inpainting"}
+    for name, enc in (("rotation", "rotation"), ("inpainting", "inpainting"), ("random_init", "scratch")):
+        card = verify_model_dir(models / name)  # hashes still match after the metrics were written
+        m = card["metrics"]
+        assert set(m) >= {"knn", "finetune", "budget", "test_split"}
+        assert set(m["knn"]) == {"10%", "100%"} and m["knn"]["10%"]["n_seeds"] == 2
+        mine = [r["test_accuracy"] for r in rep["runs"] if r["task"] == enc and r["mode"] == "finetune" and r["fraction"] == 1.0]
+        assert m["finetune"]["100%"]["mean"] == pytest.approx(sum(mine) / len(mine), abs=1e-4)
+        assert m["budget"]["epochs"] == 1 and "reduced CPU budget" in m["budget"]["note"]
+        assert card["weights"]["storage_dtype"] == ["float16", "int8"]
+    # a second release reuses the finished pretraining runs and the protocol's results
+    runs_before = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs_before
+
+
+def test_card_metrics__picks_the_encoder_and_the_card_fractions():
+    rows = [
+        {"task": "rotation", "mode": "knn", "fraction": 0.1, "mean": 0.51234, "std": 0.01, "n_seeds": 3},
+        {"task": "rotation", "mode": "knn", "fraction": 0.25, "mean": 0.6, "std": 0.0, "n_seeds": 3},
+        {"task": "scratch", "mode": "knn", "fraction": 0.1, "mean": 0.4, "std": 0.0, "n_seeds": 3},
+    ]
+    assert card_metrics(rows, "rotation") == {"knn": {"10%": {"mean": 0.5123, "std": 0.01, "n_seeds": 3}}}
+
+
+def test_release__unknown_task_is_one_line_exit_2(capsys):
+    assert main(["release", "--tasks", "rotation,nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown task 'nope'" in err and "jigsaw" in err
