@@ -118,6 +118,13 @@ def _task_options(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _command_line() -> str:
+    """How this process was started, for reports: ``python -m ssl_train <args>`` (paths as given)."""
+    import shlex
+
+    return "python -m ssl_train " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+
+
 def cmd_tasks(a) -> int:
     from .tasks import load_all, task_names
 
@@ -226,7 +233,7 @@ def cmd_protocol(a) -> int:
         get_task(t).config.validate(a.image_size)
     data = load_split_data(_data_cfg(a))
     out = Path(a.out)
-    report = run_protocol(data, pcfg, enc, tcfg, ft, out, Path(a.runs), progress=not a.quiet)
+    report = run_protocol(data, pcfg, enc, tcfg, ft, out, Path(a.runs), progress=not a.quiet, command=_command_line())
     readme = None if a.no_readme else REPO / "README.md"
     written = write_reports(out, readme)
     print(f"wrote {out}, " + ", ".join(str(p) for p in written.values()) + f" in {report['wall_seconds'] / 60:.1f} min")
@@ -278,7 +285,7 @@ def cmd_release(a) -> int:
     for t in tasks:
         get_task(t).config.validate(a.image_size)
     data = load_split_data(_data_cfg(a))
-    out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO)
+    out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line())
     print(json.dumps(out, indent=1))
     return 0
 

@@ -97,8 +97,10 @@ def run_protocol(
     out_json: Path,
     runs_dir: Path,
     progress: bool = True,
+    command: str = "",
 ) -> dict[str, Any]:
-    """Run every (task ∪ scratch) × seed × fraction × mode and write ``out_json``."""
+    """Run every (task ∪ scratch) × seed × fraction × mode and write ``out_json``. ``command`` (the
+    command line that made it) is recorded for the report."""
     for t in pcfg.tasks:
         get_task(t)  # fail early on unknown task names
     dev = resolve_device(ft_cfg.device)
@@ -131,6 +133,7 @@ def run_protocol(
         "n_train": int(len(train_idx)),
         "n_test": int(len(test_idx)),
         "device": device_name(dev),
+        "command": command,
         "versions": library_versions(),
         "pretraining": {},
         "runs": [],

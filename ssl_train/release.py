@@ -99,6 +99,7 @@ def run_release(
     pcfg,
     repo: Path,
     say: Callable[[str], None] = print,
+    command: str = "python -m ssl_train release",
 ) -> dict[str, Any]:
     """Steps 1–5 of the module docstring. Returns ``{"models": {...}, "report": path, "seconds": {...}}``."""
     from .export import export_model, export_random_reference
@@ -136,7 +137,7 @@ def run_release(
     report = None
     if rcfg.protocol:
         t0 = time.time()
-        report = run_protocol(data, pcfg, enc_cfg, train_cfg, ft_cfg, report_path, runs_dir, progress=True)
+        report = run_protocol(data, pcfg, enc_cfg, train_cfg, ft_cfg, report_path, runs_dir, progress=True, command=command)
         write_reports(report_path, repo / "README.md" if rcfg.readme else None)
         for name, path in exported.items():
             m = card_metrics(report["summary"], SCRATCH if name == RANDOM_NAME else name)

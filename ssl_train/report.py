@@ -39,14 +39,46 @@ def table_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def pretext_metric(pt: dict[str, float] | None) -> str:
+    """The headline pretext score on the test split: accuracy if the task has one, else its other
+    metric (e.g. PSNR), else the loss."""
+    pt = pt or {}
+    if "acc" in pt:
+        return f"{100 * pt['acc']:.1f}% acc"
+    others = [k for k in pt if k != "loss" and not k.endswith("_loss")]
+    if others:
+        k = sorted(others)[0]
+        return f"{pt[k]:.3g} {k}"
+    return f"{pt['loss']:.3f} loss" if "loss" in pt else "–"
+
+
 def pretraining_markdown(report: dict[str, Any]) -> str:
-    lines = ["| task | epochs | pretext test loss | pretext test accuracy | training time | device | peak RSS |", "|---|---:|---:|---:|---:|---|---:|"]
+    lines = ["| task | epochs | pretext test loss | pretext test score | training time | per epoch | device | peak RSS |", "|---|---:|---:|---:|---:|---:|---|---:|"]
     for task, p in sorted(report.get("pretraining", {}).items()):
         pt = p.get("pretext_test") or {}
-        acc = f"{100 * pt['acc']:.1f}%" if "acc" in pt else "–"
+        secs, ep = p.get("train_seconds_total") or 0.0, p.get("epochs") or 1
         lines.append(
-            f"| {task} | {p.get('epochs')} | {pt.get('loss', float('nan')):.3f} | {acc} | {p.get('train_seconds_total', 0) / 60:.1f} min | {p.get('device')} | {p.get('peak_rss_mb', 0) / 1024:.2f} GB |"
+            f"| {task} | {p.get('epochs')} | {pt.get('loss', float('nan')):.3f} | {pretext_metric(pt)} | {secs / 60:.1f} min | {secs / ep:.0f} s | {p.get('device')} | {(p.get('peak_rss_mb') or 0) / 1024:.2f} GB |"
         )
+    return "\n".join(lines)
+
+
+def at_fraction_markdown(report: dict[str, Any], fraction: float = 0.1) -> str:
+    """One row per encoder at one labelled fraction: pretext score, kNN, linear probe, fine-tune and
+    the fine-tune gain over scratch (points), best fine-tune first."""
+    summ = [s for s in summarize(report["runs"]) if abs(s["fraction"] - fraction) < 1e-9]
+    if not summ:
+        return ""
+    by = {(s["task"], s["mode"]): s for s in summ}
+    tasks = sorted({s["task"] for s in summ}, key=lambda t: -(by.get((t, "finetune")) or {"mean": -1.0})["mean"])
+    base = by.get((SCRATCH, "finetune"))
+    lines = [f"| encoder | pretext test | kNN | linear probe | fine-tune | fine-tune − scratch |", "|---|---:|---:|---:|---:|---:|"]
+    for t in tasks:
+        pt = (report.get("pretraining", {}).get(t) or {}).get("pretext_test")
+        ft = by.get((t, "finetune"))
+        gain = f"{100 * (ft['mean'] - base['mean']):+.1f}" if ft and base and t != SCRATCH else "–"
+        lines.append(f"| {'scratch (random init)' if t == SCRATCH else t} | {pretext_metric(pt) if t != SCRATCH else '–'} | "
+                     f"{_cell(by.get((t, 'knn')))} | {_cell(by.get((t, 'linear')))} | {_cell(ft)} | {gain} |")
     return "\n".join(lines)
 
 
@@ -106,11 +138,16 @@ def figure(report: dict[str, Any], path: Path) -> None:
 
 
 def results_block(report: dict[str, Any], figure_rel: str) -> str:
-    parts = [START, "", f"![test accuracy vs labelled fraction]({figure_rel})", "", table_markdown(report), "", "Pretraining:", "", pretraining_markdown(report)]
+    parts = [START, "", f"![test accuracy vs labelled fraction]({figure_rel})", ""]
+    tenth = at_fraction_markdown(report, 0.1)
+    if tenth:
+        parts += ["At 10% labels (test accuracy %, mean ± std over seeds; best fine-tune first):", "", tenth, ""]
+    parts += ["Every fraction:", "", table_markdown(report), "", "Pretraining:", "", pretraining_markdown(report)]
     st = stage_markdown(report)
     if st:
         parts += ["", "Linear probe at 10% labels on the pooled output of each encoder stage (the shipped feature vector is stage 4, the last):", "", st]
-    parts += ["", f"Made by `python -m ssl_train protocol` on {report['device']}; total {report.get('wall_seconds', 0) / 60:.0f} min. Rerun it to regenerate this block.", "", END]
+    cmd = report.get("command") or "python -m ssl_train protocol"
+    parts += ["", f"Made by `{cmd}` on {report['device']}; protocol {report.get('wall_seconds', 0) / 60:.0f} min after pretraining. Rerun it to regenerate this block.", "", END]
     return "\n".join(parts)
 
 

@@ -1,0 +1,57 @@
+"""reports/protocol.json → figure, tables and the README's results block (all read from the JSON)."""
+from __future__ import annotations
+
+import json
+
+from ssl_train.report import END, START, at_fraction_markdown, pretext_metric, table_markdown, write_reports
+
+
+def _report() -> dict:
+    runs = [
+        {"task": t, "mode": m, "fraction": f, "seed": s, "test_accuracy": base + 0.1 * f + 0.01 * s}
+        for t, base in (("scratch", 0.40), ("rotation", 0.50), ("jigsaw", 0.55))
+        for m in ("finetune", "knn") for f in (0.1, 1.0) for s in (0, 1, 2)
+    ]
+    return {
+        "runs": runs, "n_test": 696, "n_train": 2783, "device": "cpu (2 cores, x86_64)", "wall_seconds": 120.0,
+        "command": "python -m ssl_train release --epochs 15",
+        "pretraining": {
+            "rotation": {"epochs": 15, "train_seconds_total": 450.0, "pretext_test": {"loss": 0.9, "acc": 0.655}},
+            "jigsaw": {"epochs": 15, "train_seconds_total": 90.0, "pretext_test": {"loss": 2.0, "acc": 0.4}},
+        },
+    }
+
+
+def test_table__cells_are_mean_and_sample_std_of_the_seeds():
+    md = table_markdown(_report())
+    # rotation fine-tune at 10%: 0.51, 0.52, 0.53 → 52.0 ± 1.0
+    assert "| rotation | fine-tune | 52.0 ± 1.0 | 61.0 ± 1.0 |" in md
+    assert "mean ± std over seeds [0, 1, 2]" in md
+
+
+def test_at_fraction__best_fine_tune_first_with_gain_over_scratch():
+    lines = at_fraction_markdown(_report(), 0.1).splitlines()[2:]
+    assert [ln.split("|")[1].strip() for ln in lines] == ["jigsaw", "rotation", "scratch (random init)"]
+    assert lines[0].rstrip().endswith("| +15.0 |") and "40.0% acc" in lines[0]
+    assert lines[2].rstrip().endswith("| – |")
+
+
+def test_pretext_metric__accuracy_else_other_metric_else_loss():
+    assert pretext_metric({"loss": 1.0, "acc": 0.5}) == "50.0% acc"
+    assert pretext_metric({"loss": 0.01, "psnr": 24.13}) == "24.1 psnr"
+    assert pretext_metric({"loss": 0.25}) == "0.250 loss"
+    assert pretext_metric(None) == "–"
+
+
+def test_write_reports__replaces_only_the_readme_block(tmp_path):
+    path = tmp_path / "reports" / "protocol.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(_report()))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n\n{START}\nold numbers\n{END}\n\n## After\nkept\n")
+    written = write_reports(path, readme)
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nintro\n\n") and text.endswith("## After\nkept\n") and "old numbers" not in text
+    assert "![test accuracy vs labelled fraction](reports/protocol.png)" in text
+    assert "Made by `python -m ssl_train release --epochs 15`" in text
+    assert written["figure"].stat().st_size > 10_000 and (tmp_path / "reports" / "protocol.md").is_file()
