@@ -13,8 +13,9 @@
    files), so the app's maps open at once.
 
 Expected time with the defaults (9 tasks, 30 epochs, 3 seeds, 6 fractions, three methods): about
-6 hours on a 2-core laptop CPU (pretraining ≈ 75 min, the protocol's fine-tunes the rest), about
-15 minutes on one H100/H200. ``--epochs``, ``--fractions`` and ``--seeds`` trade time for detail;
+5 hours on a 2-core laptop CPU (pretraining ≈ 75 min from the measured seconds per epoch, the
+protocol's fine-tunes the rest; a reduced CPU budget, e.g. ``--epochs 15 --fractions 0.01,0.1,1``,
+takes about 2 hours). On a GPU it runs on CUDA with bf16; its GPU time is not measured yet. ``--epochs``, ``--fractions`` and ``--seeds`` trade time for detail;
 every model.json records the budget it was made with.
 """
 from __future__ import annotations
