@@ -7,10 +7,16 @@
 - the kNN accuracy on the test split (``ssl_train.evaluate.knn_eval``: k = 20, cosine,
   distance-weighted, trained on every training photo's label);
 
-and stores them in one small ``.npz`` (features in float16, no pickle) keyed by the sha256 of every
-file of the model (its card's "files" table) and of the photo set's ``split.csv``, so a stale file is
-never used. Reading
-it needs numpy only: opening a map imports neither torch nor umap.
+and stores them in one small ``.npz`` (no pickle) keyed by the sha256 of every file of the model
+(its card's "files" table) and of the photo set's ``split.csv``, so a stale file is never used.
+Reading it needs numpy only: opening a map imports neither torch nor umap.
+
+Features are stored as uint8 per feature dimension (affine: ``value = features_min + q *
+features_scale``, both float32 arrays of length D; column-major, which compresses better) and
+dequantised to float32 on load: the file is about 0.76 MB for 3,479 photos × 256 dimensions (it was
+1.48 MB with float16 features; measured with a random-init encoder). ``build`` applies the same
+round trip, so what it returns equals what a reload gives and the stored kNN accuracy is the one
+the stored features score. Files of the previous format (``.../2``, float16 features) still load.
 """
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ import numpy as np
 
 from .config import PRECOMPUTED_NAME, cache_dir
 
-FORMAT = "pretext-lab-app-layout/2"
+FORMAT = "pretext-lab-app-layout/3"  # /3: features uint8 + features_min/features_scale
+FORMATS_READ = (FORMAT, "pretext-lab-app-layout/2")  # /2: features float16 (same fields otherwise)
 MAP_MAX = 1500
 KNN_K = 20  # = ssl_train.evaluate.KNN_K
 UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_state": 0}
@@ -41,12 +48,15 @@ class Layout:
     files: np.ndarray  # (N,) str, every bundled photo
     labels: np.ndarray  # (N,) int64
     is_test: np.ndarray  # (N,) bool
-    features: np.ndarray  # (N, D) float32 (stored as float16)
+    features: np.ndarray  # (N, D) float32 (stored as uint8 per dimension: see quantise)
     map_idx: np.ndarray  # (M,) indices into files: the photos on the map
     xy: np.ndarray  # (M, 2) float32
     knn_accuracy: float
     method: str = "umap"
     meta: dict[str, Any] = field(default_factory=dict)
+    # the uint8 grid ``features`` lie on (float32 (D,) each), when known: ``save`` then stores them exactly
+    features_min: np.ndarray | None = None
+    features_scale: np.ndarray | None = None
 
     @property
     def map_features(self) -> np.ndarray:
@@ -75,6 +85,44 @@ def precomputed_paths(model_dir: Path, card: dict, data_key: str) -> list[Path]:
 
 
 # -- storage ---------------------------------------------------------------------------------------
+def quantise(x: np.ndarray, lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, D) features → (uint8 codes (N, D), per-dimension min (D,), per-dimension step (D,)),
+    both float32; ``dequantise`` is within half a step of ``x``. A constant dimension has step 0.
+    With ``lo`` and ``scale`` given, codes on that grid (clipped to 0–255)."""
+    x = np.asarray(x, np.float32)
+    if lo is None or scale is None:
+        lo = x.min(0) if len(x) else np.zeros(x.shape[1:], np.float32)
+        hi = x.max(0) if len(x) else lo
+        scale = ((hi.astype(np.float64) - lo) / 255.0).astype(np.float32)
+    lo, scale = np.asarray(lo, np.float32), np.asarray(scale, np.float32)
+    step = np.where(scale > 0, scale, 1.0).astype(np.float64)
+    q = np.clip(np.rint((x.astype(np.float64) - lo) / step), 0, 255).astype(np.uint8)
+    return q, lo, scale
+
+
+def dequantise(q: np.ndarray, lo: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """uint8 codes → float32 features (C-ordered): ``lo + q * scale`` per dimension."""
+    out = np.asarray(lo, np.float32)[None, :] + np.asarray(q, np.float32) * np.asarray(scale, np.float32)[None, :]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def quantised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``x`` as the file will hold it → (float32 features, min, step): quantise, then dequantise."""
+    q, lo, scale = quantise(x)
+    return dequantise(q, lo, scale), lo, scale
+
+
+def _codes(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 codes for ``layout.features``: on the layout's own grid when it reproduces them
+    exactly (a layout from ``build`` or ``load``: save → load gives identical features), else a
+    fresh grid (within half a step)."""
+    if layout.features_min is not None and layout.features_scale is not None:
+        q, lo, scale = quantise(layout.features, layout.features_min, layout.features_scale)
+        if np.array_equal(dequantise(q, lo, scale), np.asarray(layout.features, np.float32)):
+            return q, lo, scale
+    return quantise(layout.features)
+
+
 def save(layout: Layout, path: Path) -> Path:
     """Write atomically (temporary file, then rename)."""
     path = Path(path)
@@ -83,12 +131,13 @@ def save(layout: Layout, path: Path) -> Path:
         "format": FORMAT, "model": layout.model, "model_key": layout.model_key, "data_key": layout.data_key,
         "classes": layout.classes, "knn_accuracy": layout.knn_accuracy, "method": layout.method, **layout.meta,
     }
+    q, lo, scale = _codes(layout)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         np.savez_compressed(
             f, meta=np.asarray(json.dumps(meta)), files=np.asarray(layout.files, dtype=str), labels=layout.labels.astype(np.int16),
-            is_test=layout.is_test, features=layout.features.astype(np.float16), map_idx=layout.map_idx.astype(np.int32),
-            xy=layout.xy.astype(np.float32),
+            is_test=layout.is_test, features=np.asfortranarray(q), features_min=lo, features_scale=scale,
+            map_idx=layout.map_idx.astype(np.int32), xy=layout.xy.astype(np.float32),
         )
     os.replace(tmp, path)
     return path
@@ -99,14 +148,24 @@ def load(path: Path, key: str, data_key: str) -> Layout | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            if meta.get("format") != FORMAT or meta.get("model_key") != key or meta.get("data_key") != data_key:
+            if meta.get("format") not in FORMATS_READ or meta.get("model_key") != key or meta.get("data_key") != data_key:
                 return None
+            lo = scale = None
+            if meta["format"] == FORMAT:
+                lo, scale = z["features_min"].astype(np.float32), z["features_scale"].astype(np.float32)
+                q = z["features"]
+                if q.dtype != np.uint8 or q.ndim != 2 or lo.shape != (q.shape[1],) or scale.shape != lo.shape:
+                    return None
+                features = dequantise(q, lo, scale)
+            else:  # /2: float16
+                features = z["features"].astype(np.float32)
             return Layout(
                 model=meta["model"], model_key=key, data_key=data_key, classes=list(meta["classes"]),
                 files=z["files"], labels=z["labels"].astype(np.int64), is_test=z["is_test"].astype(bool),
-                features=z["features"].astype(np.float32), map_idx=z["map_idx"].astype(np.int64), xy=z["xy"].astype(np.float32),
+                features=features, map_idx=z["map_idx"].astype(np.int64), xy=z["xy"].astype(np.float32),
                 knn_accuracy=float(meta["knn_accuracy"]), method=meta.get("method", "umap"),
                 meta={k: v for k, v in meta.items() if k not in ("format", "model", "model_key", "data_key", "classes", "knn_accuracy", "method")},
+                features_min=lo, features_scale=scale,
             )
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None
@@ -118,7 +177,7 @@ def available(model_dir: Path, card: dict, data_key: str) -> bool:
         try:
             with np.load(p, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-            if meta.get("format") == FORMAT and meta.get("model_key") == model_key(card) and meta.get("data_key") == data_key:
+            if meta.get("format") in FORMATS_READ and meta.get("model_key") == model_key(card) and meta.get("data_key") == data_key:
                 return True
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             continue
@@ -183,7 +242,7 @@ def build(model, data_root: str | Path, progress: Callable[[str], None] | None =
     images = sd.ds.images.numpy()
     t1 = time.time()
     say(f"computing features of {len(images)} photos")
-    feats = model.features(images).astype(np.float16).astype(np.float32)  # what the file will hold
+    feats, lo, scale = quantised(model.features(images))  # what the file will hold (uint8 per dimension)
     t2 = time.time()
     is_test = np.asarray(sd.is_test, bool)
     labels = np.asarray(sd.ds.labels, np.int64)
@@ -204,6 +263,7 @@ def build(model, data_root: str | Path, progress: Callable[[str], None] | None =
             "seconds": {"decode": round(t1 - t0, 2), "features": round(t2 - t1, 2), "layout": round(t3 - t2, 2), "knn": round(t4 - t3, 2)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
+        features_min=lo, features_scale=scale,
     )
 
 
