@@ -262,8 +262,123 @@ def card_summary(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# -- pretext graphs: the encoder at any input size, its stage maps, and head.onnx -----------------------
+class EncoderGraph:
+    """model.onnx opened for the pretext views: any input height and width (tiles, patches, small
+    images go through the same encoder) and, besides "features", the encoder's feature maps as
+    outputs — the last one ("fmap", what a task's ``forward`` hands to its head) and, when they can
+    be found, one per stage (``encoder.forward_stages``, what super-resolution's head reads).
+
+    Nothing is recomputed outside onnxruntime: the graph is model.onnx itself (read with its
+    weights from weights.safetensors, which ``verify_model_dir`` has checked), with the input's
+    spatial dimensions made symbolic and existing intermediate tensors added as graph outputs.
+    The last map is the input of the node that pools it into "features"; stage ``i``'s map is the
+    output of the last node of the exporter's ``/encoder/stages.<i>/`` scope (``stage_maps`` is
+    None when these scopes are not found, e.g. another exporter)."""
+
+    def __init__(self, model: OnnxModel) -> None:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        self.model = model
+        onnx_file = model.dir / (model.card.get("onnx") or {}).get("file", "model.onnx")
+        try:
+            proto = onnx.load(str(onnx_file))  # external data: weights.safetensors beside it
+        except Exception as e:  # noqa: BLE001
+            raise ModelFileError(f"{onnx_file} cannot be read by onnx ({str(e).splitlines()[0][:120]}); {_regen(model.dir, model.card)}") from None
+        g = proto.graph
+        inp = next((v for v in g.input if v.name == model.input_name), None)
+        pool = next((n for n in g.node if model.feature_output in n.output), None)
+        if inp is None or pool is None or not pool.input:
+            raise ModelFileError(f"{onnx_file} has no {model.input_name!r} input or no node making {model.feature_output!r}; {_regen(model.dir, model.card)}")
+        dims = inp.type.tensor_type.shape.dim
+        for i, name in ((2, "height"), (3, "width")):
+            if len(dims) > i:
+                dims[i].Clear()
+                dims[i].dim_param = name
+        del g.value_info[:]  # shapes recorded for the export size no longer hold
+        self.fmap_name = pool.input[0]
+        n_stages = len((model.card.get("encoder") or {}).get("widths") or ())
+        stage_maps: list[str] | None = []
+        for i in range(n_stages):
+            scope = [n for n in g.node if n.name.startswith(f"/encoder/stages.{i}/")]
+            if not scope:
+                stage_maps = None
+                break
+            stage_maps.append(scope[-1].output[0])  # type: ignore[union-attr]
+        if stage_maps is not None and (not stage_maps or stage_maps[-1] != self.fmap_name):
+            stage_maps = None
+        self.stage_maps = stage_maps
+        have = {o.name for o in g.output}
+        for name in [self.fmap_name, *(stage_maps or [])]:
+            if name not in have:
+                g.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+                have.add(name)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001
+            raise ModelFileError(f"{onnx_file} cannot run at other input sizes in onnxruntime ({str(e).splitlines()[0][:120]}); {_regen(model.dir, model.card)}") from None
+
+    def run(self, x: np.ndarray, stages: bool = False) -> dict[str, Any]:
+        """Encoder-ready float32 (N, 3, H, W) (already normalised the task's way) → {"features" (N, D),
+        "fmap" (N, D, h, w), and with ``stages`` "stages": [(N, C_i, h_i, w_i)] per stage}."""
+        x = np.ascontiguousarray(np.asarray(x, np.float32))
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"{self.model.name} encoder wants float32 (N, 3, H, W), got {x.shape}")
+        if stages and self.stage_maps is None:
+            raise ValueError(f"{self.model.name}: the stage maps of model.onnx were not found")
+        names = [self.model.feature_output, self.fmap_name] + (list(self.stage_maps or []) if stages else [])
+        names = list(dict.fromkeys(names))
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for i in range(0, len(x), BATCH):
+            for n, v in zip(names, self.session.run(names, {self.model.input_name: x[i : i + BATCH]})):
+                parts[n].append(v)
+        got = {n: np.concatenate(v) for n, v in parts.items()}
+        out: dict[str, Any] = {"features": got[self.model.feature_output], "fmap": got[self.fmap_name]}
+        if stages:
+            out["stages"] = [got[n] for n in self.stage_maps or []]
+        return out
+
+
+class HeadGraph:
+    """head.onnx of a model folder (tasks with a custom ``forward``; see ``ssl_train.export``): the
+    pretext head alone. Its inputs are the tensors the task's ``forward`` hands to its head, in
+    order; its outputs are named as in model.json's "head_graph"."""
+
+    def __init__(self, model: OnnxModel) -> None:
+        import onnxruntime as ort
+
+        hg = model.card.get("head_graph")
+        if not isinstance(hg, dict) or not hg.get("file"):
+            raise ModelFileError(f"{model.dir / CARD_NAME} lists no head graph; {_regen(model.dir, model.card)}")
+        path = model.dir / hg["file"]
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001
+            raise ModelFileError(f"{path} cannot be loaded by onnxruntime ({str(e).splitlines()[0][:120]}); {_regen(model.dir, model.card)}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_shapes = [list(i.shape) for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, *inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """The head's positional inputs (float32 arrays) → {output name: array}."""
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"head.onnx takes {len(self.input_names)} inputs, got {len(inputs)}")
+        feed = {n: np.ascontiguousarray(np.asarray(a, np.float32)) for n, a in zip(self.input_names, inputs)}
+        return dict(zip(self.output_names, self.session.run(None, feed)))
+
+
 __all__ = [
-    "ANGLE_LABELS", "ModelEntry", "ModelFileError", "OnnxModel", "VISUALISED_TASKS", "auto_upright", "card_summary",
+    "ANGLE_LABELS", "EncoderGraph", "HeadGraph", "ModelEntry", "ModelFileError", "OnnxModel", "VISUALISED_TASKS", "auto_upright", "card_summary",
     "display_square", "folder_signature", "list_models", "read_card", "rotation_grid", "softmax", "to_pil", "turn",
     "turn_probabilities",
 ]

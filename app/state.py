@@ -14,6 +14,8 @@ UPLOADS = "uploads"  # {"photos": [UploadedPhoto], "page": title of the page the
 EXPLORER_UPLOADER = "explorer.uploader"
 EXPLORER_PICKS = "explorer.picks"  # bundled photo files (relative to the data folder)
 EXPLORER_TURN = "explorer.turn"  # how far to turn a bundled photo before auto-upright, degrees
+EXPLORER_PUZZLE = "explorer.puzzle"  # puzzle number: picks the jigsaw / PIRL shuffles (int ≥ 0)
+EXPLORER_NEIGHBOUR = "explorer.neighbour"  # context prediction: the neighbour position shown in detail
 
 # -- Embedding map ------------------------------------------------------------------------------------
 MAP_UPLOADER = "map.uploader"
@@ -36,6 +38,8 @@ TALK_STEP = "talk.step"
 
 DEFAULTS: dict[str, Any] = {
     EXPLORER_TURN: 90,
+    EXPLORER_PUZZLE: 1,
+    EXPLORER_NEIGHBOUR: "top-right",
     FEW_FRACTION: 10,
     FEW_MODE: "linear",
     FEW_SEED: 0,
@@ -53,7 +57,7 @@ FACTORIES: dict[str, Any] = {
 # widget values kept when the user visits another page (Streamlit drops the state of widgets that
 # were not drawn in a run; re-assigning the key at the top of every run makes it plain session state)
 PERSISTENT = (
-    EXPLORER_PICKS, EXPLORER_TURN, MAP_LEFT, MAP_RIGHT, MAP_EXACT,
+    EXPLORER_PICKS, EXPLORER_TURN, EXPLORER_PUZZLE, EXPLORER_NEIGHBOUR, MAP_LEFT, MAP_RIGHT, MAP_EXACT,
     FEW_FRACTION, FEW_ENCODER, FEW_MODE, FEW_SEED, FEW_QUICK,
 )
 

@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--modes", type=_strs, default=("finetune", "linear", "knn"), help="downstream methods (default: finetune,linear,knn)")
     s.add_argument("--out", default=str(REPO / "reports" / "protocol.json"), help="protocol report JSON (default: reports/protocol.json)")
     s.add_argument("--runs", default=str(REPO / "runs"), help="pretraining runs, reused when finished (default: runs/)")
-    s.add_argument("--no-protocol", action="store_true", help="pretrain and export only")
+    s.add_argument("--no-protocol", action="store_true", help="pretrain and export only; model cards take their metrics from an existing --out report that covers the tasks")
     s.add_argument("--no-precompute", action="store_true", help="skip the app's precomputed maps")
     s.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)

@@ -91,6 +91,46 @@ def write_card_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
     verify_model_dir(model_dir)
 
 
+def storage_check(state_fp32: dict, model_dir: Path, data, device: str = "cpu") -> dict[str, Any]:
+    """What the stored (e.g. int8) weights cost: kNN test accuracy (k = 20, every training label) of
+    the float32 encoder ``state_fp32`` vs the encoder rebuilt from ``model_dir``'s weights file, and
+    the largest relative feature difference on the test photos."""
+    import numpy as np
+    import torch
+
+    from .encoders import EncoderConfig, build_encoder
+    from .evaluate import extract_features, knn_eval
+    from .export import load_model_weights
+    from .train import resolve_device
+
+    dev = resolve_device(device)
+    stored, _, card = load_model_weights(model_dir)
+    ref = build_encoder(EncoderConfig.from_dict(card["encoder"]))
+    ref.load_state_dict(state_fp32)
+    y, tr, te = data.ds.labels, data.train_idx, data.test_idx
+    out: dict[str, Any] = {"weights": card["weights"]["storage_dtype"]}
+    feats = {}
+    for name, enc in (("float32", ref), ("stored", stored)):
+        f = extract_features(enc, data.ds.images, dev)[-1]
+        feats[name] = f
+        out[f"knn_test_accuracy_{name}"] = round(knn_eval(f[tr], y[tr], f[te], y[te], len(data.ds.classes))["test_accuracy"], 4)
+    a, b = feats["float32"][te], feats["stored"][te]
+    out["max_relative_feature_difference"] = float(np.abs(a - b).max() / max(1e-12, float(np.abs(a).max())))
+    return out
+
+
+def _existing_report(path: Path, tasks: list[str]) -> dict | None:
+    """A finished protocol report at ``path`` that covers ``tasks`` (to fill model cards without
+    rerunning it), else None."""
+    try:
+        rep = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rep, dict) or "summary" not in rep or not set(tasks) <= {r.get("task") for r in rep.get("runs", [])}:
+        return None
+    return rep
+
+
 def run_release(
     rcfg: ReleaseConfig,
     data,
@@ -119,9 +159,10 @@ def run_release(
     seconds: dict[str, float] = {}
     t0 = time.time()
     checkpoints: dict[str, str] = {}
+    states: dict[str, dict] = {}
     for t in tasks:
         say(f"[release] pretrain {t} ({train_cfg.epochs} epochs)")
-        _, summary = pretrained_encoder(t, data, enc_cfg, train_cfg, runs_dir, progress=False)
+        states[t], summary = pretrained_encoder(t, data, enc_cfg, train_cfg, runs_dir, progress=False)
         checkpoints[t] = summary["checkpoint"]
         say(f"[release]   {t}: {summary.get('train_seconds_total', 0) / 60:.1f} min, pretext test {summary.get('pretext_test')}")
     seconds["pretrain"] = time.time() - t0
@@ -133,6 +174,9 @@ def run_release(
         say(f"[release] exported {exported[t]}")
     exported[RANDOM_NAME] = export_random_reference(models_dir, enc_cfg, data.cfg.image_size, seed=0, name=RANDOM_NAME,
                                                     metrics={"budget": budget}, fp16_storage=fp16, int8=int8)
+    checks = {t: storage_check(states[t], exported[t], data, ft_cfg.device) for t in tasks}
+    for t, c in checks.items():
+        say(f"[release] {t} stored weights: kNN {c['knn_test_accuracy_float32']:.4f} (float32) → {c['knn_test_accuracy_stored']:.4f} ({c['weights']})")
     seconds["export"] = time.time() - t0
 
     report = None
@@ -140,12 +184,18 @@ def run_release(
         t0 = time.time()
         report = run_protocol(data, pcfg, enc_cfg, train_cfg, ft_cfg, report_path, runs_dir, progress=True, command=command)
         write_reports(report_path, repo / "README.md" if rcfg.readme else None)
-        for name, path in exported.items():
-            m = card_metrics(report["summary"], SCRATCH if name == RANDOM_NAME else name)
-            m["budget"] = budget
-            m["test_split"] = f"{report['n_test']} photos of {report['split_file']} (sha256 {report['split_sha256'][:12]})"
-            write_card_metrics(path, m)
         seconds["protocol"] = time.time() - t0
+    else:
+        report = _existing_report(report_path, tasks)
+    for name, path in exported.items():
+        m: dict[str, Any] = {"budget": budget}
+        if report is not None:
+            m.update(card_metrics(report["summary"], SCRATCH if name == RANDOM_NAME else name))
+            m["test_split"] = f"{report['n_test']} photos of {Path(report['split_file']).name} (sha256 {report['split_sha256'][:12]})"
+            m["protocol_report"] = str(report_path.name)
+        if name in checks:
+            m["stored_weights_check"] = checks[name]
+        write_card_metrics(path, m)
 
     if rcfg.precompute and (repo / "app" / "precompute.py").is_file():
         t0 = time.time()

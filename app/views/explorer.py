@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import inference, photos, state, ui
+from app import inference, photos, pretext, state, ui
 from app.config import RANDOM_INIT, data_dir
-from app.inference import ANGLE_LABELS, ModelFileError
+from app.inference import ANGLE_LABELS, ModelFileError, OnnxModel
 from app.uploads import md_escape
 
 TURNS = [0, 90, 180, 270]
@@ -54,6 +54,315 @@ def rotation_panel(entry, items, k_user: int) -> None:
             c3.image(inference.to_pil(fixed), caption="after auto-upright", width=150)
 
 
+# -- the other tasks: compute in app.pretext, drawn here ----------------------------------------------
+W = 170  # px of each picture
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _open(path: str, signature: tuple) -> pretext.Pretext:
+    return pretext.open_pretext(OnnxModel(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _compute(kind: str, path: str, signature: tuple, image_u8: np.ndarray, *args) -> dict:
+    return getattr(pretext, kind)(_open(path, signature), image_u8, *args)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _gallery(path: str, signature: tuple, root: str, key: str, size: int, limit: int | None, clusters: bool) -> dict:
+    """Test photos at the model's size (and, for DeepCluster, the cluster of each), once per model."""
+    g = pretext.test_gallery(ui.decoded(root, size, key), limit)
+    if clusters:
+        g.update(pretext.deepcluster_assign(_open(path, signature), g["images"]))
+    return g
+
+
+def _load(entry) -> pretext.Pretext | None:
+    """The model ready for its panel, or None after one clear line saying what is missing."""
+    try:
+        p = _open(str(entry.path), inference.folder_signature(entry.path))
+    except ModelFileError as e:
+        st.error(f"Model **{md_escape(entry.name)}**: {e}")
+        return None
+    except Exception as e:  # noqa: BLE001 (e.g. a task config this version cannot rebuild)
+        st.error(f"Model **{md_escape(entry.name)}** cannot be prepared for its panel: {type(e).__name__}: {md_escape(str(e).splitlines()[0][:200] if str(e) else '')}")
+        return None
+    if p.problem:
+        st.warning(md_escape(p.problem), icon="🧩")
+        return None
+    return p
+
+
+def _run(entry, kind: str, image_u8: np.ndarray, *args) -> dict | None:
+    try:
+        return _compute(kind, str(entry.path), inference.folder_signature(entry.path), image_u8, *args)
+    except ModelFileError as e:
+        st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
+        return None
+
+
+def _about(entry, p: pretext.Pretext) -> None:
+    pt = entry.card.get("pretext_test") or {}
+    bits = []
+    for k, v in pt.items():
+        if isinstance(v, (int, float)) and k != "loss":
+            bits.append(f"{k.replace('_', ' ')} {ui.percent(v) if 'acc' in k else f'{v:.3g}'}")
+    st.caption(f"**{md_escape(entry.label())}** · sees {p.model.image_size}×{p.model.image_size} px"
+               + (f" · on the test split: {', '.join(bits)}" if bits else ""))
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _photos(entry, p, items):
+    """(name, the model's uint8 view of the photo) for each photo."""
+    return [(name, p.model.prepare(img)) for name, img in items]
+
+
+def jigsaw_panel(entry, items, puzzle: int) -> None:
+    p = _load(entry)
+    if p is None:
+        return
+    _about(entry, p)
+    n = len(p.task.permutations())
+    st.caption(f"The photo is cut into 3×3 tiles (with a gap, so lines cannot simply be continued), shuffled by one of the "
+               f"model's **{n} permutations**, and the model must say which one. It sees each tile on its own, brightness-equalised.")
+    for i, (name, u8) in enumerate(_photos(entry, p, items)):
+        perm = int(np.random.default_rng([puzzle, i]).integers(n))
+        r = _run(entry, "jigsaw", u8, perm)
+        if r is None:
+            continue
+        with st.container(border=True):
+            st.markdown(f"##### {md_escape(name)}")
+            c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
+            c1.image(pretext.enlarge(r["shuffled"], W), caption=f"the puzzle: shuffled by permutation #{r['target']}", width=W)
+            c2.image(pretext.enlarge(r["answer"], W), caption=f"put back with the model's guess #{r['predicted']}", width=W)
+            c3.image(pretext.enlarge(r["original"], W), caption="the tiles in their true places", width=W)
+            with c4:
+                if r["correct"]:
+                    st.markdown(f"✅ **Right permutation** ({r['probs'][r['predicted']]:.0%} sure): the photo is reassembled.")
+                else:
+                    st.markdown(f"❌ **Wrong permutation**: {r['in_place']} of 9 tiles end up in their place.")
+                top = np.argsort(-r["probs"])[:3]
+                for j in top:
+                    st.progress(float(r["probs"][j]), text=f"#{j}{' (true)' if j == r['target'] else ''}: {r['probs'][j]:.0%}")
+
+
+def context_panel(entry, items, neighbour: str) -> None:
+    p = _load(entry)
+    if p is None:
+        return
+    _about(entry, p)
+    st.caption("The model sees two patches: the **centre** one and a **neighbour**, and must say where the neighbour sits "
+               "(8 positions). Patches are kept apart and brightness-equalised, so it has to recognise *what* is above or "
+               "beside what (sky above, stem below), not continue a line.")
+    for name, u8 in _photos(entry, p, items):
+        r = _run(entry, "context", u8)
+        if r is None:
+            continue
+        names = list(r["names"])
+        k = names.index(neighbour) if neighbour in names else 2
+        pred = r["predicted"]
+        with st.container(border=True):
+            st.markdown(f"##### {md_escape(name)}")
+            st.markdown(f"The model places **{int((pred == np.arange(8)).sum())} of 8** neighbours correctly.")
+            c1, c2, c3, c4 = st.columns([1.3, 0.8, 0.8, 1.6])
+            c1.image(pretext.draw_boxes(u8, r["boxes"], W, {4: "yellow", r["cells"][k]: "red"}), width=W,
+                     caption="the 9 patch positions (yellow: centre, red: this neighbour)")
+            c2.image(pretext.enlarge(r["centre"], 110), caption="centre patch", width=110)
+            c3.image(pretext.enlarge(r["neighbours"][k], 110), caption="neighbour patch", width=110)
+            with c4:
+                probs = r["probs"][k]
+                cell_p = {c: probs[j] for j, c in enumerate(r["cells"])}
+                rows = ["| | left | middle | right |", "|---|:-:|:-:|:-:|"]
+                for ri, rn in enumerate(("top", "middle", "bottom")):
+                    cells = []
+                    for ci in range(3):
+                        c = 3 * ri + ci
+                        if c == 4:
+                            cells.append("⬛ centre")
+                            continue
+                        txt = f"{cell_p[c]:.0%}"
+                        txt = f"**{txt}**" if c == r["cells"][int(pred[k])] else txt
+                        cells.append(txt + (" 🎯" if c == r["cells"][k] else ""))
+                    rows.append(f"| {rn} | " + " | ".join(cells) + " |")
+                st.markdown("\n".join(rows))
+                ok = int(pred[k]) == k
+                st.caption(f"Model's probability for each position; 🎯 = the true one ({names[k]}), bold = its guess "
+                           f"({names[int(pred[k])]}) {'✅' if ok else '❌'}.")
+            with st.expander("All 8 neighbours"):
+                cols = st.columns(8)
+                for j, col in enumerate(cols):
+                    col.image(pretext.enlarge(r["neighbours"][j], 64), width=64)
+                    col.caption(f"{names[j]} → {names[int(pred[j])]} {'✅' if pred[j] == j else '❌'}")
+
+
+def colorization_panel(entry, items) -> None:
+    p = _load(entry)
+    if p is None:
+        return
+    _about(entry, p)
+    st.caption("The model gets only the **lightness** of the photo (a black-and-white version) and must predict its colours. "
+               "To colour a tulip red and the sky blue, it has to recognise what is in the picture.")
+    for name, u8 in _photos(entry, p, items):
+        r = _run(entry, "colorization", u8)
+        if r is None:
+            continue
+        with st.container(border=True):
+            st.markdown(f"##### {md_escape(name)}")
+            c1, c2, c3 = st.columns(3)
+            c1.image(pretext.enlarge(r["grey"], W, True), caption="input: lightness only", width=W)
+            c2.image(pretext.enlarge(r["predicted"], W, True), caption="the model's colours", width=W)
+            c3.image(pretext.enlarge(r["original"], W, True), caption="the original", width=W)
+            st.caption(f"Colour error: {r['ab_rmse']:.1f} (Lab a/b units; 0 = perfect, grey everywhere ≈ 20–40 on flowers).")
+
+
+def inpainting_panel(entry, items) -> None:
+    p = _load(entry)
+    if p is None:
+        return
+    _about(entry, p)
+    st.caption("A square **hole** is cut out of the photo (filled with one flat colour, which tells the model nothing) and the "
+               "model must paint what was there from the surroundings. Training used holes at "
+               f"{'random places' if p.config.mask_mode == 'random' else 'the centre'}; here the hole is in the centre.")
+    for name, u8 in _photos(entry, p, items):
+        r = _run(entry, "inpainting", u8)
+        if r is None:
+            continue
+        with st.container(border=True):
+            st.markdown(f"##### {md_escape(name)}")
+            c1, c2, c3 = st.columns(3)
+            c1.image(pretext.enlarge(r["masked"], W, True), caption="input: the photo with a hole", width=W)
+            c2.image(pretext.enlarge(r["filled"], W, True), caption="the hole filled by the model", width=W)
+            c3.image(pretext.enlarge(r["original"], W, True), caption="the original", width=W)
+            st.caption(f"Squared error inside the hole: {r['hole_mse']:.4f} (pixel values in 0–1). A blurry filling is "
+                       "normal: the model guesses the likely colours and shapes, not the exact pixels.")
+
+
+def superres_panel(entry, items) -> None:
+    p = _load(entry)
+    if p is None:
+        return
+    _about(entry, p)
+    f = p.config.factor
+    st.caption(f"The photo is shrunk {f}× and the model must restore the detail. Plain bicubic enlargement is the baseline; "
+               "the model adds what it believes is missing (edges, texture). PSNR: higher = closer to the original.")
+    for name, u8 in _photos(entry, p, items):
+        r = _run(entry, "superres", u8)
+        if r is None:
+            continue
+        with st.container(border=True):
+            st.markdown(f"##### {md_escape(name)}")
+            c1, c2, c3, c4 = st.columns(4)
+            s = r["small"].shape[-1]
+            c1.image(pretext.enlarge(r["small"], 140), caption=f"input: the small image ({s}×{s} px)", width=140)
+            c2.image(pretext.enlarge(r["bicubic"], 140), caption=f"bicubic: {r['psnr_bicubic']:.1f} dB", width=140)
+            c3.image(pretext.enlarge(r["restored"], 140), caption=f"the model's restoration: {r['psnr_model']:.1f} dB", width=140)
+            c4.image(pretext.enlarge(r["original"], 140), caption="the original", width=140)
+
+
+def pirl_panel(entry, items, index, puzzle: int) -> None:
+    p = _load(entry)
+    if p is None:
+        return
+    _about(entry, p)
+    st.caption("PIRL does not predict anything: it learns that a photo and **its own jigsaw version** (shuffled tiles) should "
+               "have similar features, and different ones from **other photos**. Here: how similar each photo's jigsaw "
+               "version is to the photo itself, against the test photos.")
+    if index is None:
+        st.info("The bundled test photos are needed for the comparison.")
+        return
+    shown = _photos(entry, p, items)
+    gal = _gallery(str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key, p.model.image_size, 100, False)
+    keep = [i for i, g in enumerate(gal["images"]) if not any(np.abs(g.astype(int) - u).mean() < 2 for _, u in shown)]
+    images = np.concatenate([np.stack([u for _, u in shown]), gal["images"][keep]])
+    names = [n for n, _ in shown] + [f"{gal['classes'][gal['labels'][i]]} · {gal['files'][i].rsplit('/', 1)[-1]}" for i in keep]
+    try:
+        r = _compute("pirl", str(entry.path), inference.folder_signature(entry.path), images, puzzle)
+    except ModelFileError as e:
+        st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
+        return
+    n = len(images)
+    for i, (name, u8) in enumerate(shown):
+        sim = r["similarity"][i]
+        others = np.delete(sim, i)
+        with st.container(border=True):
+            st.markdown(f"##### {md_escape(name)}")
+            c1, c2, c3 = st.columns([1, 1, 2])
+            c1.image(pretext.enlarge(u8, 150, True), caption="the photo", width=150)
+            c2.image(pretext.enlarge(r["puzzles"][i], 150), caption="its jigsaw version", width=150)
+            with c3:
+                rank = int(r["rank"][i])
+                if rank == 1:
+                    st.markdown(f"✅ Of all {n} photos, its jigsaw version is closest to **its own photo**.")
+                else:
+                    st.markdown(f"❌ Its own photo comes only **{_ordinal(rank)}** of {n} photos in similarity to its jigsaw version.")
+                st.markdown(f"Similarity to its own photo: **{sim[i]:.2f}** · to the other {n - 1} photos: "
+                            f"{others.mean():.2f} on average, {others.max():.2f} at most (1 = identical direction).")
+            top = [j for j in np.argsort(-sim)[:4]]
+            ui.show_photo_grid([pretext.enlarge(images[j], 110, True) for j in top],
+                               [f"{'★ own photo' if j == i else md_escape(names[j])} · {sim[j]:.2f}" for j in top], columns=4, width=110)
+
+
+def deepcluster_panel(entry, items, index) -> None:
+    p = _load(entry)
+    if p is None:
+        return
+    _about(entry, p)
+    k = p.config.k
+    st.caption(f"DeepCluster groups photos into **{k} clusters** of its own features (no labels) and learns to predict the "
+               "cluster. Here: which cluster a photo falls in, and the test photos in that cluster. The flower names are "
+               "shown only to judge the clusters; training never saw them.")
+    if index is None:
+        st.info("The bundled test photos are needed to show the clusters.")
+        return
+    with st.spinner("Sorting the test photos into the model's clusters (once per model)…"):
+        gal = _gallery(str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key, p.model.image_size, None, True)
+    for name, u8 in _photos(entry, p, items):
+        r = _run(entry, "deepcluster_assign", u8[None])
+        if r is None:
+            continue
+        c = int(r["cluster"][0])
+        info = pretext.cluster_members(c, gal["cluster"], gal["labels"], gal["classes"])
+        with st.container(border=True):
+            st.markdown(f"##### {md_escape(name)}")
+            c1, c2 = st.columns([1, 3])
+            c1.image(pretext.enlarge(u8, 150, True), caption="the photo", width=150)
+            with c2:
+                agree = int(r["guess"][0]) == c
+                said = "agrees" if agree else f"says cluster {int(r['guess'][0])}"
+                st.markdown(f"Falls in **cluster {c}** (of {k}); the model's classifier {said} ({r['probs'][0].max():.0%}).")
+                if info["size"]:
+                    comp = ", ".join(f"{n} {cls}" for cls, n in info["composition"])
+                    st.markdown(f"The cluster holds **{info['size']}** of the {len(gal['cluster'])} test photos: {comp}.")
+                else:
+                    st.markdown(f"No test photo falls in this cluster ({info['n_clusters_used']} clusters hold test photos).")
+            members = info["members"][:8]
+            if len(members):
+                ui.show_photo_grid([pretext.enlarge(gal["images"][j], 110, True) for j in members],
+                                   [gal["classes"][gal["labels"][j]] for j in members], columns=8, width=80)
+
+
+def multitask_panel(entry) -> None:
+    try:
+        parts = pretext.multitask_parts(entry.card)
+    except Exception:  # noqa: BLE001
+        parts = []
+    listed = ", ".join(f"**{n}** (loss weight {w:g})" for n, w in parts) or "(the card does not list them)"
+    note = entry.card.get("head_note")
+    st.info(
+        f"**{md_escape(entry.label())}** is a *multitask* model: one shared encoder trained on several pretext tasks at once "
+        f"— {listed} — with the weighted sum of their losses. Its export holds the shared encoder's features only"
+        + (f" (model.json: “{md_escape(note)}”)" if note else "")
+        + ": the sub-tasks' heads have no ONNX graph, so their panels cannot be drawn for it. Its features work on the "
+        "Embedding map and in the Few-shot lab, where it can be compared with the single-task encoders.", icon="🧰",
+    )
+
+
+SIMPLE_PANELS = {"colorization": colorization_panel, "inpainting": inpainting_panel, "superres": superres_panel}
+
+
 def reference_panel(entry) -> None:
     st.info(
         f"**{md_escape(entry.name)}** is the no-pretraining reference: a randomly initialised encoder with features only "
@@ -76,7 +385,8 @@ st.title("Pretext explorer")
 st.markdown(
     "A **pretext task** makes labels out of the photo itself. *Rotation*: turn a photo by 0, 90, 180 or 270° and ask "
     "the model which turn it was. To answer, it has to learn what upright flowers look like — petals, stems, sky — "
-    "features that later help the **downstream** task (*which flower is this?*) with few labels."
+    "features that later help the **downstream** task (*which flower is this?*) with few labels. Each tab below is one "
+    "pretext task: what it asks of your photos, and what its model answers."
 )
 entries = ui.usable_models()
 index = ui.photo_index()
@@ -118,15 +428,39 @@ k_user = TURNS.index(turn if turn in TURNS else 90)
 by_task: dict[str, list] = {}
 for e in entries:
     by_task.setdefault(e.task, []).append(e)
-order = sorted(by_task, key=lambda t: (t == RANDOM_INIT, t not in inference.VISUALISED_TASKS, t))
+order = sorted(by_task, key=lambda t: (t == RANDOM_INIT, pretext.PANEL_TASKS.index(t) if t in pretext.PANEL_TASKS else len(pretext.PANEL_TASKS), t))
 tabs = st.tabs([f"{t} ({len(by_task[t])})" if len(by_task[t]) > 1 else t for t in order])
 for tab, task in zip(tabs, order):
     with tab:
+        models = by_task[task]
         if task == "rotation":
-            for e in by_task[task]:
+            for e in models:
                 rotation_panel(e, items, k_user)
+        elif task == "jigsaw":
+            puzzle = st.number_input("Puzzle number (each number shuffles the tiles differently)", min_value=0, max_value=9999,
+                                     step=1, key=state.EXPLORER_PUZZLE)
+            for e in models:
+                jigsaw_panel(e, items, int(puzzle))
+        elif task == "context":
+            from ssl_train.tasks.context import POSITION_NAMES
+
+            neighbour = st.segmented_control("Neighbour shown in detail", list(POSITION_NAMES), key=state.EXPLORER_NEIGHBOUR, required=True)
+            for e in models:
+                context_panel(e, items, neighbour or "top-right")
+        elif task in SIMPLE_PANELS:
+            for e in models:
+                SIMPLE_PANELS[task](e, items)
+        elif task == "pirl":
+            for e in models:
+                pirl_panel(e, items, index, int(st.session_state.get(state.EXPLORER_PUZZLE, 1)))
+        elif task == "deepcluster":
+            for e in models:
+                deepcluster_panel(e, items, index)
+        elif task == "multitask":
+            for e in models:
+                multitask_panel(e)
         elif task == RANDOM_INIT:
-            for e in by_task[task]:
+            for e in models:
                 reference_panel(e)
         else:
-            unknown_panel(task, by_task[task])
+            unknown_panel(task, models)

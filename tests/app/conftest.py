@@ -76,6 +76,52 @@ def made_models(app_env) -> Path:
     return out
 
 
+# tiny settings per task: heads small, k and the permutation set small enough for 28 training photos
+TASK_OPTIONS = {
+    "jigsaw": {"n_permutations": "10", "tile_dim": "16", "hidden": "32"},
+    "colorization": {"width": "16"},
+    "context": {"patch_dim": "16", "hidden": "32"},
+    "inpainting": {"width": "16"},
+    "superres": {"width": "16"},
+    "pirl": {"embed_dim": "16", "n_negatives": "16"},
+    "deepcluster": {"k": "5", "pca_dim": "8", "hidden": "16"},
+    "multitask": {"tasks": "rotation:1,jigsaw:0.5", "options": '{"jigsaw": {"n_permutations": 10, "tile_dim": 16, "hidden": 32}}'},
+}
+
+
+@pytest.fixture(scope="session")
+def made_task_models(made_models, app_env) -> Path:
+    """The two models of ``made_models`` plus one model per other registered task (1 epoch at 32 px,
+    tiny encoder and heads; 32 px leaves 8-px jigsaw/context tiles), exported once per session."""
+    from ssl_train.data import DataConfig, load_split_data
+    from ssl_train.encoders import EncoderConfig
+    from ssl_train.export import export_model
+    from ssl_train.tasks import get_task
+    from ssl_train.train import CHECKPOINT_NAME, TrainConfig, pretrain
+
+    base = app_env["base"]
+    small = EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))
+    out = base / "models-tasks"
+    shutil.copytree(made_models, out)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PRETEXT_LAB_CACHE", str(base / "cache"))
+        data = load_split_data(DataConfig(root=str(app_env["data"]), image_size=SIZE))
+        for name, opts in TASK_OPTIONS.items():
+            run = base / f"run-{name}"
+            pretrain(get_task(name, opts), data, run, small, TrainConfig(epochs=1, batch_size=16, lr=0.05, device="cpu"), progress=False)
+            export_model(run / CHECKPOINT_NAME, out, name)
+    return out
+
+
+@pytest.fixture
+def task_models(made_task_models, tmp_path, monkeypatch) -> Path:
+    """A private copy of the models of every task for one test; the app reads it."""
+    dst = tmp_path / "models"
+    shutil.copytree(made_task_models, dst)
+    monkeypatch.setenv("PRETEXT_LAB_MODELS", str(dst))
+    return dst
+
+
 @pytest.fixture
 def models(made_models, tmp_path, monkeypatch) -> Path:
     """A private copy of the two models for one test (it may break or add folders)."""
@@ -91,6 +137,14 @@ def app(models, app_env):
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(APP), default_timeout=90)
+
+
+@pytest.fixture
+def task_app(task_models, app_env):
+    """An AppTest of the whole app over the models of every task, not yet run."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP), default_timeout=120)
 
 
 def page(at, name: str):

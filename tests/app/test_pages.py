@@ -13,6 +13,11 @@ from .conftest import break_file, fake_task, page, photo_bytes, texts
 JPEG = "image/jpeg"
 
 
+def image_captions(at) -> list[str]:
+    """Captions of every st.image on the page."""
+    return [i.caption for e in at.get("image") for i in e.proto.imgs]
+
+
 # -- Pretext explorer ------------------------------------------------------------------------------
 def test_explorer__loads_with_bundled_photos_and_rotation_guesses(app):
     at = app.run()
@@ -44,15 +49,45 @@ def test_explorer__turn_control_and_picks_change_the_page(app):
 
 
 def test_explorer__unknown_task_degrades_and_broken_model_names_its_file(app, models):
-    fake_task(models, "jigsaw")
+    fake_task(models, "newtask")
+    fake_task(models, "jigsaw")  # a jigsaw card without head.onnx
     shutil.copytree(models / "random_init", models / "broken")
     break_file(models / "broken", "weights.safetensors")
     at = app.run()
     assert not at.exception
     err = " ".join(e.value for e in at.error)
     assert "broken" in err and "weights.safetensors" in err and "regenerate" in err
-    assert "No visualisation for the task **jigsaw** yet" in texts(at)
+    assert "No visualisation for the task **newtask** yet" in texts(at)
+    assert any("jigsaw has no head.onnx" in w.value and "ssl\\_train export" in w.value for w in at.warning)
     assert "Model's guess" in texts(at)  # the rest of the page still works
+
+
+def test_explorer__every_task_shows_its_panel(task_app):
+    at = task_app.run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.tabs] == ["rotation", "jigsaw", "colorization", "context", "inpainting", "superres", "pirl",
+                                          "deepcluster", "multitask", "random_init"]
+    assert not at.error and not at.warning, [e.value for e in [*at.error, *at.warning]]
+    t = texts(at) + "\n".join(image_captions(at))
+    for expected in (
+        "Model's guess", "permutation**", "the model's colours", "lightness only", "neighbours correctly", "centre patch",
+        "the hole filled by the model", "the model's restoration", "the small image", "its jigsaw version",
+        "Falls in **cluster", "The cluster holds", "is a *multitask* model", "**rotation** (loss weight 1)",
+    ):
+        assert expected in t, expected
+    assert "No visualisation" not in t
+
+
+def test_explorer__puzzle_and_neighbour_controls_change_the_panels(task_app):
+    at = task_app.run()
+    at.segmented_control(key=state.EXPLORER_NEIGHBOUR).set_value("bottom").run()
+    assert not at.exception and "the true one (bottom)" in texts(at)
+    shuffles = set()
+    for n in (1, 2, 3):
+        at.number_input(key=state.EXPLORER_PUZZLE).set_value(n).run()
+        assert not at.exception
+        shuffles.add(" ".join(c for c in image_captions(at) if "shuffled by permutation" in c))
+    assert len(shuffles) > 1
 
 
 @pytest.mark.parametrize("name", ["explorer", "embeddings", "fewshot", "talk"])

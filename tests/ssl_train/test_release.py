@@ -32,10 +32,15 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
         assert m["finetune"]["100%"]["mean"] == pytest.approx(sum(mine) / len(mine), abs=1e-4)
         assert m["budget"]["epochs"] == 1 and "reduced CPU budget" in m["budget"]["note"]
         assert card["weights"]["storage_dtype"] == ["float16", "int8"]
+        if name != "random_init":
+            chk = m["stored_weights_check"]
+            assert 0 <= chk["knn_test_accuracy_stored"] <= 1 and chk["max_relative_feature_difference"] < 0.1
     # a second release reuses the finished pretraining runs and the protocol's results
     runs_before = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert main(args) == 0
+    # --no-protocol re-exports and takes the metrics from the existing report
+    assert main([*args, "--no-protocol"]) == 0
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs_before
+    assert verify_model_dir(models / "rotation")["metrics"]["knn"]["10%"]["n_seeds"] == 2
 
 
 def test_card_metrics__picks_the_encoder_and_the_card_fractions():
