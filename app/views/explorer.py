@@ -198,6 +198,12 @@ def context_panel(entry, items, neighbour: str) -> None:
                     col.caption(f"{names[j]} → {names[int(pred[j])]} {'✅' if pred[j] == j else '❌'}")
 
 
+def picture_row(pictures: list[tuple[np.ndarray, str]], width: int = W, smooth: bool = True) -> None:
+    """One row of captioned pictures (uint8 (3, H, W) arrays), enlarged to ``width`` px."""
+    for col, (img, caption) in zip(st.columns(len(pictures)), pictures):
+        col.image(pretext.enlarge(img, width, smooth), caption=caption, width=width)
+
+
 def colorization_panel(entry, items) -> None:
     p = _load(entry)
     if p is None:
@@ -211,10 +217,7 @@ def colorization_panel(entry, items) -> None:
             continue
         with st.container(border=True):
             st.markdown(f"##### {md_escape(name)}")
-            c1, c2, c3 = st.columns(3)
-            c1.image(pretext.enlarge(r["grey"], W, True), caption="input: lightness only", width=W)
-            c2.image(pretext.enlarge(r["predicted"], W, True), caption="the model's colours", width=W)
-            c3.image(pretext.enlarge(r["original"], W, True), caption="the original", width=W)
+            picture_row([(r["grey"], "input: lightness only"), (r["predicted"], "the model's colours"), (r["original"], "the original")])
             st.caption(f"Colour error: {r['ab_rmse']:.1f} (Lab a/b units; 0 = perfect, grey everywhere ≈ 20–40 on flowers).")
 
 
@@ -232,10 +235,7 @@ def inpainting_panel(entry, items) -> None:
             continue
         with st.container(border=True):
             st.markdown(f"##### {md_escape(name)}")
-            c1, c2, c3 = st.columns(3)
-            c1.image(pretext.enlarge(r["masked"], W, True), caption="input: the photo with a hole", width=W)
-            c2.image(pretext.enlarge(r["filled"], W, True), caption="the hole filled by the model", width=W)
-            c3.image(pretext.enlarge(r["original"], W, True), caption="the original", width=W)
+            picture_row([(r["masked"], "input: the photo with a hole"), (r["filled"], "the hole filled by the model"), (r["original"], "the original")])
             st.caption(f"Squared error inside the hole: {r['hole_mse']:.4f} (pixel values in 0–1). A blurry filling is "
                        "normal: the model guesses the likely colours and shapes, not the exact pixels.")
 
@@ -254,12 +254,10 @@ def superres_panel(entry, items) -> None:
             continue
         with st.container(border=True):
             st.markdown(f"##### {md_escape(name)}")
-            c1, c2, c3, c4 = st.columns(4)
             s = r["small"].shape[-1]
-            c1.image(pretext.enlarge(r["small"], 140), caption=f"input: the small image ({s}×{s} px)", width=140)
-            c2.image(pretext.enlarge(r["bicubic"], 140), caption=f"bicubic: {r['psnr_bicubic']:.1f} dB", width=140)
-            c3.image(pretext.enlarge(r["restored"], 140), caption=f"the model's restoration: {r['psnr_model']:.1f} dB", width=140)
-            c4.image(pretext.enlarge(r["original"], 140), caption="the original", width=140)
+            picture_row([(r["small"], f"input: the small image ({s}×{s} px)"), (r["bicubic"], f"bicubic: {r['psnr_bicubic']:.1f} dB"),
+                         (r["restored"], f"the model's restoration: {r['psnr_model']:.1f} dB"), (r["original"], "the original")],
+                        width=140, smooth=False)
 
 
 def pirl_panel(entry, items, index, puzzle: int) -> None:
