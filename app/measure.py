@@ -6,6 +6,7 @@ through Playwright and writes ``reports/app-latency.json`` with, in seconds:
 - ``server_ready``: process start → the health endpoint answers;
 - ``first_paint``: process start → the explorer's title is on screen;
 - ``pretext_upload``: one photo uploaded → its rotation guesses and auto-upright are shown;
+- ``pretext_upload_every_task``: the same upload → every task's tab computed (the page is idle);
 - ``map_first_open``: click on Embedding map → both maps drawn (cold server: first map ever);
 - ``linear_probe_page``: click on Few-shot lab → scores of probe and scratch shown (compute included);
 - ``linear_probe_compute``: the probe alone (after a warm-up call), in this process, at 10% and 100%;
@@ -112,7 +113,8 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    res: dict = {"models_dir": str(models_dir()), "data_dir": str(data_dir()), "photo": str(photo)}
+    res: dict = {"models_dir": str(models_dir()), "data_dir": str(data_dir()), "photo": str(photo),
+                 "models": sorted(p.name for p in models_dir().iterdir() if (p / "model.json").is_file())}
     t0 = time.time()
     proc = start_server(port, log=out.with_suffix(".server.log"))
     try:
@@ -132,6 +134,7 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             wait_count(page.get_by_text("after auto-upright", exact=True), n_before + 1)
             res["pretext_upload"] = round(time.time() - t, 2)
             wait_idle(page)
+            res["pretext_upload_every_task"] = round(time.time() - t, 2)  # every task's tab computed for the upload
             if shots:
                 page.screenshot(path=str(shots / "explorer-upload.png"), full_page=True)
             t = time.time()
@@ -160,6 +163,10 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             wait_idle(page)
             if shots:
                 page.screenshot(path=str(shots / "fewshot-finetune-done.png"), full_page=True)
+                page.get_by_role("link", name="Talk mode").click()
+                page.get_by_role("heading").first.wait_for(timeout=60_000)
+                wait_idle(page)
+                page.screenshot(path=str(shots / "talk-mode.png"), full_page=True)
             browser.close()
         res["server_peak_rss_mb"] = peak_rss_mb(proc.pid)
     finally:
