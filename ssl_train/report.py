@@ -46,8 +46,9 @@ def pretext_metric(pt: dict[str, float] | None) -> str:
     if "acc" in pt:
         return f"{100 * pt['acc']:.1f}% acc"
     others = [k for k in pt if k != "loss" and not k.endswith("_loss")]
+    preferred = [k for k in ("psnr", "hole_mse", "ab_rmse") if k in pt] + sorted(k for k in others if k.endswith("_acc"))
     if others:
-        k = sorted(others)[0]
+        k = (preferred or sorted(others))[0]
         return f"{pt[k]:.3g} {k}"
     return f"{pt['loss']:.3f} loss" if "loss" in pt else "–"
 
