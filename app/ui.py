@@ -83,6 +83,25 @@ def model_by_name(entries: list[ModelEntry], name: str | None) -> ModelEntry | N
     return next((e for e in entries if e.name == name), None)
 
 
+def featured_model(entries: list[ModelEntry]) -> str | None:
+    """The pretrained model a newcomer should see first: the best fine-tune accuracy at 10% labels
+    recorded in the model cards (``metrics.finetune["10%"].mean``), else rotation, else the first
+    pretrained model; None when there is none."""
+    pretrained = [e for e in entries if not e.is_reference]
+
+    def score(e: ModelEntry) -> float:
+        m = ((e.card or {}).get("metrics") or {}).get("finetune") or {}
+        v = (m.get("10%") or {}).get("mean")
+        return float(v) if isinstance(v, (int, float)) else -1.0
+
+    if not pretrained:
+        return None
+    best = max(pretrained, key=score)
+    if score(best) >= 0:
+        return best.name
+    return next((e.name for e in pretrained if e.name == "rotation"), pretrained[0].name)
+
+
 # -- bundled photos -----------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=4)
 def _photo_index(root: str, mtime: float) -> photos.PhotoIndex:

@@ -112,7 +112,8 @@ if state.MAP_LEFT not in st.session_state or st.session_state[state.MAP_LEFT] no
     st.session_state[state.MAP_LEFT] = RANDOM_INIT if RANDOM_INIT in names else names[0]
 if state.MAP_RIGHT not in st.session_state or st.session_state[state.MAP_RIGHT] not in names:
     others = [n for n in names if n != st.session_state[state.MAP_LEFT]]
-    st.session_state[state.MAP_RIGHT] = others[0] if others else names[0]
+    best = ui.featured_model(entries)
+    st.session_state[state.MAP_RIGHT] = best if best in others else (others[0] if others else names[0])
 exact = False
 if uploads:
     exact = st.toggle(

@@ -103,7 +103,8 @@ if not entries or index is None:
 names = [e.name for e in entries]
 pretext = [e.name for e in entries if not e.is_reference] or names
 if st.session_state.get(state.FEW_ENCODER) not in pretext:
-    st.session_state[state.FEW_ENCODER] = pretext[0]
+    best = ui.featured_model(entries)
+    st.session_state[state.FEW_ENCODER] = best if best in pretext else pretext[0]
 c1, c2, c3 = st.columns([2, 2, 2])
 pct = c1.slider("Labelled training photos (%)", 1, 100, key=state.FEW_FRACTION,
                 help="A stratified, seeded subset of the training split — the same photos the protocol uses for this seed.")

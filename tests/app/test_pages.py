@@ -197,3 +197,21 @@ def test_app__choices_survive_a_visit_to_another_page(app):
     assert at.slider(key=state.FEW_FRACTION).value == 50 and at.radio(key=state.FEW_MODE).value == "finetune"
     at.switch_page("views/explorer.py").run()
     assert at.segmented_control(key=state.EXPLORER_TURN).value == 270 and not at.exception
+
+
+def test_featured_model__best_recorded_fine_tune_at_10pct_else_rotation():
+    from pathlib import Path
+
+    from app.inference import ModelEntry
+    from app.ui import featured_model
+
+    def entry(name, task, ft10=None):
+        metrics = {"finetune": {"10%": {"mean": ft10}}} if ft10 is not None else {}
+        return ModelEntry(name, Path(name), {"task": task, "metrics": metrics}, None)
+
+    ref = entry("random_init", "random_init", 0.9)  # the reference is never featured
+    assert featured_model([ref, entry("jigsaw", "jigsaw", 0.56), entry("rotation", "rotation", 0.63)]) == "rotation"
+    assert featured_model([ref, entry("jigsaw", "jigsaw", 0.70), entry("rotation", "rotation", 0.63)]) == "jigsaw"
+    assert featured_model([ref, entry("colorization", "colorization"), entry("rotation", "rotation")]) == "rotation"
+    assert featured_model([entry("colorization", "colorization"), ModelEntry("broken", Path("b"), None, "bad")]) == "colorization"
+    assert featured_model([ref]) is None
