@@ -83,6 +83,25 @@ def list_models(models_dir: str | Path) -> list[ModelEntry]:
     return out
 
 
+def featured_model(entries: list[ModelEntry]) -> str | None:
+    """The pretrained model a newcomer should see first: the best fine-tune accuracy at 10% labels
+    recorded in the model cards (``metrics.finetune["10%"].mean``), else rotation, else the first
+    pretrained model; None when there is none."""
+    pretrained = [e for e in entries if not e.is_reference]
+
+    def score(e: ModelEntry) -> float:
+        m = ((e.card or {}).get("metrics") or {}).get("finetune") or {}
+        v = (m.get("10%") or {}).get("mean")
+        return float(v) if isinstance(v, (int, float)) else -1.0
+
+    if not pretrained:
+        return None
+    best = max(pretrained, key=score)
+    if score(best) >= 0:
+        return best.name
+    return next((e.name for e in pretrained if e.name == "rotation"), pretrained[0].name)
+
+
 def folder_signature(model_dir: str | Path) -> tuple:
     """(name, size, mtime) of every file in the folder: changes whenever a file is replaced, so
     caches keyed by it never serve a stale model."""

@@ -196,14 +196,16 @@ def probe_compute() -> dict:
 
 
 def finetune_compute() -> dict:
-    """The 10% fine-tune job alone (first pretext model, then scratch), in this process, no browser."""
+    """The 10% fine-tune job alone (the featured pretrained model, then scratch), in this process, no browser."""
     from . import fewshot, photos
     from .inference import list_models
 
     entries = [e for e in list_models(models_dir()) if e.ok]
     if not entries:
         return {}
-    e = next((m for m in entries if not m.is_reference), entries[0])
+    from .inference import featured_model
+
+    e = next((m for m in entries if m.name == featured_model(entries)), entries[0])
     t = time.time()
     data = photos.decoded(data_dir(), int(e.card["input"]["image_size"]))
     job = fewshot.FinetuneJob(model_dir=e.path, card=e.card, data=data, fraction=0.1, seed=0, cfg=fewshot.finetune_config(False), encoder_name=e.name)

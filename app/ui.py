@@ -16,6 +16,7 @@ import streamlit as st
 from . import embedding, photos, state
 from .config import MAX_UPLOADS, data_dir, display, models_dir
 from .inference import ModelEntry, ModelFileError, OnnxModel, folder_signature, list_models
+from .inference import featured_model  # noqa: F401 (pages pick their default model through ui)
 from .uploads import ACCEPTED_TYPES, UploadedPhoto, md_escape, open_upload
 
 HOW_TO_MAKE_MODELS = """\
@@ -82,24 +83,6 @@ def usable_models(show_problems: bool = True) -> list[ModelEntry]:
 def model_by_name(entries: list[ModelEntry], name: str | None) -> ModelEntry | None:
     return next((e for e in entries if e.name == name), None)
 
-
-def featured_model(entries: list[ModelEntry]) -> str | None:
-    """The pretrained model a newcomer should see first: the best fine-tune accuracy at 10% labels
-    recorded in the model cards (``metrics.finetune["10%"].mean``), else rotation, else the first
-    pretrained model; None when there is none."""
-    pretrained = [e for e in entries if not e.is_reference]
-
-    def score(e: ModelEntry) -> float:
-        m = ((e.card or {}).get("metrics") or {}).get("finetune") or {}
-        v = (m.get("10%") or {}).get("mean")
-        return float(v) if isinstance(v, (int, float)) else -1.0
-
-    if not pretrained:
-        return None
-    best = max(pretrained, key=score)
-    if score(best) >= 0:
-        return best.name
-    return next((e.name for e in pretrained if e.name == "rotation"), pretrained[0].name)
 
 
 # -- bundled photos -----------------------------------------------------------------------------------
