@@ -136,14 +136,14 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             wait_idle(page)
             res["pretext_upload_every_task"] = round(time.time() - t, 2)  # every task's tab computed for the upload
             if shots:
-                page.screenshot(path=str(shots / "explorer-upload.png"), full_page=True)
+                page.screenshot(path=str(shots / "explorer-upload.jpg"), full_page=True, type="jpeg", quality=80)
             t = time.time()
             page.get_by_role("link", name="Embedding map").click()
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=180_000)
             res["map_first_open"] = round(time.time() - t, 2)
             wait_idle(page)
             if shots:
-                page.screenshot(path=str(shots / "embedding-map.png"), full_page=True)
+                page.screenshot(path=str(shots / "embedding-map.jpg"), full_page=True, type="jpeg", quality=80)
             t = time.time()
             page.get_by_role("link", name="Few-shot lab").click()
             page.get_by_text("Test accuracy").first.wait_for(timeout=180_000)
@@ -157,16 +157,16 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             page.get_by_role("button", name="Stop").wait_for(timeout=60_000)
             if shots:
                 page.wait_for_timeout(6000)
-                page.screenshot(path=str(shots / "fewshot-finetune-running.png"), full_page=True)
+                page.screenshot(path=str(shots / "fewshot-finetune-running.jpg"), full_page=True, type="jpeg", quality=80)
             page.get_by_text("vs scratch").first.wait_for(timeout=600_000)
             res["finetune_10pct"] = round(time.time() - t, 2)
             wait_idle(page)
             if shots:
-                page.screenshot(path=str(shots / "fewshot-finetune-done.png"), full_page=True)
+                page.screenshot(path=str(shots / "fewshot-finetune-done.jpg"), full_page=True, type="jpeg", quality=80)
                 page.get_by_role("link", name="Talk mode").click()
                 page.get_by_role("heading").first.wait_for(timeout=60_000)
                 wait_idle(page)
-                page.screenshot(path=str(shots / "talk-mode.png"), full_page=True)
+                page.screenshot(path=str(shots / "talk-mode.jpg"), full_page=True, type="jpeg", quality=80)
             browser.close()
         res["server_peak_rss_mb"] = peak_rss_mb(proc.pid)
     finally:
