@@ -26,8 +26,8 @@ from torch import nn
 from .data import SplitData
 from .encoders import EncoderConfig, build_encoder
 from .tasks import get_task
-from .tasks.base import PretextTask
-from .train import TaskModel, TrainConfig, _as_float, device_name, encoder_info, library_versions, make_optimizer, peak_rss_mb, resolve_device
+from .tasks.base import EpochContext, PretextTask
+from .train import TaskModel, TrainConfig, _as_float, device_name, embed_images, encoder_info, library_versions, make_optimizer, peak_rss_mb, resolve_device
 
 # dense bf16 tensor-core peaks from vendor datasheets, TFLOP/s (a lead, not a measurement)
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
@@ -48,7 +48,7 @@ def _sync(dev: torch.device) -> None:
 class _Stepper:
     """One training step of ``task`` on a model, as the loop does it."""
 
-    def __init__(self, task: PretextTask, enc_cfg: EncoderConfig, image_size: int, dev: torch.device, cfg: TrainConfig) -> None:
+    def __init__(self, task: PretextTask, enc_cfg: EncoderConfig, image_size: int, dev: torch.device, cfg: TrainConfig, images_u8: torch.Tensor) -> None:
         torch.manual_seed(0)
         enc = build_encoder(enc_cfg)
         self.model = TaskModel(task, enc, task.build_head(encoder_info(enc, image_size))).to(dev).to(memory_format=torch.channels_last)
@@ -57,6 +57,12 @@ class _Stepper:
         self.amp = cfg.amp and dev.type == "cuda"
         self.fn: nn.Module = torch.compile(self.model) if cfg.compile else self.model
         self.gen = torch.Generator(device=dev).manual_seed(0)
+        # the epoch start of stateful tasks (DeepCluster's k-means, PIRL's bank) is set-up, not timed
+        self.epoch_start_s = time.perf_counter()
+        task.on_epoch_start(EpochContext(0, images_u8, lambda u8: embed_images(enc, u8), self.gen, self.model.head, 1,
+                                         lambda params: [self.opt.state.pop(p, None) for p in params]))
+        _sync(dev)
+        self.epoch_start_s = time.perf_counter() - self.epoch_start_s
 
     def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> None:
         inputs, targets = self.task.make_batch(x, self.gen, idx)
@@ -119,7 +125,8 @@ def bench_task(name: str, data: SplitData, enc_cfg: EncoderConfig, cfg: TrainCon
 
     # (a) project path
     cache = data.ds.images[train_idx].to(dev)
-    step = _Stepper(task, enc_cfg, size, dev, cfg)
+    step = _Stepper(task, enc_cfg, size, dev, cfg, cache)
+    out["epoch_start_seconds"] = step.epoch_start_s
     g = torch.Generator(device="cpu").manual_seed(1)
 
     def project_batch():
@@ -139,7 +146,7 @@ def bench_task(name: str, data: SplitData, enc_cfg: EncoderConfig, cfg: TrainCon
     # (b) conventional path
     loader = _conventional_loader(data.ds.root, [data.ds.files[i] for i in data.train_idx], size, bs, workers)
     it = iter(loader)
-    step = _Stepper(task, enc_cfg, size, dev, cfg)
+    step = _Stepper(task, enc_cfg, size, dev, cfg, cache)
 
     def conventional_batch():
         nonlocal it
