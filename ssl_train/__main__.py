@@ -17,6 +17,10 @@ REPO = Path(__file__).resolve().parent.parent
 D = argparse.ArgumentDefaultsHelpFormatter
 
 
+class _DocAndDefaults(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """A module docstring as the description, kept as written, and every option's default."""
+
+
 def _floats(s: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in s.split(",") if x.strip())
@@ -73,6 +77,17 @@ def _add_finetune(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ft-max-steps", type=int, default=500, help="most optimizer steps (large subsets)")
     g.add_argument("--ft-batch-size", type=int, default=64, help="photos per fine-tuning step")
     g.add_argument("--ft-lr", type=float, default=0.03, help="peak SGD learning rate for fine-tuning")
+
+
+def _add_protocol(p: argparse.ArgumentParser) -> None:
+    """Options of the labelled-fraction protocol, shared by ``protocol`` and ``release``."""
+    g = p.add_argument_group("protocol")
+    g.add_argument("--fractions", type=_floats, default=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0), help="labelled fractions")
+    g.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="seeds (labelled subset, head init, fine-tuning order)")
+    g.add_argument("--modes", type=_strs, default=("finetune", "linear", "knn"), help="downstream methods: finetune, linear, knn")
+    g.add_argument("--out", default=str(REPO / "reports" / "protocol.json"), help="report JSON; figure and table are written beside it")
+    g.add_argument("--runs", default=str(REPO / "runs"), help="where pretraining runs (checkpoints) are kept and reused")
+    g.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
 
 
 def _data_cfg(a):
@@ -327,14 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("protocol", help="the seven-step protocol: scratch vs pretrained over fractions, seeds and modes", formatter_class=D)
     s.add_argument("--tasks", type=_strs, default=("rotation",), help="pretext tasks to pretrain and compare with scratch, comma-separated")
-    s.add_argument("--fractions", type=_floats, default=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0), help="labelled fractions")
-    s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="seeds (labelled subset, head init, fine-tuning order)")
-    s.add_argument("--modes", type=_strs, default=("finetune", "linear", "knn"), help="downstream methods: finetune, linear, knn")
-    s.add_argument("--out", default=str(REPO / "reports" / "protocol.json"), help="report JSON; figure and table are written beside it")
-    s.add_argument("--runs", default=str(REPO / "runs"), help="where pretraining runs (checkpoints) are kept and reused")
-    s.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
     s.add_argument("--quiet", action="store_true", help="less output")
-    _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
+    _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_protocol)
 
     s = sub.add_parser("report", help="regenerate figure, table and the README block from a protocol JSON", formatter_class=D)
@@ -354,20 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .release import __doc__ as release_doc
 
-    s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on CPU, minutes on a GPU)",
-                       description=release_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--tasks", type=_strs, default=("all",), help="pretext tasks to ship, comma-separated, or all (default: all)")
-    s.add_argument("--models", default=str(REPO / "models"), help="folder of model folders to write (default: models/)")
-    s.add_argument("--weights", choices=("int8", "float16", "float32"), default="int8", help="storage of the exported weights (default: int8)")
-    s.add_argument("--fractions", type=_floats, default=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0), help="labelled fractions of the protocol (default: 1,5,10,25,50,100%%)")
-    s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="protocol seeds (default: 0,1,2)")
-    s.add_argument("--modes", type=_strs, default=("finetune", "linear", "knn"), help="downstream methods (default: finetune,linear,knn)")
-    s.add_argument("--out", default=str(REPO / "reports" / "protocol.json"), help="protocol report JSON (default: reports/protocol.json)")
-    s.add_argument("--runs", default=str(REPO / "runs"), help="pretraining runs, reused when finished (default: runs/)")
+    s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on this CPU; see --help)",
+                       description=release_doc, formatter_class=_DocAndDefaults)
+    s.add_argument("--tasks", type=_strs, default=("all",), help="pretext tasks to ship, comma-separated, or all")
+    s.add_argument("--models", default=str(REPO / "models"), help="folder of model folders to write")
+    s.add_argument("--weights", choices=("int8", "float16", "float32"), default="int8", help="storage of the exported weights")
     s.add_argument("--no-protocol", action="store_true", help="pretrain and export only; model cards take their metrics from an existing --out report that covers the tasks")
     s.add_argument("--no-precompute", action="store_true", help="skip the app's precomputed maps")
-    s.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
-    _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
+    _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
 
     from .export import add_export_parser

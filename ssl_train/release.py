@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
+from .export import RANDOM_TASK as RANDOM_NAME  # the untrained reference's folder and task name
 
-RANDOM_NAME = "random_init"
 CARD_FRACTIONS = (0.01, 0.1, 1.0)  # the downstream accuracies copied into every model.json
 
 
