@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release} ...``.
+"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,rotation-limits} ...``.
 
 Bad input ends with a one-line ``error: ...`` naming the problem and the fix, exit code 2.
 """
@@ -133,11 +133,11 @@ def _task_options(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _command_line() -> str:
-    """How this process was started, for reports: ``python -m ssl_train <args>`` (paths as given)."""
+def _command_line(a) -> str:
+    """How this command was given, for reports: ``python -m ssl_train <args>`` (paths as given)."""
     import shlex
 
-    return "python -m ssl_train " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    return "python -m ssl_train " + " ".join(shlex.quote(x) for x in a.argv)
 
 
 def cmd_tasks(a) -> int:
@@ -248,7 +248,7 @@ def cmd_protocol(a) -> int:
         get_task(t).config.validate(a.image_size)
     data = load_split_data(_data_cfg(a))
     out = Path(a.out)
-    report = run_protocol(data, pcfg, enc, tcfg, ft, out, Path(a.runs), progress=not a.quiet, command=_command_line())
+    report = run_protocol(data, pcfg, enc, tcfg, ft, out, Path(a.runs), progress=not a.quiet, command=_command_line(a))
     readme = None if a.no_readme else REPO / "README.md"
     written = write_reports(out, readme)
     print(f"wrote {out}, " + ", ".join(str(p) for p in written.values()) + f" in {report['wall_seconds'] / 60:.1f} min")
@@ -300,14 +300,28 @@ def cmd_release(a) -> int:
     for t in tasks:
         get_task(t).config.validate(a.image_size)
     data = load_split_data(_data_cfg(a))
-    out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line())
+    out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line(a))
     print(json.dumps(out, indent=1))
+    return 0
+
+
+def cmd_rotation_limits(a) -> int:
+    from .data import load_split_data
+    from .rotation_limits import run, write
+
+    model = Path(a.model)
+    cfg = _data_cfg(a)
+    data = load_split_data(cfg)
+    r = run(model, data)
+    js, md = write(r, Path(a.out), _command_line(a))
+    print(md.read_text())
+    print(f"wrote {js}, {md}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,rotation-limits}")
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -373,6 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
 
+    from .rotation_limits import __doc__ as limits_doc
+
+    s = sub.add_parser("rotation-limits", help="why rotation prediction errs on these photos: angle confusion, per class, vs rotational self-similarity",
+                       description=limits_doc, formatter_class=_DocAndDefaults)
+    s.add_argument("--model", default=str(REPO / "models" / "rotation"), help="rotation model folder (model.json + weights)")
+    s.add_argument("--out", default=str(REPO / "reports"), help="folder for rotation-limits.json and .md")
+    _add_data(s)
+    s.set_defaults(fn=cmd_rotation_limits)
+
     from .export import add_export_parser
 
     add_export_parser(sub)
@@ -381,7 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     a = parser.parse_args(argv)
+    a.argv = argv  # what reports record as the command that made them
     warnings.filterwarnings("default", category=UserWarning)
     try:
         return a.fn(a)

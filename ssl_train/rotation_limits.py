@@ -1,0 +1,160 @@
+"""What limits rotation prediction on these photos: ``python -m ssl_train rotation-limits``.
+
+Rotation prediction (Gidaris et al. 2018) assumes photos have a canonical "up". A flower head shot
+from above — a daisy, a dandelion clock, a sunflower — looks nearly the same turned by 90° or 180°,
+and then no encoder can read the angle from the pixels. This module measures how much of the
+rotation model's error that explains, on the test split only:
+
+- the 4×4 confusion of true vs predicted angle (quarter-turn mistakes vs 180° flips);
+- pretext accuracy per flower class;
+- pretext accuracy against each photo's *rotational self-similarity*: the Pearson correlation of its
+  grey pixels with the same pixels turned by 90° (and 180°), the larger of the two. At 1 the pixels
+  carry no angle at all; photos are split into quartiles of it.
+
+It reads a model folder (``models/rotation`` by default, the shipped weights as stored) and writes
+``reports/rotation-limits.json`` and ``.md``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+ANGLES = (0, 90, 180, 270)
+
+
+def self_similarity(images_u8: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) uint8 square photos → (N,) float: max over k ∈ {1, 2} of the Pearson correlation
+    between the grey photo and the photo turned by k·90°. (Turning by 270° gives the same value as
+    90°: corr(g, rot270 g) = corr(rot90 g, g).)"""
+    g = images_u8.float().mean(1)  # (N, S, S)
+    g = g - g.mean((1, 2), keepdim=True)
+    norm = g.flatten(1).norm(dim=1).clamp_min(1e-6)
+    out = []
+    for k in (1, 2):
+        r = torch.rot90(g, k, dims=(1, 2))
+        out.append((g * r).flatten(1).sum(1) / (norm * norm))
+    return torch.stack(out).amax(0)
+
+
+@torch.no_grad()
+def rotation_predictions(encoder, head, images_u8: torch.Tensor, batch: int = 128) -> np.ndarray:
+    """(N, 3, S, S) uint8 → (N, 4) int: the predicted angle index of each photo turned by 0/90/180/270°
+    (the task's own deterministic test-time inputs)."""
+    from .tasks import get_task
+    from .train import _as_float
+
+    task = get_task("rotation")
+    gen = torch.Generator()
+    gen.manual_seed(0)
+    rows = []
+    for i in range(0, len(images_u8), batch):
+        x = _as_float(images_u8[i : i + batch], False)
+        inputs, _ = task.eval_batch(x, gen, torch.arange(i, i + len(x)))
+        pred = task.forward(encoder, head, inputs).argmax(1)  # (4B,) in the order [all 0°, all 90°, ...]
+        rows.append(pred.view(4, len(x)).T.cpu().numpy())
+    return np.concatenate(rows)
+
+
+def analyse(pred: np.ndarray, labels: np.ndarray, classes: list[str], similarity: np.ndarray) -> dict[str, Any]:
+    """``pred`` (N, 4) predicted angle index per true angle index, ``labels`` (N,) flower classes,
+    ``similarity`` (N,) → confusion, per-class and per-similarity-quartile accuracy."""
+    n = len(pred)
+    truth = np.tile(np.arange(4), (n, 1))
+    correct = pred == truth
+    conf = np.zeros((4, 4), dtype=int)
+    np.add.at(conf, (truth.ravel(), pred.ravel()), 1)
+    wrong = ~correct
+    offset = (pred - truth) % 4  # 1, 3: a quarter turn off; 2: upside down
+    edges = np.quantile(similarity, [0.25, 0.5, 0.75]) if n else np.zeros(3)
+    quart = np.searchsorted(edges, similarity, side="right")
+    return {
+        "n_photos": int(n),
+        "accuracy": float(correct.mean()) if n else 0.0,
+        "accuracy_per_angle": {f"{a}°": float(correct[:, i].mean()) for i, a in enumerate(ANGLES)} if n else {},
+        "confusion_true_by_predicted": conf.tolist(),
+        "errors_quarter_turn": float(((offset == 1) | (offset == 3))[wrong].mean()) if wrong.any() else 0.0,
+        "errors_half_turn": float((offset == 2)[wrong].mean()) if wrong.any() else 0.0,
+        "photos_all_four_right": float(correct.all(1).mean()) if n else 0.0,
+        "per_class": {c: {"n": int((labels == i).sum()), "accuracy": float(correct[labels == i].mean()) if (labels == i).any() else None,
+                          "median_self_similarity": float(np.median(similarity[labels == i])) if (labels == i).any() else None}
+                      for i, c in enumerate(classes)},
+        "by_self_similarity_quartile": [
+            {"quartile": q + 1, "self_similarity_range": [float(similarity[quart == q].min()), float(similarity[quart == q].max())] if (quart == q).any() else None,
+             "n": int((quart == q).sum()), "accuracy": float(correct[quart == q].mean()) if (quart == q).any() else None}
+            for q in range(4)
+        ],
+        "correlation_similarity_vs_photo_accuracy": float(np.corrcoef(similarity, correct.mean(1))[0, 1]) if n > 2 and correct.mean(1).std() > 0 else None,
+    }
+
+
+def run(model_dir: Path, data) -> dict[str, Any]:
+    """The analysis of ``model_dir``'s rotation model on ``data``'s test split. Refuses a model of
+    another task, or one trained on another split (its test photos may have been training photos)."""
+    from .export import load_model_weights
+    from .model_files import verify_model_dir
+
+    card = verify_model_dir(model_dir)  # refuses altered files before any weight is read
+    if card.get("task") != "rotation":
+        raise UserError(f"{model_dir} holds a {card.get('task')!r} model; pass a rotation model, e.g. --model models/rotation")
+    if card.get("split_sha256") and card["split_sha256"] != data.split_sha256:
+        raise UserError(f"{model_dir} was trained on another split (sha256 {card['split_sha256'][:12]}, this data's is {data.split_sha256[:12]}); "
+                        "its test photos may have been training photos — pass the --data/--split it was trained with")
+    encoder, head, _ = load_model_weights(model_dir, card)
+    te = data.test_idx
+    imgs = data.ds.images[torch.as_tensor(te)]
+    sim = self_similarity(imgs).numpy()
+    pred = rotation_predictions(encoder, head, imgs)
+    out = analyse(pred, data.ds.labels[te], list(data.ds.classes), sim)
+    dtypes = card.get("weights", {}).get("storage_dtype")
+    try:
+        shown = model_dir.resolve().relative_to(Path.cwd())
+    except ValueError:
+        shown = model_dir
+    out.update(model=str(shown), weights=" + ".join(dtypes) if isinstance(dtypes, list) else dtypes, epochs=card.get("epochs"),
+               split_sha256=data.split_sha256, recorded_pretext_test=card.get("pretext_test"))
+    return out
+
+
+def to_markdown(r: dict[str, Any], command: str) -> str:
+    """The analysis as a short Markdown report."""
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    lines = [
+        "# What limits rotation prediction on these photos",
+        "",
+        f"Made by `{command}` — model `{r['model']}` ({r['epochs']} epochs, {r['weights']} weights), "
+        f"{r['n_photos']} test photos × 4 angles.",
+        "",
+        f"Pretext accuracy **{pct(r['accuracy'])}**; all four angles right for {pct(r['photos_all_four_right'])} of photos. "
+        f"Of the mistakes, {pct(r['errors_quarter_turn'])} are a quarter turn off and {pct(r['errors_half_turn'])} upside down.",
+        "",
+        "| true \\ predicted | " + " | ".join(f"{a}°" for a in ANGLES) + " |",
+        "|---|" + "---:|" * 4,
+    ]
+    for i, row in enumerate(r["confusion_true_by_predicted"]):
+        lines.append(f"| {ANGLES[i]}° | " + " | ".join(str(v) for v in row) + " |")
+    lines += ["", "| class | photos | pretext accuracy | median self-similarity |", "|---|---:|---:|---:|"]
+    for c, v in r["per_class"].items():
+        med = "–" if v["median_self_similarity"] is None else f"{v['median_self_similarity']:.2f}"
+        lines.append(f"| {c} | {v['n']} | {pct(v['accuracy'])} | {med} |")
+    lines += ["", "| self-similarity quartile | range | photos | pretext accuracy |", "|---|---|---:|---:|"]
+    for q in r["by_self_similarity_quartile"]:
+        rng = "–" if q["self_similarity_range"] is None else f"{q['self_similarity_range'][0]:.2f} – {q['self_similarity_range'][1]:.2f}"
+        lines.append(f"| {q['quartile']} | {rng} | {q['n']} | {pct(q['accuracy'])} |")
+    c = r.get("correlation_similarity_vs_photo_accuracy")
+    lines += ["", "Self-similarity: the larger Pearson correlation of a photo's grey pixels with itself turned by 90° or 180° "
+              "(1: the pixels carry no angle)." + ("" if c is None else f" Its correlation with a photo's share of right angles: {c:+.2f}."), ""]
+    return "\n".join(lines)
+
+
+def write(r: dict[str, Any], out_dir: Path, command: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / "rotation-limits.json", out_dir / "rotation-limits.md"
+    js.write_text(json.dumps(r | {"command": command}, indent=1) + "\n")
+    md.write_text(to_markdown(r, command))
+    return js, md

@@ -1,0 +1,95 @@
+"""rotation-limits: angle confusion, per-class accuracy and rotational self-similarity."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ssl_train.__main__ import main
+from ssl_train.data import DataConfig, load_split_data
+from ssl_train.encoders import EncoderConfig
+from ssl_train.export import export_model
+from ssl_train.rotation_limits import analyse, self_similarity
+from ssl_train.tasks import get_task
+from ssl_train.train import CHECKPOINT_NAME, TrainConfig, pretrain
+
+SIZE = 32
+SMALL = EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))
+
+
+def test_self_similarity__quarter_turn_symmetric_photo_is_one_noise_near_zero():
+    g = torch.Generator().manual_seed(0)
+    quarter = torch.randint(0, 256, (1, 3, 8, 8), generator=g, dtype=torch.uint8)
+    # a 16×16 photo made of one 8×8 quadrant turned four times is exactly 90°-symmetric
+    top = torch.cat([quarter, torch.rot90(quarter, -1, dims=(2, 3))], 3)
+    bottom = torch.cat([torch.rot90(quarter, 1, dims=(2, 3)), torch.rot90(quarter, 2, dims=(2, 3))], 3)
+    sym = torch.cat([top, bottom], 2)
+    assert torch.equal(torch.rot90(sym, 1, dims=(2, 3)), sym)
+    noise = torch.randint(0, 256, (4, 3, 64, 64), generator=g, dtype=torch.uint8)
+    s = self_similarity(torch.cat([sym.expand(1, 3, 16, 16), noise[:, :, :16, :16]]))
+    assert s[0].item() == pytest.approx(1.0, abs=1e-5)
+    assert (s[1:].abs() < 0.35).all()
+
+
+def test_analyse__confusion_error_kinds_and_groups_follow_the_predictions():
+    # photo 0 all right; photo 1 reads every angle a quarter turn too far; photo 2 upside down at 0°
+    pred = np.array([[0, 1, 2, 3], [1, 2, 3, 0], [2, 1, 2, 3]])
+    labels = np.array([0, 1, 1])
+    r = analyse(pred, labels, ["a", "b"], similarity=np.array([0.0, 0.9, 0.5]))
+    conf = np.array(r["confusion_true_by_predicted"])
+    assert conf.sum() == 12 and np.trace(conf) == 7
+    assert conf[0, 1] == 1 and conf[0, 2] == 1 and conf[3, 0] == 1
+    assert r["accuracy"] == pytest.approx(7 / 12)
+    assert r["errors_quarter_turn"] == pytest.approx(4 / 5) and r["errors_half_turn"] == pytest.approx(1 / 5)
+    assert r["photos_all_four_right"] == pytest.approx(1 / 3)
+    assert r["per_class"]["a"]["accuracy"] == 1.0 and r["per_class"]["b"]["accuracy"] == pytest.approx(3 / 8)
+    assert sum(q["n"] for q in r["by_self_similarity_quartile"]) == 3
+    assert r["correlation_similarity_vs_photo_accuracy"] < 0  # the more self-similar photos fared worse here
+
+
+@pytest.fixture(scope="module")
+def tiny_rotation_model(tiny_folder, tmp_path_factory) -> tuple[Path, Path]:
+    """A real 1-epoch rotation model exported from 3 classes × 10 photos at 32 px, and its split file."""
+    tmp = tmp_path_factory.mktemp("limits")
+    data = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=str(tmp / "split.csv")))
+    pretrain(get_task("rotation"), data, tmp / "run", SMALL, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False)
+    return export_model(tmp / "run" / CHECKPOINT_NAME, tmp / "models", "rotation"), tmp / "split.csv"
+
+
+def _args(model: Path, split: Path, tiny_folder: Path, out: Path) -> list[str]:
+    return ["rotation-limits", "--model", str(model), "--data", str(tiny_folder), "--split", str(split), "--image-size", str(SIZE), "--out", str(out)]
+
+
+def test_rotation_limits_cli__writes_json_and_markdown_over_the_test_split(tiny_rotation_model, tiny_folder, tmp_path, capsys):
+    model, split = tiny_rotation_model
+    assert main(_args(model, split, tiny_folder, tmp_path)) == 0
+    r = json.loads((tmp_path / "rotation-limits.json").read_text())
+    n_test = sum(1 for line in split.read_text().splitlines() if line.split(",")[2:3] == ["test"])
+    assert r["n_photos"] == n_test > 0
+    assert np.array(r["confusion_true_by_predicted"]).sum() == 4 * n_test
+    assert np.array(r["confusion_true_by_predicted"]).sum(1).tolist() == [n_test] * 4  # each angle once per photo
+    md = (tmp_path / "rotation-limits.md").read_text()
+    assert "| true \\ predicted |" in md and "Made by `python -m ssl_train rotation-limits" in md
+
+
+def test_rotation_limits_cli__other_task_or_other_split_refused_in_one_line(tiny_rotation_model, tiny_folder, tmp_path, capsys):
+    model, split = tiny_rotation_model
+    card = json.loads((model / "model.json").read_text())
+    card["task"] = "jigsaw"
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in model.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    (other / "model.json").write_text(json.dumps(card))
+    assert main(_args(other, split, tiny_folder, tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'jigsaw' model" in err and "\n" not in err
+
+    resplit = tmp_path / "resplit.csv"  # a new split of the same photos (other test fraction): another hash
+    assert main(_args(model, resplit, tiny_folder, tmp_path / "out") + ["--test-fraction", "0.4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another split" in err and "\n" not in err
+    assert not (tmp_path / "out" / "rotation-limits.json").exists()
