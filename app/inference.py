@@ -26,8 +26,6 @@ from .config import RANDOM_INIT, display
 
 BATCH = 64
 ANGLE_LABELS = ("0°", "90° ↺", "180°", "270° ↺")  # index k = turned k·90° counter-clockwise (torch.rot90)
-# tasks the explorer can draw; any other task gets a clear "no visualisation yet"
-VISUALISED_TASKS = ("rotation",)
 
 
 @dataclass(frozen=True)
@@ -397,7 +395,7 @@ class HeadGraph:
 
 
 __all__ = [
-    "ANGLE_LABELS", "EncoderGraph", "HeadGraph", "ModelEntry", "ModelFileError", "OnnxModel", "VISUALISED_TASKS", "auto_upright", "card_summary",
+    "ANGLE_LABELS", "EncoderGraph", "HeadGraph", "ModelEntry", "ModelFileError", "OnnxModel", "auto_upright", "card_summary",
     "display_square", "folder_signature", "list_models", "read_card", "rotation_grid", "softmax", "to_pil", "turn",
     "turn_probabilities",
 ]

@@ -73,11 +73,12 @@ def at_fraction_markdown(report: dict[str, Any], fraction: float = 0.1) -> str:
     by = {(s["task"], s["mode"]): s for s in summ}
     tasks = sorted({s["task"] for s in summ}, key=lambda t: -(by.get((t, "finetune")) or {"mean": -1.0})["mean"])
     base = by.get((SCRATCH, "finetune"))
-    lines = [f"| encoder | pretext test | kNN | linear probe | fine-tune | fine-tune − scratch |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| encoder | pretext test | kNN | linear probe | fine-tune | fine-tune − scratch (paired by seed) |", "|---|---:|---:|---:|---:|---:|"]
     for t in tasks:
         pt = (report.get("pretraining", {}).get(t) or {}).get("pretext_test")
         ft = by.get((t, "finetune"))
-        gain = f"{100 * (ft['mean'] - base['mean']):+.1f}" if ft and base and t != SCRATCH else "–"
+        paired = [g for g in paired_gain(report["runs"], t) if abs(g[0] - fraction) < 1e-9] if t != SCRATCH else []
+        gain = f"{100 * paired[0][1]:+.1f} ± {100 * paired[0][2]:.1f}" if paired else "–"
         lines.append(f"| {'scratch (random init)' if t == SCRATCH else t} | {pretext_metric(pt) if t != SCRATCH else '–'} | "
                      f"{_cell(by.get((t, 'knn')))} | {_cell(by.get((t, 'linear')))} | {_cell(ft)} | {gain} |")
     return "\n".join(lines)
@@ -101,8 +102,23 @@ def stage_markdown(report: dict[str, Any], fraction: float = 0.1) -> str:
     return "\n".join(lines)
 
 
+def paired_gain(runs: list[dict], task: str, mode: str = "finetune") -> list[tuple[float, float, float, int]]:
+    """``task`` minus scratch, per labelled fraction, paired by seed (a seed fixes the labelled subset):
+    ``[(fraction, mean, std, n_seeds)]`` in accuracy units, std over seeds (ddof 1; 0 for one seed)."""
+    import numpy as np
+
+    acc = {(r["task"], r["fraction"], r["seed"]): r["test_accuracy"] for r in runs if r["mode"] == mode}
+    out = []
+    for f in sorted({fr for (t, fr, _) in acc if t == task}):
+        d = [acc[(task, f, s)] - acc[(SCRATCH, f, s)] for (t, fr, s) in acc if t == task and fr == f and (SCRATCH, f, s) in acc]
+        if d:
+            out.append((f, float(np.mean(d)), float(np.std(d, ddof=1)) if len(d) > 1 else 0.0, len(d)))
+    return out
+
+
 def figure(report: dict[str, Any], path: Path) -> None:
-    """Test accuracy vs labelled fraction, one line per encoder, ± std band; a panel per mode."""
+    """Test accuracy vs labelled fraction, one line per encoder, ± std band; a panel per mode, and
+    a last panel with each encoder's fine-tune gain over scratch (paired by seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +126,14 @@ def figure(report: dict[str, Any], path: Path) -> None:
 
     summ = summarize(report["runs"])
     modes = [m for m in ("finetune", "linear", "knn") if any(s["mode"] == m for s in summ)]
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.6 * len(modes), 3.8), sharey=True, squeeze=False)
+    gain_panel = "finetune" in modes and any(s["task"] == SCRATCH for s in summ) and len({s["task"] for s in summ}) > 1
+    n_panels = len(modes) + gain_panel
+    ncols = 2 if n_panels == 4 else n_panels  # 2 × 2 stays legible at README width
+    nrows = -(-n_panels // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.8 * nrows), squeeze=False)
+    axes = [list(grid.ravel())]
+    for ax in axes[0][1:len(modes)]:
+        ax.sharey(axes[0][0])
     tasks = sorted({s["task"] for s in summ}, key=lambda t: (t != SCRATCH, t))
     colors = {t: ("#555555" if t == SCRATCH else plt.cm.tab10(i % 10)) for i, t in enumerate(tasks)}
     for ax, mode in zip(axes[0], modes):
@@ -127,9 +150,27 @@ def figure(report: dict[str, Any], path: Path) -> None:
         ax.set_xticks([0.01, 0.05, 0.1, 0.25, 0.5, 1.0], ["1%", "5%", "10%", "25%", "50%", "100%"])
         ax.set_title(MODE_TITLES.get(mode, mode))
         ax.set_xlabel("labelled fraction of the training split")
+        ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][-1].legend(loc="lower right", fontsize=8)
+    axes[0][len(modes) - 1].legend(loc="lower right", fontsize=8)
+    if gain_panel:
+        ax = axes[0][-1]
+        for t in tasks:
+            if t == SCRATCH:
+                continue
+            pts = paired_gain(report["runs"], t)
+            if not pts:
+                continue
+            f, m, sd, _ = (list(x) for x in zip(*pts))
+            ax.plot(f, [100 * v for v in m], marker="o", ms=3, color=colors[t], label=t)
+            ax.fill_between(f, [100 * (a - b) for a, b in zip(m, sd)], [100 * (a + b) for a, b in zip(m, sd)], color=colors[t], alpha=0.12, lw=0)
+        ax.axhline(0, color="#555555", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_xticks([0.01, 0.05, 0.1, 0.25, 0.5, 1.0], ["1%", "5%", "10%", "25%", "50%", "100%"])
+        ax.set_title("fine-tune: gain over scratch")
+        ax.set_xlabel("labelled fraction of the training split")
+        ax.set_ylabel("points (same seed, same labels)")
+        ax.grid(alpha=0.3)
     seeds = sorted({r["seed"] for r in report["runs"]})
     fig.suptitle(f"Flowers, {report['n_test']} fixed test photos, mean ± std over {len(seeds)} seeds", fontsize=10)
     fig.tight_layout()
@@ -148,7 +189,8 @@ def results_block(report: dict[str, Any], figure_rel: str) -> str:
     if st:
         parts += ["", "Linear probe at 10% labels on the pooled output of each encoder stage (the shipped feature vector is stage 4, the last):", "", st]
     cmd = report.get("command") or "python -m ssl_train protocol"
-    parts += ["", f"Made by `{cmd}` on {report['device']}; protocol {report.get('wall_seconds', 0) / 60:.0f} min after pretraining. Rerun it to regenerate this block.", "", END]
+    run_min = sum(r.get("wall_seconds", 0.0) for r in report["runs"]) / 60
+    parts += ["", f"Made by `{cmd}` on {report['device']}; the protocol's {len(report['runs'])} runs took {run_min:.0f} min after pretraining. Rerun it to regenerate this block.", "", END]
     return "\n".join(parts)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ssl_train.report import END, START, at_fraction_markdown, pretext_metric, table_markdown, write_reports
+from ssl_train.report import END, START, at_fraction_markdown, paired_gain, pretext_metric, table_markdown, write_reports
 
 
 def _report() -> dict:
@@ -32,8 +32,19 @@ def test_table__cells_are_mean_and_sample_std_of_the_seeds():
 def test_at_fraction__best_fine_tune_first_with_gain_over_scratch():
     lines = at_fraction_markdown(_report(), 0.1).splitlines()[2:]
     assert [ln.split("|")[1].strip() for ln in lines] == ["jigsaw", "rotation", "scratch (random init)"]
-    assert lines[0].rstrip().endswith("| +15.0 |") and "40.0% acc" in lines[0]
+    assert lines[0].rstrip().endswith("| +15.0 ± 0.0 |") and "40.0% acc" in lines[0]
     assert lines[2].rstrip().endswith("| – |")
+
+
+def test_paired_gain__differences_taken_seed_by_seed():
+    runs = [
+        {"task": "scratch", "mode": "finetune", "fraction": 0.1, "seed": s, "test_accuracy": a} for s, a in enumerate((0.40, 0.50, 0.60))
+    ] + [
+        {"task": "rotation", "mode": "finetune", "fraction": 0.1, "seed": s, "test_accuracy": a} for s, a in enumerate((0.45, 0.56, 0.67))
+    ] + [{"task": "rotation", "mode": "finetune", "fraction": 1.0, "seed": 0, "test_accuracy": 0.9}]  # no scratch to pair with
+    ((f, mean, std, n),) = paired_gain(runs, "rotation")
+    # unpaired the seeds' spread (std 10 points) would swamp the gain; paired it is 5, 6, 7 points
+    assert f == 0.1 and n == 3 and abs(mean - 0.06) < 1e-9 and abs(std - 0.01) < 1e-9
 
 
 def test_pretext_metric__accuracy_else_other_metric_else_loss():
@@ -54,4 +65,5 @@ def test_write_reports__replaces_only_the_readme_block(tmp_path):
     assert text.startswith("# Title\n\nintro\n\n") and text.endswith("## After\nkept\n") and "old numbers" not in text
     assert "![test accuracy vs labelled fraction](reports/protocol.png)" in text
     assert "Made by `python -m ssl_train release --epochs 15`" in text
+    assert "the protocol's 36 runs took" in text
     assert written["figure"].stat().st_size > 10_000 and (tmp_path / "reports" / "protocol.md").is_file()
