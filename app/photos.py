@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ssl_train.images import BadImage, open_rgb
+from ssl_train.images import BadImage, open_rgb, square_resize
 
 SPLIT_NAME = "split.csv"
 DEFAULT_PICKS_PER_CLASS = 5  # bundled photos offered on the explorer, from the test split
@@ -76,8 +76,9 @@ def decoded(root: str | Path, image_size: int):
     return load_split_data(DataConfig(root=str(root), image_size=int(image_size)))
 
 
-def thumbnail(root: str | Path, file: str, size: int = 192) -> Image.Image | None:
-    """A bundled photo (EXIF applied) with its long side ≤ ``size``; None if unreadable."""
+def thumbnail(root: str | Path, file: str, size: int = 192, square: bool = False) -> Image.Image | None:
+    """A bundled photo (EXIF applied) with its long side ≤ ``size`` — or, ``square``, its centre
+    ``size``×``size`` crop (what the models see; rows of thumbnails line up); None if unreadable."""
     path = (Path(root) / file).resolve()
     if Path(root).resolve() not in path.parents:
         return None
@@ -85,6 +86,8 @@ def thumbnail(root: str | Path, file: str, size: int = 192) -> Image.Image | Non
         img = open_rgb(path)
     except (BadImage, OSError):
         return None
+    if square:
+        return square_resize(img, size)
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     return img
 

@@ -43,7 +43,7 @@ def load(path: str | Path) -> tuple[pd.DataFrame | None, str]:
     df["test_accuracy"] = df["test_accuracy"].astype(float)
     summ = (
         df.groupby(["task", "mode", "fraction"])["test_accuracy"]
-        .agg(mean="mean", std=lambda s: float(s.std(ddof=0)), seeds="count")
+        .agg(mean="mean", std=lambda s: float(s.std(ddof=1)) if len(s) > 1 else 0.0, seeds="count")  # sample std, as the report
         .reset_index()
     )
     planned = report.get("config", {}).get("protocol", {})
@@ -52,3 +52,16 @@ def load(path: str | Path) -> tuple[pd.DataFrame | None, str]:
     done = len(df)
     note = f"{done} runs from {path.name}" + (f" ({done} of {n_planned} planned: the protocol is still running)" if n_planned and done < n_planned else "")
     return summ, note
+
+
+def rotation_limits(path: str | Path, weights_sha256: str | None) -> dict | None:
+    """``reports/rotation-limits.json`` (``python -m ssl_train rotation-limits``) when it was made from
+    the weights with ``weights_sha256``, else None (absent, unreadable, or about other weights)."""
+    try:
+        r = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not weights_sha256 or r.get("weights_sha256") != weights_sha256:
+            return None
+        per_class = {c: float(v["accuracy"]) for c, v in r["per_class"].items() if v.get("accuracy") is not None}
+        return {"accuracy": float(r["accuracy"]), "per_class": per_class, "errors_half_turn": float(r.get("errors_half_turn", 0.0))}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None

@@ -106,8 +106,8 @@ def photo_index() -> photos.PhotoIndex | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
-def thumbnail(root: str, file: str, size: int = 192):
-    return photos.thumbnail(root, file, size)
+def thumbnail(root: str, file: str, size: int = 192, square: bool = False):
+    return photos.thumbnail(root, file, size, square)
 
 
 @st.cache_resource(show_spinner="Decoding the bundled photos (once per server)…", max_entries=2)

@@ -111,13 +111,15 @@ def run(model_dir: Path, data) -> dict[str, Any]:
     sim = self_similarity(imgs).numpy()
     pred = rotation_predictions(encoder, head, imgs)
     out = analyse(pred, data.ds.labels[te], list(data.ds.classes), sim)
+    wfile = card.get("weights", {}).get("file")
     dtypes = card.get("weights", {}).get("storage_dtype")
     try:
         shown = model_dir.resolve().relative_to(Path.cwd())
     except ValueError:
         shown = model_dir
     out.update(model=str(shown), weights=" + ".join(dtypes) if isinstance(dtypes, list) else dtypes, epochs=card.get("epochs"),
-               split_sha256=data.split_sha256, recorded_pretext_test=card.get("pretext_test"))
+               split_sha256=data.split_sha256, recorded_pretext_test=card.get("pretext_test"),
+               weights_sha256=card["files"].get(wfile) if wfile else None)  # the app shows this report only beside these weights
     return out
 
 

@@ -9,6 +9,7 @@ from app import embedding, state, ui
 from app.config import RANDOM_INIT, data_dir
 from app.inference import ModelFileError
 from app.uploads import md_escape
+from ssl_train.images import square_resize
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]  # Tableau 10: tell classes apart
 
@@ -86,10 +87,10 @@ def encoder_map(side: str, key: str, entries, index, uploads, exact: bool) -> No
         for i, p in enumerate(uploads):
             st.markdown(f"**{md_escape(p.name)}** — kNN vote: **{lay.classes[votes[i]]}** ({share[i, votes[i]]:.0%}); nearest test photos:")
             cols = st.columns(embedding.NEIGHBOURS + 1)
-            cols[0].image(p.image, width=90)
+            cols[0].image(square_resize(p.image, 128), caption="your photo", width=90)
             for col, j, s in zip(cols[1:], order[i], sims[i]):
                 f = str(lay.files[lay.map_idx[j]])
-                col.image(ui.thumbnail(str(data_dir()), f, 128), caption=f"{lay.classes[lay.labels[lay.map_idx[j]]]} · {s:.2f}", width=90)
+                col.image(ui.thumbnail(str(data_dir()), f, 128, square=True), caption=f"{lay.classes[lay.labels[lay.map_idx[j]]]} · {s:.2f}", width=90)
     origin = "precomputed" if "loaded_from" in lay.meta else "computed on this server"
     st.caption(f"Layout {origin} ({lay.method}).")
 

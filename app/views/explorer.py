@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import inference, photos, pretext, state, ui
-from app.config import RANDOM_INIT, data_dir
+from app import inference, photos, pretext, reference, state, ui
+from app.config import RANDOM_INIT, data_dir, reports_dir
 from app.inference import ANGLE_LABELS, ModelFileError, OnnxModel
 from app.uploads import md_escape
 
@@ -28,6 +28,12 @@ def rotation_panel(entry, items, k_user: int) -> None:
         f"**{md_escape(entry.label())}** · sees {model.image_size}×{model.image_size} px"
         + (f" · rotation accuracy on the test split: {ui.percent(acc)}" if acc is not None else "")
     )
+    weights = (entry.card.get("files") or {}).get((entry.card.get("weights") or {}).get("file", ""))
+    lim = reference.rotation_limits(reports_dir() / "rotation-limits.json", weights)
+    if lim:
+        by_class = " · ".join(f"{c} {ui.percent(a)}" for c, a in sorted(lim["per_class"].items(), key=lambda kv: -kv[1]))
+        st.caption(f"Why it errs — per class on the test split: {by_class}. A flower head seen from above looks alike at "
+                   "every turn; a side view with stem and sky does not (`reports/rotation-limits.md`).")
     for name, img in items:
         with st.container(border=True):
             st.markdown(f"##### {md_escape(name)}")

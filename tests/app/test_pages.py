@@ -29,6 +29,24 @@ def test_explorer__loads_with_bundled_photos_and_rotation_guesses(app):
     assert "no-pretraining reference" in t
 
 
+def test_explorer__rotation_limits_report_shown_only_beside_the_weights_it_measured(app, models, app_env, tmp_path, monkeypatch):
+    import json
+
+    card = json.loads((models / "rotation" / "model.json").read_text())
+    reports = tmp_path / "reports"
+    shutil.copytree(app_env["reports"], reports)
+    monkeypatch.setenv("PRETEXT_LAB_REPORTS", str(reports))
+    report = {"accuracy": 0.7, "errors_half_turn": 0.3, "weights_sha256": card["files"]["weights.safetensors"],
+              "per_class": {"tulip": {"accuracy": 0.857}, "daisy": {"accuracy": 0.643}}}
+    (reports / "rotation-limits.json").write_text(json.dumps(report))
+    at = app.run()
+    assert not at.exception
+    assert "Why it errs — per class on the test split: tulip 85.7% · daisy 64.3%" in texts(at)
+    (reports / "rotation-limits.json").write_text(json.dumps(report | {"weights_sha256": "0" * 64}))  # made from other weights
+    at = app.run()
+    assert not at.exception and "Why it errs" not in texts(at)
+
+
 def test_explorer__upload_real_photo_and_bad_file_gives_one_error_and_a_prediction(app):
     at = app.run()
     name, data = photo_bytes("tulip")
