@@ -136,3 +136,18 @@ def test_lr_schedule__warmup_then_cosine_to_zero():
 def test_train_config__bad_values_fail_early(kw, msg):
     with pytest.raises(UserError, match=msg):
         TrainConfig(**kw)
+
+
+@pytest.mark.skipif(not (__import__("shutil").which("cc") or __import__("shutil").which("gcc")), reason="torch.compile's CPU backend needs a C compiler")
+def test_pretrain__compile_matches_eager_and_saves_plain_keys(tiny_data, small_encoder, tmp_path):
+    """``--compile`` (inductor; on CPU it builds C++ kernels: the slowest test here, ~30 s) trains
+    the same model as eager, and its checkpoint loads into a plain encoder (no ``_orig_mod.`` keys)."""
+    cfg = TrainConfig(epochs=1, **FAST)
+    pretrain(_plain_rotation(), tiny_data, tmp_path / "eager", small_encoder, cfg, progress=False)
+    pretrain(_plain_rotation(), tiny_data, tmp_path / "compiled", small_encoder, TrainConfig(epochs=1, compile=True, **FAST), progress=False)
+    loss = {k: json.loads((tmp_path / k / "metrics.jsonl").read_text().splitlines()[0])["train_loss"] for k in ("eager", "compiled")}
+    assert loss["compiled"] == pytest.approx(loss["eager"], rel=1e-3)  # fused kernels round differently, not more
+    a, b = load_file(str(tmp_path / "eager" / CHECKPOINT_NAME)), load_file(str(tmp_path / "compiled" / CHECKPOINT_NAME))
+    assert a.keys() == b.keys() and not any("_orig_mod" in k for k in b)
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-3), k
