@@ -71,7 +71,8 @@ def at_fraction_markdown(report: dict[str, Any], fraction: float = 0.1) -> str:
     if not summ:
         return ""
     by = {(s["task"], s["mode"]): s for s in summ}
-    tasks = sorted({s["task"] for s in summ}, key=lambda t: -(by.get((t, "finetune")) or {"mean": -1.0})["mean"])
+    # ties broken by name: set order changes between processes (string hashing is salted)
+    tasks = sorted({s["task"] for s in summ}, key=lambda t: (-round((by.get((t, "finetune")) or {"mean": -1.0})["mean"], 9), t))
     base = by.get((SCRATCH, "finetune"))
     lines = ["| encoder | pretext test | kNN | linear probe | fine-tune | fine-tune − scratch (paired by seed) |", "|---|---:|---:|---:|---:|---:|"]
     for t in tasks:

@@ -1,0 +1,43 @@
+"""The shipped results agree with each other: the README's results block is what
+``reports/protocol.json`` writes, and every model card's metrics are that report's numbers."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ssl_train.protocol import SCRATCH, summarize
+from ssl_train.release import card_metrics
+from ssl_train.report import results_block
+
+from ..conftest import REPO
+from .test_shipped_models import MODELS, SHIPPED
+
+REPORT = REPO / "reports" / "protocol.json"
+
+
+def _report() -> dict:
+    return json.loads(REPORT.read_text())
+
+
+def test_readme__results_block_is_what_the_report_writes():
+    block = results_block(_report(), "reports/protocol.png")
+    assert block in (REPO / "README.md").read_text(), "README's results block is stale: run `python -m ssl_train report`"
+    assert (REPO / "reports" / "protocol.png").stat().st_size > 10_000
+
+
+def test_report__summary_is_the_summary_of_its_runs():
+    rep = _report()
+    assert rep["summary"] == summarize(rep["runs"])
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model__card_metrics_are_the_reports(name):
+    card = json.loads((MODELS / name / "model.json").read_text())
+    rep = _report()
+    expected = card_metrics(rep["summary"], SCRATCH if name == "random_init" else name)
+    assert expected, f"{name} has no rows in {REPORT.name}"
+    for mode, by_fraction in expected.items():
+        assert card["metrics"][mode] == by_fraction, (name, mode)
+    if name != "random_init":  # the untrained reference saw no photo
+        assert card["split_sha256"] == rep["split_sha256"]  # trained on the split the report tests on
