@@ -194,8 +194,16 @@ class OnnxModel:
         return self.run(images_u8, [self.feature_output])[self.feature_output].astype(np.float32, copy=False)
 
     @property
+    def rotation_output(self) -> str | None:
+        """The output with the 4 rotation logits: "logits" of a rotation model, "rotation_logits" of
+        a multi-task model whose rotation sub-head is in its model.onnx, else None."""
+        if self.task == "rotation" and "logits" in self.output_names:
+            return "logits"
+        return "rotation_logits" if "rotation_logits" in self.output_names else None
+
+    @property
     def has_rotation_head(self) -> bool:
-        return self.task == "rotation" and "logits" in self.output_names
+        return self.rotation_output is not None
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -210,7 +218,8 @@ def turn_probabilities(model: OnnxModel, images_u8: np.ndarray) -> np.ndarray:
     """uint8 (N, 3, S, S) photos as they are → (N, 4): P(photo is turned k·90° counter-clockwise)."""
     if not model.has_rotation_head:
         raise ValueError(f"model {model.name} ({model.task}) has no rotation head")
-    return softmax(model.run(images_u8, ["logits"])["logits"])
+    out = model.rotation_output
+    return softmax(model.run(images_u8, [out])[out])
 
 
 def rotation_grid(model: OnnxModel, image_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

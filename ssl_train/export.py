@@ -26,6 +26,10 @@ Which outputs exist (recorded in model.json as "output_names" and "head_graph"):
    only tensors and is called once, it is exported alone as head.onnx (inputs "head_input" or
    "head_input_<i>", outputs named as in 1). Otherwise there is no head graph and model.json says
    why. Preparing head.onnx's inputs stays the task's Python code.
+3. A multi-task model (the task has ``subtasks`` and a ``ModuleDict`` head): the sub-heads that run
+   on the photo's feature map (e.g. rotation's) become outputs of model.onnx named
+   ``<sub-task>_<name>`` (e.g. "rotation_logits"), listed in model.json as "sub_heads_in_model_onnx";
+   the others (e.g. jigsaw's, which takes tiles) get no graph and the card's "head_note" says why.
 
 Weights are stored once. The graphs are exported without constant folding or BatchNorm fusion, so
 that each ONNX initializer is one ``state_dict`` tensor under its own key; ``_link_weights`` then
@@ -246,6 +250,44 @@ def _graph_modules():
             return _as_tuple(self.head(*args))
 
     return FeaturesAndHead, HeadOnly
+
+
+def _sub_heads_module(task, head, names: list[str]):
+    """The sub-heads ``names`` of a multi-task head (an ``nn.ModuleDict``) as one head whose output
+    is ``{"<sub-task>_<output name>": tensor}``; its state-dict keys stay ``<sub-task>.<...>``, so the
+    exported graph reads the same tensors of weights.safetensors."""
+    import torch
+    from torch import nn
+
+    class SubHeads(nn.ModuleDict):
+        def forward(self, fmap: torch.Tensor) -> dict:
+            out = {}
+            for n, h in self.items():
+                for k, t in _flatten_out(h(fmap), task.subtasks[n].kind) or []:
+                    out[f"{n}_{k}"] = t
+            return out
+
+    return SubHeads({n: head[n] for n in names}).eval()
+
+
+def _sub_heads_on_features(task, head, encoder, x2) -> tuple[list[str], dict[str, str]]:
+    """Which sub-tasks of a multi-task ``task`` keep the default forward and whose head runs on the
+    photo's feature map (→ outputs of model.onnx), and why each other one does not."""
+    import torch
+
+    ok, why = [], {}
+    for n, sub in task.subtasks.items():
+        if type(sub).forward is not _base_forward():
+            why[n] = f"task {n!r} overrides forward (its head takes tiles, pairs or other inputs)"
+            continue
+        try:
+            with torch.no_grad():
+                if _flatten_out(head[n](encoder(x2)), sub.kind) is None:
+                    raise ValueError("its head returns something other than tensors")
+            ok.append(n)
+        except Exception as e:  # noqa: BLE001
+            why[n] = f"its head does not run on one photo's feature map ({type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''})"
+    return ok, why
 
 
 def _dynamic_axes(name: str, a, b) -> dict[int, str]:
@@ -490,12 +532,27 @@ def _export_graphs(tmp: Path, task, encoder, head, image_size: int, probe_u8) ->
         except Exception as e:  # noqa: BLE001 (any head that cannot be traced falls back to rule 2)
             fields["head_note"] = f"head not in {ONNX_NAME}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             (tmp / ONNX_NAME).unlink(missing_ok=True)
-    if head is not None and type(task).forward is not _base_forward():
+    if head is not None and type(task).forward is not _base_forward() and isinstance(getattr(task, "subtasks", None), dict):
+        # rule 3 (multi-task): the sub-heads that run on the photo's feature map become outputs of model.onnx
+        names, why = _sub_heads_on_features(task, head, encoder, x2)
+        if names:
+            sub = _sub_heads_module(task, head, names)
+            with torch.no_grad():
+                o2, o3 = _flatten_out(sub(encoder(x2)), kind), _flatten_out(sub(encoder(x3)), kind)
+            axes = {INPUT_NAME: {0: "batch"}, FEATURE_OUTPUT: {0: "batch"}}
+            axes.update({n: _dynamic_axes(n, a, b) for (n, a), (_, b) in zip(o2, o3)})
+            exporter = _onnx_export(FeaturesAndHead(encoder, sub).eval(), (x2,), tmp / ONNX_NAME, [INPUT_NAME], [FEATURE_OUTPUT, *(n for n, _ in o2)], axes)
+            fields["head_in_model_onnx"] = True
+            fields["sub_heads_in_model_onnx"] = names
+        fields["sub_heads_without_graph"] = why
+        if why:
+            fields["head_note"] = "sub-task heads without a graph: " + "; ".join(f"{n}: {w}" for n, w in why.items())
+    elif head is not None and type(task).forward is not _base_forward():
         fields["head_note"] = f"task {task.name!r} overrides forward: {ONNX_NAME} has features only"
     if not fields["head_in_model_onnx"]:
         exporter = _onnx_export(FeaturesAndHead(encoder, None).eval(), (x2,), tmp / ONNX_NAME, [INPUT_NAME], [FEATURE_OUTPUT],
                                 {INPUT_NAME: {0: "batch"}, FEATURE_OUTPUT: {0: "batch"}})
-        if head is not None:
+        if head is not None and "sub_heads_without_graph" not in fields:
             try:
                 a2, out2 = _capture_head_call(task, encoder, head, probe_u8[:2])
                 a3, out3 = _capture_head_call(task, encoder, head, probe_u8[:3])
@@ -676,6 +733,7 @@ def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict,
         "head_in_model_onnx": fields["head_in_model_onnx"],
         "head_graph": fields["head_graph"],
         **({"head_note": fields["head_note"]} if "head_note" in fields else {}),
+        **({"sub_heads_in_model_onnx": fields["sub_heads_in_model_onnx"]} if "sub_heads_in_model_onnx" in fields else {}),
         "weights": {
             "file": WEIGHTS_NAME, "prefixes": ["encoder."] + (["head."] if head is not None else []),
             "storage_dtype": dtypes[0] if len(dtypes) == 1 else dtypes, "load_dtype": "float32",
@@ -898,7 +956,10 @@ def parity_check(model_dir: str | Path, images_u8) -> float:
     x = normalize(imgs.float().div(255.0))
     diff = 0.0
     with torch.no_grad():
-        ref = FeaturesAndHead(encoder, head if card.get("head_in_model_onnx") else None).eval()(x)
+        in_graph = head if card.get("head_in_model_onnx") else None
+        if in_graph is not None and card.get("sub_heads_in_model_onnx"):
+            in_graph = _sub_heads_module(_task_of(card["task"], card.get("task_config") or {}), head, list(card["sub_heads_in_model_onnx"]))
+        ref = FeaturesAndHead(encoder, in_graph).eval()(x)
         ref = ref if isinstance(ref, tuple) else (ref,)
         got = _session(model_dir / card["onnx"]["file"]).run(None, {card["input_name"]: x.numpy()})
         if len(got) != len(ref):

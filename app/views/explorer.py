@@ -23,7 +23,7 @@ def rotation_panel(entry, items, k_user: int) -> None:
         st.warning(f"{entry.name} has no rotation head in its model.onnx (outputs: {', '.join(model.output_names)}); re-export it.")
         return
     pt = (entry.card.get("pretext_test") or {})
-    acc = next((v for k, v in pt.items() if "acc" in k and isinstance(v, (int, float))), None)
+    acc = next((pt[k] for k in ("acc", "rotation_acc") if isinstance(pt.get(k), (int, float))), None)  # a multi-task card prefixes it
     st.caption(
         f"**{md_escape(entry.label())}** · sees {model.image_size}×{model.image_size} px"
         + (f" · rotation accuracy on the test split: {ui.percent(acc)}" if acc is not None else "")
@@ -348,20 +348,24 @@ def deepcluster_panel(entry, items, index) -> None:
                                    [gal["classes"][gal["labels"][j]] for j in members], columns=8, width=80)
 
 
-def multitask_panel(entry) -> None:
+def multitask_panel(entry, items, k_user: int) -> None:
     try:
         parts = pretext.multitask_parts(entry.card)
     except Exception:  # noqa: BLE001
         parts = []
     listed = ", ".join(f"**{n}** (loss weight {w:g})" for n, w in parts) or "(the card does not list them)"
+    in_graph = list(entry.card.get("sub_heads_in_model_onnx") or [])
     note = entry.card.get("head_note")
     st.info(
         f"**{md_escape(entry.label())}** is a *multitask* model: one shared encoder trained on several pretext tasks at once "
-        f"— {listed} — with the weighted sum of their losses. Its export holds the shared encoder's features only"
-        + (f" (model.json: “{md_escape(note)}”)" if note else "")
-        + ": the sub-tasks' heads have no ONNX graph, so their panels cannot be drawn for it. Its features work on the "
-        "Embedding map and in the Few-shot lab, where it can be compared with the single-task encoders.", icon="🧰",
+        f"— {listed} — with the weighted sum of their losses. "
+        + (f"Its model.onnx answers for **{', '.join(in_graph)}** (below); " if in_graph else "Its export holds the shared encoder's features only; ")
+        + (f"the other heads have no ONNX graph (model.json: “{md_escape(note)}”). " if note else "")
+        + "Its features work on the Embedding map and in the Few-shot lab, where it can be compared with the single-task encoders.",
+        icon="🧰",
     )
+    if "rotation" in in_graph:
+        rotation_panel(entry, items, k_user)
 
 
 SIMPLE_PANELS = {"colorization": colorization_panel, "inpainting": inpainting_panel, "superres": superres_panel}
@@ -462,7 +466,7 @@ for tab, task in zip(tabs, order):
                 deepcluster_panel(e, items, index)
         elif task == "multitask":
             for e in models:
-                multitask_panel(e)
+                multitask_panel(e, items, k_user)
         elif task == RANDOM_INIT:
             for e in models:
                 reference_panel(e)

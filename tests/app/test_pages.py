@@ -91,9 +91,13 @@ def test_explorer__every_task_shows_its_panel(task_app):
         "Model's guess", "permutation**", "the model's colours", "lightness only", "neighbours correctly", "centre patch",
         "the hole filled by the model", "the model's restoration", "the small image", "its jigsaw version",
         "Falls in **cluster", "The cluster holds", "is a *multitask* model", "**rotation** (loss weight 1)",
+        "Its model.onnx answers for **rotation**", "its head does not run on one photo",
     ):
         assert expected in t, expected
     assert "No visualisation" not in t
+    # the multitask tab answers the rotation question too: one auto-upright per photo in both tabs
+    n_photos = len(at.multiselect(key=state.EXPLORER_PICKS).value)
+    assert t.count("**Auto-upright**") == 2 * n_photos
 
 
 def test_explorer__puzzle_and_neighbour_controls_change_the_panels(task_app):

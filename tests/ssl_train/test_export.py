@@ -390,3 +390,28 @@ def test_export__int8_weights_are_half_the_file_and_onnx_matches_pytorch(run_dir
     with torch.no_grad():
         a, b = pooled(enc8(x)), pooled(enc16(x))
     assert torch.allclose(a, b, rtol=0.1, atol=0.05 * b.abs().max().item())  # int8 changes features only slightly
+
+
+def test_export__multitask_puts_the_sub_heads_that_fit_in_model_onnx(tiny_folder, tmp_path):
+    """Rule 3: rotation's sub-head runs on the photo's feature map → "rotation_logits" in model.onnx,
+    equal to PyTorch; jigsaw's takes tiles → no graph, and the card says why."""
+    from ssl_train.tasks import get_task
+
+    cfg = DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=str(tmp_path / "split.csv"))
+    ds = load_dataset(cfg, use_cache=False)
+    data = SplitData(ds, load_or_make_split(ds, cfg), cfg)
+    task = get_task("multitask", {"tasks": "rotation:1,jigsaw:0.5", "options": '{"jigsaw": {"n_permutations": 10, "tile_dim": 16, "hidden": 32}}'})
+    pretrain(task, data, tmp_path / "run", SMALL, TrainConfig(epochs=1, batch_size=8, lr=0.05, device="cpu"), progress=False)
+    d = export_model(tmp_path / "run" / CHECKPOINT_NAME, tmp_path / "models", "multitask")
+    card = json.loads((d / "model.json").read_text())
+    assert card["output_names"] == ["features", "rotation_logits"] and card["sub_heads_in_model_onnx"] == ["rotation"]
+    assert "jigsaw: its head does not run on one photo's feature map" in card["head_note"]
+    photos = real_photos(4)
+    assert parity_check(d, photos) <= PARITY_TOL
+    encoder, head, _ = load_model_weights(d)
+    x = torch.as_tensor(onnx_input(photos))
+    sess = ort.InferenceSession(str(d / "model.onnx"))
+    (got,) = sess.run(["rotation_logits"], {"input": x.numpy()})
+    with torch.no_grad():
+        want = head["rotation"](encoder(x)).numpy()
+    assert got.shape == (4, 4) and np.abs(got - want).max() <= PARITY_TOL
