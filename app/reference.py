@@ -54,14 +54,14 @@ def load(path: str | Path) -> tuple[pd.DataFrame | None, str]:
     return summ, note
 
 
-def rotation_limits(path: str | Path, weights_sha256: str | None) -> dict | None:
-    """``reports/rotation-limits.json`` (``python -m ssl_train rotation-limits``) when it was made from
-    the weights with ``weights_sha256``, else None (absent, unreadable, or about other weights)."""
+def rotation_accuracy_per_class(path: str | Path, weights_sha256: str | None) -> dict[str, float] | None:
+    """{class: pretext accuracy} from ``reports/rotation-limits.json`` (``python -m ssl_train
+    rotation-limits``) when it was made from the weights with ``weights_sha256``, else None (absent,
+    unreadable, or about other weights)."""
     try:
         r = json.loads(Path(path).read_text(encoding="utf-8"))
         if not weights_sha256 or r.get("weights_sha256") != weights_sha256:
             return None
-        per_class = {c: float(v["accuracy"]) for c, v in r["per_class"].items() if v.get("accuracy") is not None}
-        return {"accuracy": float(r["accuracy"]), "per_class": per_class, "errors_half_turn": float(r.get("errors_half_turn", 0.0))}
+        return {c: float(v["accuracy"]) for c, v in r["per_class"].items() if v.get("accuracy") is not None}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None

@@ -84,7 +84,6 @@ def model_by_name(entries: list[ModelEntry], name: str | None) -> ModelEntry | N
     return next((e for e in entries if e.name == name), None)
 
 
-
 # -- bundled photos -----------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=4)
 def _photo_index(root: str, mtime: float) -> photos.PhotoIndex:

@@ -517,34 +517,32 @@ def _export_graphs(tmp: Path, task, encoder, head, image_size: int, probe_u8) ->
     x3 = torch.randn(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
     fields: dict[str, Any] = {"head_graph": None, "head_in_model_onnx": False}
     exporter = None
+
+    def features_and_head(h) -> str:
+        """model.onnx = x → (features, outputs of ``h`` on the feature map); returns the exporter."""
+        with torch.no_grad():
+            o2, o3 = _flatten_out(h(encoder(x2)), kind), _flatten_out(h(encoder(x3)), kind)
+        if o2 is None or o3 is None:
+            raise ValueError("the head returns something other than a tensor, tuple or dict of tensors")
+        axes = {INPUT_NAME: {0: "batch"}, FEATURE_OUTPUT: {0: "batch"}}
+        axes.update({n: _dynamic_axes(n, a, b) for (n, a), (_, b) in zip(o2, o3)})
+        return _onnx_export(FeaturesAndHead(encoder, h).eval(), (x2,), tmp / ONNX_NAME, [INPUT_NAME], [FEATURE_OUTPUT, *(n for n, _ in o2)], axes)
+
     if head is not None and type(task).forward is _base_forward():
         try:
-            with torch.no_grad():
-                fm2, fm3 = encoder(x2), encoder(x3)
-                o2, o3 = _flatten_out(head(fm2), kind), _flatten_out(head(fm3), kind)
-            if o2 is None or o3 is None:
-                raise ValueError("the head returns something other than a tensor, tuple or dict of tensors")
-            names = [n for n, _ in o2]
-            axes = {INPUT_NAME: {0: "batch"}, FEATURE_OUTPUT: {0: "batch"}}
-            axes.update({n: _dynamic_axes(n, a, b) for (n, a), (_, b) in zip(o2, o3)})
-            exporter = _onnx_export(FeaturesAndHead(encoder, head).eval(), (x2,), tmp / ONNX_NAME, [INPUT_NAME], [FEATURE_OUTPUT, *names], axes)
+            exporter = features_and_head(head)
             fields["head_in_model_onnx"] = True
         except Exception as e:  # noqa: BLE001 (any head that cannot be traced falls back to rule 2)
             fields["head_note"] = f"head not in {ONNX_NAME}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             (tmp / ONNX_NAME).unlink(missing_ok=True)
-    if head is not None and type(task).forward is not _base_forward() and isinstance(getattr(task, "subtasks", None), dict):
-        # rule 3 (multi-task): the sub-heads that run on the photo's feature map become outputs of model.onnx
+    multi_task = head is not None and type(task).forward is not _base_forward() and isinstance(getattr(task, "subtasks", None), dict)
+    if multi_task:
+        # rule 3: the sub-heads that run on the photo's feature map become outputs of model.onnx
         names, why = _sub_heads_on_features(task, head, encoder, x2)
         if names:
-            sub = _sub_heads_module(task, head, names)
-            with torch.no_grad():
-                o2, o3 = _flatten_out(sub(encoder(x2)), kind), _flatten_out(sub(encoder(x3)), kind)
-            axes = {INPUT_NAME: {0: "batch"}, FEATURE_OUTPUT: {0: "batch"}}
-            axes.update({n: _dynamic_axes(n, a, b) for (n, a), (_, b) in zip(o2, o3)})
-            exporter = _onnx_export(FeaturesAndHead(encoder, sub).eval(), (x2,), tmp / ONNX_NAME, [INPUT_NAME], [FEATURE_OUTPUT, *(n for n, _ in o2)], axes)
+            exporter = features_and_head(_sub_heads_module(task, head, names))
             fields["head_in_model_onnx"] = True
             fields["sub_heads_in_model_onnx"] = names
-        fields["sub_heads_without_graph"] = why
         if why:
             fields["head_note"] = "sub-task heads without a graph: " + "; ".join(f"{n}: {w}" for n, w in why.items())
     elif head is not None and type(task).forward is not _base_forward():
@@ -552,7 +550,7 @@ def _export_graphs(tmp: Path, task, encoder, head, image_size: int, probe_u8) ->
     if not fields["head_in_model_onnx"]:
         exporter = _onnx_export(FeaturesAndHead(encoder, None).eval(), (x2,), tmp / ONNX_NAME, [INPUT_NAME], [FEATURE_OUTPUT],
                                 {INPUT_NAME: {0: "batch"}, FEATURE_OUTPUT: {0: "batch"}})
-        if head is not None and "sub_heads_without_graph" not in fields:
+        if head is not None and not multi_task:
             try:
                 a2, out2 = _capture_head_call(task, encoder, head, probe_u8[:2])
                 a3, out3 = _capture_head_call(task, encoder, head, probe_u8[:3])

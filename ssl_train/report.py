@@ -73,7 +73,6 @@ def at_fraction_markdown(report: dict[str, Any], fraction: float = 0.1) -> str:
     by = {(s["task"], s["mode"]): s for s in summ}
     # ties broken by name: set order changes between processes (string hashing is salted)
     tasks = sorted({s["task"] for s in summ}, key=lambda t: (-round((by.get((t, "finetune")) or {"mean": -1.0})["mean"], 9), t))
-    base = by.get((SCRATCH, "finetune"))
     lines = ["| encoder | pretext test | kNN | linear probe | fine-tune | fine-tune − scratch (paired by seed) |", "|---|---:|---:|---:|---:|---:|"]
     for t in tasks:
         pt = (report.get("pretraining", {}).get(t) or {}).get("pretext_test")
@@ -117,6 +116,16 @@ def paired_gain(runs: list[dict], task: str, mode: str = "finetune") -> list[tup
     return out
 
 
+def _fraction_axis(ax, title: str, ylabel: str) -> None:
+    """Log-scaled labelled-fraction x axis with the protocol's fractions as ticks."""
+    ax.set_xscale("log")
+    ax.set_xticks([0.01, 0.05, 0.1, 0.25, 0.5, 1.0], ["1%", "5%", "10%", "25%", "50%", "100%"])
+    ax.set_title(title)
+    ax.set_xlabel("labelled fraction of the training split")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
 def figure(report: dict[str, Any], path: Path) -> None:
     """Test accuracy vs labelled fraction, one line per encoder, ± std band; a panel per mode, and
     a last panel with each encoder's fine-tune gain over scratch (paired by seed)."""
@@ -132,12 +141,12 @@ def figure(report: dict[str, Any], path: Path) -> None:
     ncols = 2 if n_panels == 4 else n_panels  # 2 × 2 stays legible at README width
     nrows = -(-n_panels // ncols)
     fig, grid = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.8 * nrows), squeeze=False)
-    axes = [list(grid.ravel())]
-    for ax in axes[0][1:len(modes)]:
-        ax.sharey(axes[0][0])
+    axes = list(grid.ravel())
+    for ax in axes[1:len(modes)]:
+        ax.sharey(axes[0])
     tasks = sorted({s["task"] for s in summ}, key=lambda t: (t != SCRATCH, t))
     colors = {t: ("#555555" if t == SCRATCH else plt.cm.tab10(i % 10)) for i, t in enumerate(tasks)}
-    for ax, mode in zip(axes[0], modes):
+    for ax, mode in zip(axes, modes):
         for t in tasks:
             pts = sorted((s["fraction"], s["mean"], s["std"]) for s in summ if s["task"] == t and s["mode"] == mode)
             if not pts:
@@ -147,15 +156,10 @@ def figure(report: dict[str, Any], path: Path) -> None:
             hi = [a + b for a, b in zip(m, sd)]
             ax.plot(f, [100 * v for v in m], marker="o", ms=3, color=colors[t], ls="--" if t == SCRATCH else "-", label="scratch" if t == SCRATCH else t)
             ax.fill_between(f, [100 * v for v in lo], [100 * v for v in hi], color=colors[t], alpha=0.18, lw=0)
-        ax.set_xscale("log")
-        ax.set_xticks([0.01, 0.05, 0.1, 0.25, 0.5, 1.0], ["1%", "5%", "10%", "25%", "50%", "100%"])
-        ax.set_title(MODE_TITLES.get(mode, mode))
-        ax.set_xlabel("labelled fraction of the training split")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-    axes[0][len(modes) - 1].legend(loc="lower right", fontsize=8)
+        _fraction_axis(ax, MODE_TITLES.get(mode, mode), "test accuracy (%)")
+    axes[len(modes) - 1].legend(loc="lower right", fontsize=8)
     if gain_panel:
-        ax = axes[0][-1]
+        ax = axes[-1]
         for t in tasks:
             if t == SCRATCH:
                 continue
@@ -166,12 +170,7 @@ def figure(report: dict[str, Any], path: Path) -> None:
             ax.plot(f, [100 * v for v in m], marker="o", ms=3, color=colors[t], label=t)
             ax.fill_between(f, [100 * (a - b) for a, b in zip(m, sd)], [100 * (a + b) for a, b in zip(m, sd)], color=colors[t], alpha=0.12, lw=0)
         ax.axhline(0, color="#555555", ls="--", lw=1)
-        ax.set_xscale("log")
-        ax.set_xticks([0.01, 0.05, 0.1, 0.25, 0.5, 1.0], ["1%", "5%", "10%", "25%", "50%", "100%"])
-        ax.set_title("fine-tune: gain over scratch")
-        ax.set_xlabel("labelled fraction of the training split")
-        ax.set_ylabel("points (same seed, same labels)")
-        ax.grid(alpha=0.3)
+        _fraction_axis(ax, "fine-tune: gain over scratch", "points (same seed, same labels)")
     seeds = sorted({r["seed"] for r in report["runs"]})
     fig.suptitle(f"Flowers, {report['n_test']} fixed test photos, mean ± std over {len(seeds)} seeds", fontsize=10)
     fig.tight_layout()

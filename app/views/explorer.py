@@ -29,9 +29,9 @@ def rotation_panel(entry, items, k_user: int) -> None:
         + (f" · rotation accuracy on the test split: {ui.percent(acc)}" if acc is not None else "")
     )
     weights = (entry.card.get("files") or {}).get((entry.card.get("weights") or {}).get("file", ""))
-    lim = reference.rotation_limits(reports_dir() / "rotation-limits.json", weights)
-    if lim:
-        by_class = " · ".join(f"{c} {ui.percent(a)}" for c, a in sorted(lim["per_class"].items(), key=lambda kv: -kv[1]))
+    per_class = reference.rotation_accuracy_per_class(reports_dir() / "rotation-limits.json", weights)
+    if per_class:
+        by_class = " · ".join(f"{c} {ui.percent(a)}" for c, a in sorted(per_class.items(), key=lambda kv: -kv[1]))
         st.caption(f"Why it errs — per class on the test split: {by_class}. A flower head seen from above looks alike at "
                    "every turn; a side view with stem and sky does not (`reports/rotation-limits.md`).")
     for name, img in items:
