@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,rotation-limits} ...``.
+"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,rotation-limits} ...``.
 
 Bad input ends with a one-line ``error: ...`` naming the problem and the fix, exit code 2.
 """
@@ -86,6 +86,7 @@ def _add_protocol(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="seeds (labelled subset, head init, fine-tuning order)")
     g.add_argument("--modes", type=_strs, default=("finetune", "linear", "knn"), help="downstream methods: finetune, linear, knn")
     g.add_argument("--out", default=str(REPO / "reports" / "protocol.json"), help="report JSON; figure and table are written beside it")
+    g.add_argument("--reuse", type=_strs, default=(), help="earlier protocol JSONs, comma-separated: their entries made with the same settings count as done (scratch entries whenever the settings scratch depends on match)")
     g.add_argument("--runs", default=str(REPO / "runs"), help="where pretraining runs (checkpoints) are kept and reused")
     g.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
 
@@ -240,7 +241,7 @@ def cmd_protocol(a) -> int:
     from .protocol import ProtocolConfig, run_protocol
     from .report import write_reports
 
-    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes)
+    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     from .tasks import get_task
 
@@ -293,7 +294,7 @@ def cmd_release(a) -> int:
     tasks = tuple(resolve_tasks(() if a.tasks == ("all",) else a.tasks))
     rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
                          protocol=not a.no_protocol, precompute=not a.no_precompute, readme=not a.no_readme)
-    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes)
+    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     from .tasks import get_task
 
@@ -302,6 +303,19 @@ def cmd_release(a) -> int:
     data = load_split_data(_data_cfg(a))
     out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line(a))
     print(json.dumps(out, indent=1))
+    return 0
+
+
+def cmd_budget(a) -> int:
+    from .budget import run, write
+    from .data import load_split_data
+    from .tasks import get_task
+
+    get_task(a.task).config.validate(a.image_size)
+    r = run(a.task, list(a.budgets), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction, list(a.seeds))
+    js, md = write(r, Path(a.out), _command_line(a))
+    print(md.read_text())
+    print(f"wrote {js}, {md}")
     return 0
 
 
@@ -321,7 +335,7 @@ def cmd_rotation_limits(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,rotation-limits}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,rotation-limits}")
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -375,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_bench)
 
+    from .release import RELEASE_EPOCHS
     from .release import __doc__ as release_doc
 
     s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on this CPU; see --help)",
@@ -384,8 +399,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", choices=("int8", "float16", "float32"), default="int8", help="storage of the exported weights")
     s.add_argument("--no-protocol", action="store_true", help="pretrain and export only; model cards take their metrics from an existing --out report that covers the tasks")
     s.add_argument("--no-precompute", action="store_true", help="skip the app's precomputed maps")
-    _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
+    _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=RELEASE_EPOCHS), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
+
+    from .budget import __doc__ as budget_doc
+
+    s = sub.add_parser("budget", help="choose the pretraining epochs on a validation split of the training photos (never the test split)",
+                       description=budget_doc, formatter_class=_DocAndDefaults)
+    s.add_argument("--task", default="rotation", help="pretext task")
+    s.add_argument("--budgets", type=_ints, default=(15, 30, 50), help="pretraining epochs to compare, comma-separated")
+    s.add_argument("--fraction", type=float, default=0.1, help="labelled fraction of the fit photos")
+    s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="fine-tuning seeds")
+    s.add_argument("--runs", default=str(REPO / "runs"), help="pretraining runs (reused when the settings match)")
+    s.add_argument("--out", default=str(REPO / "reports"), help="folder for budget-TASK.json and .md")
+    _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
+    s.set_defaults(fn=cmd_budget)
 
     from .rotation_limits import __doc__ as limits_doc
 

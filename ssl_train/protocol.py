@@ -46,6 +46,7 @@ class ProtocolConfig:
     fractions: tuple[float, ...] = FRACTIONS
     seeds: tuple[int, ...] = (0, 1, 2)
     modes: tuple[str, ...] = MODES
+    reuse: tuple[str, ...] = ()  # earlier reports whose finished entries count as done where settings match
 
     def __post_init__(self) -> None:
         for f in self.fractions:
@@ -64,6 +65,26 @@ class ProtocolConfig:
 
 def _config_hash(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def scratch_hash(config: dict, split_sha256: str) -> str:
+    """The settings a scratch run depends on: a report's config minus the protocol's lists and the
+    pretraining settings (scratch is never pretrained)."""
+    return _config_hash({k: v for k, v in config.items() if k not in ("protocol", "pretrain")} | {"split": split_sha256})
+
+
+def reusable_runs(old: dict, config_hash: str, scratch: str) -> dict[tuple, dict]:
+    """Entries of an earlier report ``old`` that count as done, keyed (task, mode, fraction, seed):
+    all of them when it was made with the same settings (``config_hash``), else its scratch entries
+    when the settings scratch depends on match (``scratch``), else none."""
+    runs = old.get("runs", [])
+    if old.get("config_hash") == config_hash:
+        keep = runs
+    elif "config" in old and scratch_hash(old["config"], old.get("split_sha256", "")) == scratch:
+        keep = [r for r in runs if r.get("task") == SCRATCH]
+    else:
+        keep = []
+    return {(r["task"], r["mode"], r["fraction"], r["seed"]): r for r in keep}
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
@@ -139,14 +160,23 @@ def run_protocol(
         "runs": [],
     }
     done: dict[tuple, dict] = {}
-    if out_json.exists():
+    s_hash = scratch_hash(config, data.split_sha256)
+    for i, path in enumerate([out_json, *map(Path, pcfg.reuse)]):
         try:
-            old = json.loads(out_json.read_text())
-            if old.get("config_hash") == chash:
-                done = {(r["task"], r["mode"], r["fraction"], r["seed"]): r for r in old.get("runs", [])}
-                report["pretraining"] = old.get("pretraining", {})
-        except (json.JSONDecodeError, KeyError):
-            pass
+            old = json.loads(path.read_text())
+        except FileNotFoundError:
+            if i:
+                raise UserError(f"--reuse {path}: no such report; give an existing protocol JSON or drop it") from None
+            continue
+        except (OSError, json.JSONDecodeError) as e:
+            if i:
+                raise UserError(f"--reuse {path}: not a readable protocol report ({type(e).__name__}); give a protocol JSON") from None
+            continue
+        if not isinstance(old, dict):
+            continue
+        done = reusable_runs(old, chash, s_hash) | done  # earlier sources win: the output file first
+        if i == 0 and old.get("config_hash") == chash:
+            report["pretraining"] = old.get("pretraining", {})
     t_all = time.time()
 
     def record(run: dict) -> None:

@@ -92,6 +92,27 @@ def test_protocol__tiny_end_to_end_writes_report_and_reuses_runs(tiny_data, smal
     assert max(p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*")) == mtime
 
 
+def test_protocol__reuse_takes_scratch_across_pretraining_budgets_but_not_the_pretrained_runs(tiny_data, small_encoder, tmp_path):
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    pcfg = ProtocolConfig(tasks=("rotation",), fractions=(1.0,), seeds=(0,), modes=("finetune", "knn"))
+    first, second = tmp_path / "one-epoch.json", tmp_path / "two-epochs.json"
+    run_protocol(tiny_data, pcfg, small_encoder, TrainConfig(epochs=1, batch_size=8, device="cpu"), ft, first, tmp_path / "runs", progress=False)
+    old = {(r["task"], r["mode"]): r for r in json.loads(first.read_text())["runs"]}
+    again = ProtocolConfig(tasks=("rotation",), fractions=(1.0,), seeds=(0,), modes=("finetune", "knn"), reuse=(str(first),))
+    rep = run_protocol(tiny_data, again, small_encoder, TrainConfig(epochs=2, batch_size=8, device="cpu"), ft, second, tmp_path / "runs", progress=False)
+    new = {(r["task"], r["mode"]): r for r in rep["runs"]}
+    assert new[("scratch", "finetune")] == old[("scratch", "finetune")]  # the very entry, wall time included
+    assert new[("rotation", "finetune")]["wall_seconds"] != old[("rotation", "finetune")]["wall_seconds"]  # pretrained anew: rerun
+    assert json.loads(second.read_text())["config"]["protocol"]["reuse"] == [str(first)]
+    # another fine-tuning schedule changes what scratch depends on: nothing is reused
+    other = FinetuneConfig(epochs=1, min_steps=3, max_steps=3, batch_size=8, device="cpu")
+    rep = run_protocol(tiny_data, again, small_encoder, TrainConfig(epochs=2, batch_size=8, device="cpu"), other, tmp_path / "three.json", tmp_path / "runs", progress=False)
+    assert [r for r in rep["runs"] if r["task"] == "scratch" and r["mode"] == "finetune"][0]["steps"] == 3
+    with pytest.raises(UserError, match="--reuse .*no such report"):
+        run_protocol(tiny_data, ProtocolConfig(tasks=("rotation",), reuse=(str(tmp_path / "nope.json"),)), small_encoder,
+                     TrainConfig(epochs=1, batch_size=8, device="cpu"), ft, tmp_path / "x.json", tmp_path / "runs", progress=False)
+
+
 @pytest.mark.parametrize("kw,msg", [({"fractions": (0.0,)}, "outside"), ({"modes": ("svm",)}, "unknown mode"), ({"seeds": (1, 1)}, "repeats")])
 def test_protocol_config__bad_values(kw, msg):
     with pytest.raises(UserError, match=msg):

@@ -30,7 +30,8 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
         assert set(m["knn"]) == {"10%", "100%"} and m["knn"]["10%"]["n_seeds"] == 2
         mine = [r["test_accuracy"] for r in rep["runs"] if r["task"] == enc and r["mode"] == "finetune" and r["fraction"] == 1.0]
         assert m["finetune"]["100%"]["mean"] == pytest.approx(sum(mine) / len(mine), abs=1e-4)
-        assert m["budget"]["epochs"] == 1 and "reduced CPU budget" in m["budget"]["note"]
+        assert m["budget"]["epochs"] == 1 and m["budget"]["pretrained_on"] == [rep["device"]]
+        assert "pretrained on a CPU" in m["budget"]["note"] and "1 epochs per task" in m["budget"]["note"]
         assert card["weights"]["storage_dtype"] == ["float16", "int8"]
         if name != "random_init":
             chk = m["stored_weights_check"]
@@ -56,3 +57,12 @@ def test_release__unknown_task_is_one_line_exit_2(capsys):
     assert main(["release", "--tasks", "rotation,nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown task 'nope'" in err and "jigsaw" in err
+
+
+def test_budget_note__says_cpu_and_how_to_retrain_unless_every_run_was_on_a_gpu():
+    from ssl_train.release import budget_note
+
+    cpu = budget_note(50, {"cpu (2 cores, x86_64)"})
+    assert "pretrained on a CPU (cpu (2 cores, x86_64))" in cpu and "50 epochs" in cpu and "release --epochs" in cpu
+    assert budget_note(50, {"cuda:0 (NVIDIA H200)"}) == "50 pretraining epochs per task on cuda:0 (NVIDIA H200)"
+    assert "pretrained on a CPU" in budget_note(50, {"cuda:0 (NVIDIA H200)", "cpu (2 cores, x86_64)"})  # mixed: not all GPU

@@ -1,0 +1,115 @@
+"""Pick a pretraining budget without the test split: ``python -m ssl_train budget``.
+
+How many pretraining epochs to ship is a hyper-parameter, and choosing it by test accuracy would be
+tuning on the test split. This command answers it on a *validation* split carved from the training
+photos instead (the test photos are never read):
+
+- the training photos are split again, with the same stratified near-duplicate-group rule as the
+  fixed test split (``data.make_split``), into fit (80%) and validation (20%);
+- for each budget, the task's pretraining run with that many epochs (reused from ``runs/`` when one
+  with the same settings exists; pretraining saw the training photos' pixels, never a label) is
+  fine-tuned on ``--fraction`` of the *fit* photos' labels, with the protocol's fixed fine-tuning
+  schedule, for each seed, and so is a randomly initialised encoder (scratch);
+- the score is validation accuracy, and the gain over scratch paired by seed.
+
+The chosen budget is the one with the largest mean gain. It writes ``reports/budget-<task>.json``
+and ``.md``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import SplitData, labelled_subset, make_split, near_duplicate_groups
+from .encoders import EncoderConfig
+from .errors import UserError
+from .evaluate import FinetuneConfig, finetune, predict
+from .protocol import pretrained_encoder
+from .train import TrainConfig, device_name, resolve_device
+
+VAL_FRACTION = 0.2
+VAL_SEED = 1  # the test split uses split_seed 0; a different stream for the second split
+
+
+def validation_split(data: SplitData, val_fraction: float = VAL_FRACTION, seed: int = VAL_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Training photos → (fit indices, validation indices) into the dataset, disjoint, both sorted;
+    whole near-duplicate groups on one side, every class on both. Test photos are in neither."""
+    tr = data.train_idx
+    groups = near_duplicate_groups(data.ds.hashes[tr], data.cfg.near_dup_bits)
+    is_val = make_split(data.ds.labels[tr], groups, val_fraction, seed)
+    return np.sort(tr[~is_val]), np.sort(tr[is_val])
+
+
+def run(task: str, budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
+        runs_dir: Path, fraction: float, seeds: list[int]) -> dict[str, Any]:
+    """Validation accuracy of scratch and of ``task`` pretrained for each of ``budgets`` epochs,
+    fine-tuned on ``fraction`` of the fit photos' labels, per seed."""
+    if not budgets or any(b < 1 for b in budgets):
+        raise UserError(f"--budgets {budgets} must be positive epoch counts, e.g. 15,30,50")
+    if not seeds:
+        raise UserError("--seeds needs at least one seed")
+    fit, val = validation_split(data)
+    labels, images = data.ds.labels, data.ds.images
+    n_classes = len(data.ds.classes)
+    dev = resolve_device(ft_cfg.device)
+    val_u8, val_y = images[torch.as_tensor(val)], labels[val]
+    t0 = time.time()
+
+    def scores_of(state: dict | None) -> list[float]:
+        out = []
+        for seed in seeds:
+            sub = labelled_subset(fit, labels, fraction, seed)
+            model, _ = finetune(state, enc_cfg, images[torch.as_tensor(sub)], labels[sub], n_classes, ft_cfg, seed)
+            out.append(float((predict(model, val_u8, dev).argmax(1) == val_y).mean()))
+        return out
+
+    rows: list[dict[str, Any]] = []
+    scratch = scores_of(None)
+    for b in sorted(set(budgets)):
+        state, summary = pretrained_encoder(task, data, enc_cfg, replace(train_cfg, epochs=b), runs_dir, progress=False)
+        acc = scores_of(state)
+        gain = np.asarray(acc) - np.asarray(scratch)
+        rows.append({"epochs": b, "val_accuracy": acc, "gain": gain.tolist(), "gain_mean": float(gain.mean()),
+                     "gain_std": float(gain.std(ddof=1)) if len(gain) > 1 else 0.0,
+                     "pretraining_minutes": round(summary.get("train_seconds_total", 0) / 60, 1), "run": str(Path(summary["checkpoint"]).parent.name)})
+    best = max(rows, key=lambda r: r["gain_mean"])
+    return {"task": task, "fraction": fraction, "seeds": list(seeds), "n_fit": int(len(fit)), "n_val": int(len(val)),
+            "val_fraction": VAL_FRACTION, "val_seed": VAL_SEED, "scratch_val_accuracy": scratch,
+            "budgets": rows, "chosen_epochs": best["epochs"], "device": device_name(dev), "wall_seconds": round(time.time() - t0, 1)}
+
+
+def _pm(values: list[float]) -> str:
+    a = np.asarray(values) * 100
+    return f"{a.mean():.1f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.1f}"
+
+
+def to_markdown(r: dict[str, Any], command: str) -> str:
+    lines = [
+        f"# Pretraining budget for {r['task']}, chosen on a validation split",
+        "",
+        f"Fine-tuned on {r['fraction']:.0%} of the labels of {r['n_fit']} fit photos, scored on {r['n_val']} validation photos "
+        f"(both from the training split; no test photo is read); seeds {r['seeds']}; {r['device']}.",
+        "",
+        "| pretraining | validation accuracy % | − scratch (paired by seed) | pretraining time |",
+        "|---|---:|---:|---:|",
+        f"| scratch | {_pm(r['scratch_val_accuracy'])} | | |",
+    ]
+    for b in r["budgets"]:
+        g = np.asarray(b["gain"]) * 100
+        lines.append(f"| {b['epochs']} epochs | {_pm(b['val_accuracy'])} | {g.mean():+.1f} ± {g.std(ddof=1) if len(g) > 1 else 0.0:.1f} | {b['pretraining_minutes']} min |")
+    lines += ["", f"Chosen: **{r['chosen_epochs']} epochs** (the largest mean gain).", "", f"Made by `{command}` in {r['wall_seconds'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def write(r: dict[str, Any], out_dir: Path, command: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / f"budget-{r['task']}.json", out_dir / f"budget-{r['task']}.md"
+    js.write_text(json.dumps(r | {"command": command}, indent=1) + "\n")
+    md.write_text(to_markdown(r, command))
+    return js, md

@@ -1,0 +1,69 @@
+"""budget: the pretraining epochs chosen on a validation split of the training photos."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ssl_train.__main__ import main
+from ssl_train.budget import run, validation_split
+from ssl_train.data import DataConfig, load_split_data
+from ssl_train.evaluate import FinetuneConfig
+from ssl_train.train import TrainConfig
+
+from ..conftest import copy_photos
+
+QUICK_FT = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+
+
+def test_validation_split__disjoint_inside_train_every_class_near_dups_same_side(tmp_path):
+    folder = copy_photos(tmp_path / "flowers", per_class=12)
+    for c in ("daisy", "rose", "tulip"):  # an exact copy of each class's first photo: a near-duplicate pair
+        first = sorted((folder / c).glob("*.jpg"))[0]
+        shutil.copy(first, first.with_name("copy_" + first.name))
+    data = load_split_data(DataConfig(root=str(folder), image_size=32, split_file=str(tmp_path / "split.csv")))
+    fit, val = validation_split(data)
+    assert len(val) > 0 and not set(fit) & set(val)
+    assert set(fit) | set(val) == set(data.train_idx)  # every training photo, no test photo
+    labels = data.ds.labels
+    assert set(labels[fit]) == set(labels[val]) == set(labels[data.train_idx])
+    side = {i: "fit" for i in fit} | {i: "val" for i in val}
+    checked = 0
+    for c in ("daisy", "rose", "tulip"):
+        first = sorted(f for f in data.ds.files if f.startswith(c + "/") and not f.split("/")[1].startswith("copy_"))[0]
+        a, b = data.ds.files.index(first), data.ds.files.index(first.replace("/", "/copy_"))
+        if not data.is_test[a]:
+            assert side[a] == side[b], first
+            checked += 1
+    assert checked > 0
+
+
+def test_budget_run__never_reads_test_photos_and_pairs_gains_by_seed(tiny_data, small_encoder, tmp_path):
+    args = ("rotation", [1], tiny_data, small_encoder, TrainConfig(epochs=1, batch_size=8, device="cpu"), QUICK_FT, tmp_path / "runs", 0.5, [0, 1])
+    r = run(*args)
+    row = r["budgets"][0]
+    assert r["chosen_epochs"] == 1 and r["n_fit"] + r["n_val"] == len(tiny_data.train_idx)
+    assert np.allclose(row["gain"], np.asarray(row["val_accuracy"]) - np.asarray(r["scratch_val_accuracy"]))
+    # scramble every test photo: nothing the command reports may change
+    g = torch.Generator().manual_seed(0)
+    test = torch.as_tensor(tiny_data.test_idx)
+    tiny_data.ds.images[test] = torch.randint(0, 256, tiny_data.ds.images[test].shape, generator=g, dtype=torch.uint8)
+    again = run(*args)
+    assert again["budgets"][0]["val_accuracy"] == row["val_accuracy"] and again["scratch_val_accuracy"] == r["scratch_val_accuracy"]
+
+
+def test_budget_cli__writes_report_and_refuses_a_zero_budget_in_one_line(tiny_folder, tmp_path, capsys):
+    base = ["budget", "--data", str(tiny_folder), "--split", str(tmp_path / "split.csv"), "--image-size", "32", "--widths", "8,16,16,32",
+            "--blocks", "1,1,1,1", "--batch-size", "8", "--ft-epochs", "1", "--ft-min-steps", "2", "--ft-max-steps", "2", "--seeds", "0",
+            "--fraction", "0.5", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "reports")]
+    assert main(base + ["--budgets", "0,1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--budgets" in err and "\n" not in err
+    assert main(base + ["--budgets", "1,2"]) == 0
+    r = json.loads((tmp_path / "reports" / "budget-rotation.json").read_text())
+    assert [b["epochs"] for b in r["budgets"]] == [1, 2] and r["chosen_epochs"] in (1, 2)
+    md = (tmp_path / "reports" / "budget-rotation.md").read_text()
+    assert "| 2 epochs |" in md and "Made by `python -m ssl_train budget" in md
