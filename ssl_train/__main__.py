@@ -309,13 +309,19 @@ def cmd_release(a) -> int:
 def cmd_budget(a) -> int:
     from .budget import run, write
     from .data import load_split_data
+    from .release import resolve_tasks
     from .tasks import get_task
 
-    get_task(a.task).config.validate(a.image_size)
-    r = run(a.task, list(a.budgets), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction, list(a.seeds))
-    js, md = write(r, Path(a.out), _command_line(a))
-    print(md.read_text())
-    print(f"wrote {js}, {md}")
+    tasks = resolve_tasks(() if a.tasks == ("all",) else a.tasks)
+    for t in tasks:
+        get_task(t).config.validate(a.image_size)
+    data, scratch = load_split_data(_data_cfg(a)), None
+    for t in tasks:
+        r = run(t, list(a.budgets), data, _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction, list(a.seeds), scratch)
+        scratch = r["scratch_val_accuracy"]
+        js, md = write(r, Path(a.out), _command_line(a))
+        print(md.read_text())
+        print(f"wrote {js}, {md}")
     return 0
 
 
@@ -406,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("budget", help="choose the pretraining epochs on a validation split of the training photos (never the test split)",
                        description=budget_doc, formatter_class=_DocAndDefaults)
-    s.add_argument("--task", default="rotation", help="pretext task")
+    s.add_argument("--tasks", type=_strs, default=("rotation",), help="pretext tasks, comma-separated, or all (one report each)")
     s.add_argument("--budgets", type=_ints, default=(15, 30, 50), help="pretraining epochs to compare, comma-separated")
     s.add_argument("--fraction", type=float, default=0.1, help="labelled fraction of the fit photos")
     s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="fine-tuning seeds")

@@ -47,9 +47,10 @@ def validation_split(data: SplitData, val_fraction: float = VAL_FRACTION, seed: 
 
 
 def run(task: str, budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
-        runs_dir: Path, fraction: float, seeds: list[int]) -> dict[str, Any]:
+        runs_dir: Path, fraction: float, seeds: list[int], scratch: list[float] | None = None) -> dict[str, Any]:
     """Validation accuracy of scratch and of ``task`` pretrained for each of ``budgets`` epochs,
-    fine-tuned on ``fraction`` of the fit photos' labels, per seed."""
+    fine-tuned on ``fraction`` of the fit photos' labels, per seed. ``scratch``: scratch's per-seed
+    accuracies from an earlier call with the same data, settings and seeds (it is never pretrained)."""
     if not budgets or any(b < 1 for b in budgets):
         raise UserError(f"--budgets {budgets} must be positive epoch counts, e.g. 15,30,50")
     if not seeds:
@@ -70,7 +71,7 @@ def run(task: str, budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, 
         return out
 
     rows: list[dict[str, Any]] = []
-    scratch = scores_of(None)
+    scratch = scores_of(None) if scratch is None else scratch
     for b in sorted(set(budgets)):
         state, summary = pretrained_encoder(task, data, enc_cfg, replace(train_cfg, epochs=b), runs_dir, progress=False)
         acc = scores_of(state)

@@ -59,11 +59,13 @@ def test_budget_cli__writes_report_and_refuses_a_zero_budget_in_one_line(tiny_fo
     base = ["budget", "--data", str(tiny_folder), "--split", str(tmp_path / "split.csv"), "--image-size", "32", "--widths", "8,16,16,32",
             "--blocks", "1,1,1,1", "--batch-size", "8", "--ft-epochs", "1", "--ft-min-steps", "2", "--ft-max-steps", "2", "--seeds", "0",
             "--fraction", "0.5", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "reports")]
-    assert main(base + ["--budgets", "0,1"]) == 2
+    assert main(base + ["--budgets", "0,1"]) == 2  # refused before any training
     err = capsys.readouterr().err.strip()
     assert "--budgets" in err and "\n" not in err
-    assert main(base + ["--budgets", "1,2"]) == 0
+    assert main(base + ["--budgets", "1,2", "--tasks", "rotation,inpainting"]) == 0
     r = json.loads((tmp_path / "reports" / "budget-rotation.json").read_text())
     assert [b["epochs"] for b in r["budgets"]] == [1, 2] and r["chosen_epochs"] in (1, 2)
+    other = json.loads((tmp_path / "reports" / "budget-inpainting.json").read_text())
+    assert other["task"] == "inpainting" and other["scratch_val_accuracy"] == r["scratch_val_accuracy"]  # scratch fine-tuned once
     md = (tmp_path / "reports" / "budget-rotation.md").read_text()
     assert "| 2 epochs |" in md and "Made by `python -m ssl_train budget" in md
