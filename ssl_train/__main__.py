@@ -134,6 +134,18 @@ def _task_options(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _checked_tasks(names: tuple[str, ...], image_size: int) -> list[str]:
+    """``--tasks`` ("all": every registered task) → task names, each registered and valid at
+    ``image_size``; a one-line error before any data is read otherwise."""
+    from .release import resolve_tasks
+    from .tasks import get_task
+
+    tasks = resolve_tasks(() if names == ("all",) else names)
+    for t in tasks:
+        get_task(t).config.validate(image_size)
+    return tasks
+
+
 def _command_line(a) -> str:
     """How this command was given, for reports: ``python -m ssl_train <args>`` (paths as given)."""
     import shlex
@@ -270,14 +282,8 @@ def cmd_report(a) -> int:
 def cmd_bench(a) -> int:
     from .bench import run_bench
     from .data import load_split_data
-    from .tasks import load_all, task_names
 
-    load_all()
-    tasks = task_names() if a.tasks == ("all",) else list(a.tasks)
-    from .tasks import get_task
-
-    for t in tasks:
-        get_task(t).config.validate(a.image_size)
+    tasks = _checked_tasks(a.tasks, a.image_size)
     if a.steps < 1 or a.repeats < 1 or a.warmup < 0 or a.workers < 0:
         raise UserError("--steps and --repeats must be ≥ 1, --warmup and --workers ≥ 0")
     data = load_split_data(_data_cfg(a))
@@ -289,17 +295,13 @@ def cmd_bench(a) -> int:
 def cmd_release(a) -> int:
     from .data import load_split_data
     from .protocol import ProtocolConfig
-    from .release import ReleaseConfig, resolve_tasks, run_release
+    from .release import ReleaseConfig, run_release
 
-    tasks = tuple(resolve_tasks(() if a.tasks == ("all",) else a.tasks))
+    tasks = tuple(_checked_tasks(a.tasks, a.image_size))
     rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
                          protocol=not a.no_protocol, precompute=not a.no_precompute, readme=not a.no_readme)
     pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
-    from .tasks import get_task
-
-    for t in tasks:
-        get_task(t).config.validate(a.image_size)
     data = load_split_data(_data_cfg(a))
     out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line(a))
     print(json.dumps(out, indent=1))
@@ -309,16 +311,10 @@ def cmd_release(a) -> int:
 def cmd_budget(a) -> int:
     from .budget import run, write
     from .data import load_split_data
-    from .release import resolve_tasks
-    from .tasks import get_task
 
-    tasks = resolve_tasks(() if a.tasks == ("all",) else a.tasks)
-    for t in tasks:
-        get_task(t).config.validate(a.image_size)
-    data, scratch = load_split_data(_data_cfg(a)), None
-    for t in tasks:
-        r = run(t, list(a.budgets), data, _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction, list(a.seeds), scratch)
-        scratch = r["scratch_val_accuracy"]
+    tasks = _checked_tasks(a.tasks, a.image_size)
+    reports = run(tasks, list(a.budgets), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction, list(a.seeds))
+    for r in reports:
         js, md = write(r, Path(a.out), _command_line(a))
         print(md.read_text())
         print(f"wrote {js}, {md}")

@@ -46,11 +46,11 @@ def validation_split(data: SplitData, val_fraction: float = VAL_FRACTION, seed: 
     return np.sort(tr[~is_val]), np.sort(tr[is_val])
 
 
-def run(task: str, budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
-        runs_dir: Path, fraction: float, seeds: list[int], scratch: list[float] | None = None) -> dict[str, Any]:
-    """Validation accuracy of scratch and of ``task`` pretrained for each of ``budgets`` epochs,
-    fine-tuned on ``fraction`` of the fit photos' labels, per seed. ``scratch``: scratch's per-seed
-    accuracies from an earlier call with the same data, settings and seeds (it is never pretrained)."""
+def run(tasks: list[str], budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
+        runs_dir: Path, fraction: float, seeds: list[int]) -> list[dict[str, Any]]:
+    """Validation accuracy of scratch (fine-tuned once: it is never pretrained) and of each task
+    pretrained for each of ``budgets`` epochs, fine-tuned on ``fraction`` of the fit photos' labels,
+    per seed → one report per task."""
     if not budgets or any(b < 1 for b in budgets):
         raise UserError(f"--budgets {budgets} must be positive epoch counts, e.g. 15,30,50")
     if not seeds:
@@ -60,7 +60,6 @@ def run(task: str, budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, 
     n_classes = len(data.ds.classes)
     dev = resolve_device(ft_cfg.device)
     val_u8, val_y = images[torch.as_tensor(val)], labels[val]
-    t0 = time.time()
 
     def scores_of(state: dict | None) -> list[float]:
         out = []
@@ -70,19 +69,24 @@ def run(task: str, budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, 
             out.append(float((predict(model, val_u8, dev).argmax(1) == val_y).mean()))
         return out
 
-    rows: list[dict[str, Any]] = []
-    scratch = scores_of(None) if scratch is None else scratch
-    for b in sorted(set(budgets)):
-        state, summary = pretrained_encoder(task, data, enc_cfg, replace(train_cfg, epochs=b), runs_dir, progress=False)
-        acc = scores_of(state)
-        gain = np.asarray(acc) - np.asarray(scratch)
-        rows.append({"epochs": b, "val_accuracy": acc, "gain": gain.tolist(), "gain_mean": float(gain.mean()),
-                     "gain_std": float(gain.std(ddof=1)) if len(gain) > 1 else 0.0,
-                     "pretraining_minutes": round(summary.get("train_seconds_total", 0) / 60, 1), "run": str(Path(summary["checkpoint"]).parent.name)})
-    best = max(rows, key=lambda r: r["gain_mean"])
-    return {"task": task, "fraction": fraction, "seeds": list(seeds), "n_fit": int(len(fit)), "n_val": int(len(val)),
-            "val_fraction": VAL_FRACTION, "val_seed": VAL_SEED, "scratch_val_accuracy": scratch,
-            "budgets": rows, "chosen_epochs": best["epochs"], "device": device_name(dev), "wall_seconds": round(time.time() - t0, 1)}
+    t0 = time.time()
+    scratch = scores_of(None)
+    reports = []
+    for task in tasks:
+        rows: list[dict[str, Any]] = []
+        for b in sorted(set(budgets)):
+            state, summary = pretrained_encoder(task, data, enc_cfg, replace(train_cfg, epochs=b), runs_dir, progress=False)
+            acc = scores_of(state)
+            gain = np.asarray(acc) - np.asarray(scratch)
+            rows.append({"epochs": b, "val_accuracy": acc, "gain": gain.tolist(), "gain_mean": float(gain.mean()),
+                         "gain_std": float(gain.std(ddof=1)) if len(gain) > 1 else 0.0,
+                         "pretraining_minutes": round(summary.get("train_seconds_total", 0) / 60, 1), "run": str(Path(summary["checkpoint"]).parent.name)})
+        best = max(rows, key=lambda r: r["gain_mean"])
+        reports.append({"task": task, "fraction": fraction, "seeds": list(seeds), "n_fit": int(len(fit)), "n_val": int(len(val)),
+                        "val_fraction": VAL_FRACTION, "val_seed": VAL_SEED, "scratch_val_accuracy": scratch,
+                        "budgets": rows, "chosen_epochs": best["epochs"], "device": device_name(dev), "wall_seconds": round(time.time() - t0, 1)})
+        t0 = time.time()
+    return reports
 
 
 def _pm(values: list[float]) -> str:
@@ -102,8 +106,7 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
         f"| scratch | {_pm(r['scratch_val_accuracy'])} | | |",
     ]
     for b in r["budgets"]:
-        g = np.asarray(b["gain"]) * 100
-        lines.append(f"| {b['epochs']} epochs | {_pm(b['val_accuracy'])} | {g.mean():+.1f} ± {g.std(ddof=1) if len(g) > 1 else 0.0:.1f} | {b['pretraining_minutes']} min |")
+        lines.append(f"| {b['epochs']} epochs | {_pm(b['val_accuracy'])} | {100 * b['gain_mean']:+.1f} ± {100 * b['gain_std']:.1f} | {b['pretraining_minutes']} min |")
     lines += ["", f"Chosen: **{r['chosen_epochs']} epochs** (the largest mean gain).", "", f"Made by `{command}` in {r['wall_seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 

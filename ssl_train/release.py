@@ -33,8 +33,8 @@ from .errors import UserError
 from .export import RANDOM_TASK as RANDOM_NAME  # the untrained reference's folder and task name
 
 CARD_FRACTIONS = (0.01, 0.1, 1.0)  # the downstream accuracies copied into every model.json
-# The shipped budget, every task alike (about 1.3 h of pretraining on a 2-core CPU), chosen on a
-# validation split of the training photos, not on the test split: `python -m ssl_train budget`
+# The shipped budget, every task alike, chosen on a validation split of the training photos, not on
+# the test split: `python -m ssl_train budget`
 # (reports/budget-rotation.md: 30 epochs gave the largest mean gain over scratch; 50 did not add).
 RELEASE_EPOCHS = 30
 

@@ -42,8 +42,8 @@ def test_validation_split__disjoint_inside_train_every_class_near_dups_same_side
 
 
 def test_budget_run__never_reads_test_photos_and_pairs_gains_by_seed(tiny_data, small_encoder, tmp_path):
-    args = ("rotation", [1], tiny_data, small_encoder, TrainConfig(epochs=1, batch_size=8, device="cpu"), QUICK_FT, tmp_path / "runs", 0.5, [0, 1])
-    r = run(*args)
+    args = (["rotation"], [1], tiny_data, small_encoder, TrainConfig(epochs=1, batch_size=8, device="cpu"), QUICK_FT, tmp_path / "runs", 0.5, [0, 1])
+    r = run(*args)[0]
     row = r["budgets"][0]
     assert r["chosen_epochs"] == 1 and r["n_fit"] + r["n_val"] == len(tiny_data.train_idx)
     assert np.allclose(row["gain"], np.asarray(row["val_accuracy"]) - np.asarray(r["scratch_val_accuracy"]))
@@ -51,7 +51,7 @@ def test_budget_run__never_reads_test_photos_and_pairs_gains_by_seed(tiny_data, 
     g = torch.Generator().manual_seed(0)
     test = torch.as_tensor(tiny_data.test_idx)
     tiny_data.ds.images[test] = torch.randint(0, 256, tiny_data.ds.images[test].shape, generator=g, dtype=torch.uint8)
-    again = run(*args)
+    again = run(*args)[0]
     assert again["budgets"][0]["val_accuracy"] == row["val_accuracy"] and again["scratch_val_accuracy"] == r["scratch_val_accuracy"]
 
 
