@@ -81,14 +81,15 @@ def list_models(models_dir: str | Path) -> list[ModelEntry]:
     return out
 
 
-def featured_model(entries: list[ModelEntry]) -> str | None:
-    """The pretrained model a newcomer should see first: the best fine-tune accuracy at 10% labels
-    recorded in the model cards (``metrics.finetune["10%"].mean``), else rotation, else the first
+def featured_model(entries: list[ModelEntry], method: str = "finetune") -> str | None:
+    """The pretrained model a newcomer should see first: the best ``method`` test accuracy at 10%
+    labels recorded in the model cards (``metrics[method]["10%"].mean``; "finetune" for the few-shot
+    lab, "knn" for the embedding map, which shows frozen features), else rotation, else the first
     pretrained model; None when there is none."""
     pretrained = [e for e in entries if not e.is_reference]
 
     def score(e: ModelEntry) -> float:
-        m = ((e.card or {}).get("metrics") or {}).get("finetune") or {}
+        m = ((e.card or {}).get("metrics") or {}).get(method) or {}
         v = (m.get("10%") or {}).get("mean")
         return float(v) if isinstance(v, (int, float)) else -1.0
 

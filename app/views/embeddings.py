@@ -113,7 +113,7 @@ if state.MAP_LEFT not in st.session_state or st.session_state[state.MAP_LEFT] no
     st.session_state[state.MAP_LEFT] = RANDOM_INIT if RANDOM_INIT in names else names[0]
 if state.MAP_RIGHT not in st.session_state or st.session_state[state.MAP_RIGHT] not in names:
     others = [n for n in names if n != st.session_state[state.MAP_LEFT]]
-    best = ui.featured_model(entries)
+    best = ui.featured_model(entries, method="knn")  # the map shows frozen features, which kNN scores
     st.session_state[state.MAP_RIGHT] = best if best in others else (others[0] if others else names[0])
 exact = False
 if uploads:

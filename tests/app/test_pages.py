@@ -237,3 +237,16 @@ def test_featured_model__best_recorded_fine_tune_at_10pct_else_rotation():
     assert featured_model([ref, entry("colorization", "colorization"), entry("rotation", "rotation")]) == "rotation"
     assert featured_model([entry("colorization", "colorization"), ModelEntry("broken", Path("b"), None, "bad")]) == "colorization"
     assert featured_model([ref]) is None
+
+
+def test_featured_model__map_features_best_knn_not_best_fine_tune():
+    from pathlib import Path
+
+    from app.inference import ModelEntry
+    from app.ui import featured_model
+
+    def entry(name, ft10, knn10):
+        return ModelEntry(name, Path(name), {"task": name, "metrics": {"finetune": {"10%": {"mean": ft10}}, "knn": {"10%": {"mean": knn10}}}}, None)
+
+    models = [entry("rotation", 0.63, 0.44), entry("pirl", 0.61, 0.53)]
+    assert featured_model(models) == "rotation" and featured_model(models, method="knn") == "pirl"
