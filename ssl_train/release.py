@@ -189,9 +189,9 @@ def run_release(
         exported[t] = export_model(checkpoints[t], models_dir, t, {"budget": budget}, fp16_storage=fp16, int8=int8)
         say(f"[release] exported {exported[t]}")
     # the reference is never pretrained: its card says so instead of carrying the others' budget note
-    budgets = {t: budget for t in tasks} | {RANDOM_NAME: {**budget, "epochs": 0, "pretrained_on": [], "note": RANDOM_NOTE}}
+    random_budget = {**budget, "epochs": 0, "pretrained_on": [], "note": RANDOM_NOTE}
     exported[RANDOM_NAME] = export_random_reference(models_dir, enc_cfg, data.cfg.image_size, seed=0, name=RANDOM_NAME,
-                                                    metrics={"budget": budgets[RANDOM_NAME]}, fp16_storage=fp16, int8=int8)
+                                                    metrics={"budget": random_budget}, fp16_storage=fp16, int8=int8)
     checks = {t: storage_check(states[t], exported[t], data, ft_cfg.device) for t in tasks}
     for t, c in checks.items():
         say(f"[release] {t} stored weights: kNN {c['knn_test_accuracy_float32']:.4f} (float32) → {c['knn_test_accuracy_stored']:.4f} ({c['weights']})")
@@ -206,7 +206,7 @@ def run_release(
     else:
         report = _existing_report(report_path, tasks)
     for name, path in exported.items():
-        m: dict[str, Any] = {"budget": budgets[name]}
+        m: dict[str, Any] = {"budget": random_budget if name == RANDOM_NAME else budget}
         if report is not None:
             m.update(card_metrics(report["summary"], SCRATCH if name == RANDOM_NAME else name))
             m["test_split"] = f"{report['n_test']} photos of {Path(report['split_file']).name} (sha256 {report['split_sha256'][:12]})"

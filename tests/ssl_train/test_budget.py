@@ -69,3 +69,4 @@ def test_budget_cli__writes_report_and_refuses_a_zero_budget_in_one_line(tiny_fo
     assert other["task"] == "inpainting" and other["scratch_val_accuracy"] == r["scratch_val_accuracy"]  # scratch fine-tuned once
     md = (tmp_path / "reports" / "budget-rotation.md").read_text()
     assert "| 2 epochs |" in md and "Made by `python -m ssl_train budget" in md
+    assert r["scratch_seconds"] == other["scratch_seconds"] >= 0 and "scratch fine-tunes shared by every task" in md
