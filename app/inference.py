@@ -248,18 +248,24 @@ def turn(image_u8: np.ndarray, k: int) -> np.ndarray:
 def auto_upright(model: OnnxModel, image_u8: np.ndarray, shown_u8: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
     """Predict how a photo (3, S, S) is turned and undo it with ``ssl_train.tasks.rotation.upright``.
 
-    ``shown_u8`` (3, D, D), a larger square crop of the same photo, is what gets turned back for
-    display (default: the model's input). Returns (predicted k, probabilities (4,), upright uint8).
+    The model looks at the photo in all four turns and the turn is judged from all four answers at
+    once (``ssl_train.tasks.rotation.four_view_turn_scores``): on the test split that puts more
+    photos upright than one look (``reports/rotation-limits.md``). ``shown_u8`` (3, D, D), a larger
+    square crop of the same photo, is what gets turned back for display (default: the model's
+    input). Returns (predicted k, its probabilities over the four turns (4,), upright uint8).
     """
     import torch
 
-    from ssl_train.tasks.rotation import upright
+    from ssl_train.tasks.rotation import four_view_turn_scores, upright
 
-    probs = turn_probabilities(model, np.asarray(image_u8)[None])[0]
-    k = int(np.argmax(probs))
+    _, probs = rotation_grid(model, np.asarray(image_u8))
+    log_p = np.log(np.clip(probs, 1e-12, 1.0)).astype(np.float32)
+    scores = four_view_turn_scores(torch.from_numpy(log_p)[None])[0].numpy()
+    joint = softmax(scores[None])[0]
+    k = int(np.argmax(joint))
     shown = image_u8 if shown_u8 is None else shown_u8
     fixed = upright(torch.from_numpy(np.ascontiguousarray(shown))[None], torch.tensor([k]))[0].numpy()
-    return k, probs, fixed
+    return k, joint, fixed
 
 
 def to_pil(image_u8: np.ndarray) -> Image.Image:

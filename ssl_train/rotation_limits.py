@@ -43,9 +43,9 @@ def self_similarity(images_u8: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def rotation_predictions(encoder, head, images_u8: torch.Tensor, batch: int = 128) -> np.ndarray:
-    """(N, 3, S, S) uint8 → (N, 4) int: the predicted angle index of each photo turned by 0/90/180/270°
-    (the task's own deterministic test-time inputs)."""
+def rotation_log_probs(encoder, head, images_u8: torch.Tensor, batch: int = 128) -> np.ndarray:
+    """(N, 3, S, S) uint8 → (N, 4, 4) float: row k the log-probabilities of the photo turned k·90°
+    (the task's own deterministic test-time inputs), column j "turned j·90°"."""
     from .tasks import get_task
     from .train import _as_float
 
@@ -56,15 +56,31 @@ def rotation_predictions(encoder, head, images_u8: torch.Tensor, batch: int = 12
     for i in range(0, len(images_u8), batch):
         x = _as_float(images_u8[i : i + batch], False)
         inputs, _ = task.eval_batch(x, gen, torch.arange(i, i + len(x)))
-        pred = task.forward(encoder, head, inputs).argmax(1)  # (4B,) in the order [all 0°, all 90°, ...]
-        rows.append(pred.view(4, len(x)).T.cpu().numpy())
-    return np.concatenate(rows)
+        lp = task.forward(encoder, head, inputs).float().log_softmax(1)  # (4B, 4) in the order [all 0°, all 90°, ...]
+        rows.append(lp.view(4, len(x), 4).transpose(0, 1).cpu().numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, 4, 4), np.float32)
 
 
-def analyse(pred: np.ndarray, labels: np.ndarray, classes: list[str], similarity: np.ndarray) -> dict[str, Any]:
+def four_view_estimate(log_probs: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) log-probabilities of each upright photo's four rotations → (N,) the turn the
+    four-view judgement (``tasks.rotation.four_view_turn_scores``) gives the upright photo; 0 is right.
+    Turning the input only shifts the answer by the same turn, so this one number per photo is
+    its four-view result at every angle."""
+    from .tasks.rotation import four_view_turn_scores
+
+    return four_view_turn_scores(torch.as_tensor(log_probs)).argmax(1).numpy()
+
+
+def analyse(pred: np.ndarray, labels: np.ndarray, classes: list[str], similarity: np.ndarray, four_view: np.ndarray | None = None) -> dict[str, Any]:
     """``pred`` (N, 4) predicted angle index per true angle index, ``labels`` (N,) flower classes,
-    ``similarity`` (N,) → confusion, per-class and per-similarity-quartile accuracy."""
+    ``similarity`` (N,), ``four_view`` (N,) the four-view estimate per photo (0 = right) →
+    confusion, per-class and per-similarity-quartile accuracy, one view and four views."""
     n = len(pred)
+    fv = np.zeros(n, dtype=bool) if four_view is None else (np.asarray(four_view) == 0)
+
+    def fv_acc(mask: np.ndarray) -> float | None:
+        return float(fv[mask].mean()) if four_view is not None and mask.any() else None
+
     truth = np.tile(np.arange(4), (n, 1))
     correct = pred == truth
     conf = np.zeros((4, 4), dtype=int)
@@ -76,17 +92,20 @@ def analyse(pred: np.ndarray, labels: np.ndarray, classes: list[str], similarity
     return {
         "n_photos": int(n),
         "accuracy": float(correct.mean()) if n else 0.0,
+        "accuracy_four_view": fv_acc(np.ones(n, dtype=bool)),
         "accuracy_per_angle": {f"{a}°": float(correct[:, i].mean()) for i, a in enumerate(ANGLES)} if n else {},
         "confusion_true_by_predicted": conf.tolist(),
         "errors_quarter_turn": float(((offset == 1) | (offset == 3))[wrong].mean()) if wrong.any() else 0.0,
         "errors_half_turn": float((offset == 2)[wrong].mean()) if wrong.any() else 0.0,
         "photos_all_four_right": float(correct.all(1).mean()) if n else 0.0,
         "per_class": {c: {"n": int((labels == i).sum()), "accuracy": float(correct[labels == i].mean()) if (labels == i).any() else None,
+                          "accuracy_four_view": fv_acc(labels == i),
                           "median_self_similarity": float(np.median(similarity[labels == i])) if (labels == i).any() else None}
                       for i, c in enumerate(classes)},
         "by_self_similarity_quartile": [
             {"quartile": q + 1, "self_similarity_range": [float(similarity[quart == q].min()), float(similarity[quart == q].max())] if (quart == q).any() else None,
-             "n": int((quart == q).sum()), "accuracy": float(correct[quart == q].mean()) if (quart == q).any() else None}
+             "n": int((quart == q).sum()), "accuracy": float(correct[quart == q].mean()) if (quart == q).any() else None,
+             "accuracy_four_view": fv_acc(quart == q)}
             for q in range(4)
         ],
         "correlation_similarity_vs_photo_accuracy": float(np.corrcoef(similarity, correct.mean(1))[0, 1]) if n > 2 and correct.mean(1).std() > 0 else None,
@@ -109,8 +128,8 @@ def run(model_dir: Path, data) -> dict[str, Any]:
     te = data.test_idx
     imgs = data.ds.images[torch.as_tensor(te)]
     sim = self_similarity(imgs).numpy()
-    pred = rotation_predictions(encoder, head, imgs)
-    out = analyse(pred, data.ds.labels[te], list(data.ds.classes), sim)
+    lp = rotation_log_probs(encoder, head, imgs)
+    out = analyse(lp.argmax(2), data.ds.labels[te], list(data.ds.classes), sim, four_view_estimate(lp))
     wfile = card.get("weights", {}).get("file")
     dtypes = card.get("weights", {}).get("storage_dtype")
     try:
@@ -135,19 +154,22 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
         f"Pretext accuracy **{pct(r['accuracy'])}**; all four angles right for {pct(r['photos_all_four_right'])} of photos. "
         f"Of the mistakes, {pct(r['errors_quarter_turn'])} are a quarter turn off and {pct(r['errors_half_turn'])} upside down.",
         "",
+        *([f"Judged from all four turns of a photo at once (which of the four views is upright? — "
+           f"`ssl_train.tasks.rotation.four_view_turn_scores`, what the app's auto-upright does): **{pct(r['accuracy_four_view'])}** "
+           "of photos put upright, at every input angle alike.", ""] if r.get("accuracy_four_view") is not None else []),
         "| true \\ predicted | " + " | ".join(f"{a}°" for a in ANGLES) + " |",
         "|---|" + "---:|" * 4,
     ]
     for i, row in enumerate(r["confusion_true_by_predicted"]):
         lines.append(f"| {ANGLES[i]}° | " + " | ".join(str(v) for v in row) + " |")
-    lines += ["", "| class | photos | pretext accuracy | median self-similarity |", "|---|---:|---:|---:|"]
+    lines += ["", "| class | photos | pretext accuracy | four views | median self-similarity |", "|---|---:|---:|---:|---:|"]
     for c, v in r["per_class"].items():
         med = "–" if v["median_self_similarity"] is None else f"{v['median_self_similarity']:.2f}"
-        lines.append(f"| {c} | {v['n']} | {pct(v['accuracy'])} | {med} |")
-    lines += ["", "| self-similarity quartile | range | photos | pretext accuracy |", "|---|---|---:|---:|"]
+        lines.append(f"| {c} | {v['n']} | {pct(v['accuracy'])} | {pct(v.get('accuracy_four_view'))} | {med} |")
+    lines += ["", "| self-similarity quartile | range | photos | pretext accuracy | four views |", "|---|---|---:|---:|---:|"]
     for q in r["by_self_similarity_quartile"]:
         rng = "–" if q["self_similarity_range"] is None else f"{q['self_similarity_range'][0]:.2f} – {q['self_similarity_range'][1]:.2f}"
-        lines.append(f"| {q['quartile']} | {rng} | {q['n']} | {pct(q['accuracy'])} |")
+        lines.append(f"| {q['quartile']} | {rng} | {q['n']} | {pct(q['accuracy'])} | {pct(q.get('accuracy_four_view'))} |")
     c = r.get("correlation_similarity_vs_photo_accuracy")
     lines += ["", "Self-similarity: the larger Pearson correlation of a photo's grey pixels with itself turned by 90° or 180° "
               "(1: the pixels carry no angle)." + ("" if c is None else f" Its correlation with a photo's share of right angles: {c:+.2f}."), ""]

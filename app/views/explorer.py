@@ -56,6 +56,8 @@ def rotation_panel(entry, items, k_user: int) -> None:
             c1, c2, c3 = st.columns([1, 1, 1])
             c1.image(inference.to_pil(inference.turn(shown, k_user)), caption=f"input: turned {ANGLE_LABELS[k_user]}", width=150)
             c2.markdown(f"Model: the photo is turned **{ANGLE_LABELS[guess]}** ({p_in[guess]:.0%}), so turn it back.")
+            c2.caption("Judged from all four turns of the input at once — which of them looks upright? — "
+                       "more reliable than one look (`reports/rotation-limits.md`).")
             c2.markdown("✅ upright again" if guess == k_user else f"❌ off by {ANGLE_LABELS[(k_user - guess) % 4]}")
             c3.image(inference.to_pil(fixed), caption="after auto-upright", width=150)
 

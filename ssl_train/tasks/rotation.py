@@ -42,6 +42,23 @@ def all_rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def four_view_turn_scores(log_probs: torch.Tensor) -> torch.Tensor:
+    """Judge a photo's turn from all four of its rotations at once.
+
+    ``log_probs`` (B, 4, 4): row k is the model's log-probabilities for the photo turned by a further
+    k·90° (the order of ``all_rotations``), column j "this view is turned j·90°". If the photo is
+    turned u·90°, view k is turned (u + k)·90°, so the joint log-likelihood of u is
+    Σ_k log_probs[:, k, (u + k) mod 4]. Returns (B, 4) scores over u; ``argmax(1)`` is the estimate.
+
+    One view can be ambiguous (a flower head from above); asking "which of the four views is
+    upright?" pools the evidence of all four, and its answer is consistent across them by design.
+    """
+    k = torch.arange(4, device=log_probs.device)
+    cols = (k[None, :] + k[:, None]) % 4  # cols[u, k] = (u + k) mod 4
+    picked = log_probs[:, k[None, :].expand(4, 4), cols]  # (B, 4 u, 4 k)
+    return picked.sum(2)
+
+
 def upright(images: torch.Tensor, predicted_k: torch.Tensor) -> torch.Tensor:
     """Undo a predicted rotation: rotate each image clockwise by its predicted k·90°."""
     return rotate(images, (-predicted_k) % 4)

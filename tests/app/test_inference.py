@@ -90,6 +90,19 @@ def test_auto_upright__turns_back_by_the_predicted_angle_with_ssl_train_upright(
     assert np.array_equal(inference.turn(turned, 3), u8)  # four quarter turns are the identity
 
 
+def test_auto_upright__judges_from_all_four_turns_so_its_answer_turns_with_the_photo(models):
+    # the four views of a turned photo are the same four images: the answer moves with the turn exactly,
+    # whatever any one view says
+    m = inference.OnnxModel(models / "rotation")
+    for cls in ("daisy", "sunflower", "tulip"):
+        u8 = m.prepare(open_upload(*photo_bytes(cls)).image)
+        k0, p0, _ = inference.auto_upright(m, u8)
+        for u in (1, 2, 3):
+            k, p, _ = inference.auto_upright(m, inference.turn(u8, u))
+            assert k == (k0 + u) % 4
+            assert np.allclose(np.roll(p0, u), p, atol=1e-4)
+
+
 def test_prepare__matches_training_preprocessing(models):
     from ssl_train.images import open_rgb, square_resize, to_uint8_chw
 

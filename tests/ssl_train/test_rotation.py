@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ssl_train.tasks import get_task
-from ssl_train.tasks.rotation import all_rotations, rotate, upright
+from ssl_train.tasks.rotation import all_rotations, four_view_turn_scores, rotate, upright
 
 
 def test_rotation__targets_exact_and_all_four_in_batch():
@@ -36,3 +36,36 @@ def test_rotation_task__make_batch_keeps_each_photo_in_four_rotations():
     # the 90° copy of photo i is the exact rotation of its 0° copy (same crop, same flip)
     for i in range(4):
         assert torch.allclose(inputs[4 + i], torch.rot90(inputs[i], 1, dims=(-2, -1)))
+
+
+def test_four_view_scores__three_right_views_outvote_one_confident_wrong_one():
+    # the photo is upright (u = 0): views 1-3 lean towards their true turn, view 0 is sure it is 180°
+    p = torch.full((1, 4, 4), 0.1)
+    for k in (1, 2, 3):
+        p[0, k, k] = 0.7
+    p[0, 0] = torch.tensor([0.01, 0.01, 0.97, 0.01])
+    assert p[0, 0].argmax().item() == 2  # one view alone is wrong
+    assert four_view_turn_scores(p.log()).argmax(1).item() == 0
+
+
+def test_four_view_scores__turning_the_input_shifts_the_estimate_by_the_same_turn():
+    # a real (random) encoder + head: the four views of a turned photo are the same four images,
+    # so the judgement must move with the turn exactly
+    from ssl_train.encoders import EncoderConfig, build_encoder
+    from ssl_train.tasks.base import EncoderInfo
+
+    torch.manual_seed(0)
+    task = get_task("rotation")
+    enc = build_encoder(EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))).eval()
+    head = task.build_head(EncoderInfo(feature_dim=32, stage_dims=(8, 16, 16, 32), image_size=32, stride=32)).eval()
+    photos = torch.rand(6, 3, 32, 32)
+
+    def estimate(x: torch.Tensor) -> torch.Tensor:
+        views, _ = all_rotations(x)
+        with torch.no_grad():
+            lp = task.forward(enc, head, views).log_softmax(1)
+        return four_view_turn_scores(lp.view(4, len(x), 4).transpose(0, 1)).argmax(1)
+
+    base = estimate(photos)
+    for u in (1, 2, 3):
+        assert torch.equal(estimate(rotate(photos, u)), (base + u) % 4)

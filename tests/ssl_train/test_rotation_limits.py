@@ -48,6 +48,15 @@ def test_analyse__confusion_error_kinds_and_groups_follow_the_predictions():
     assert r["per_class"]["a"]["accuracy"] == 1.0 and r["per_class"]["b"]["accuracy"] == pytest.approx(3 / 8)
     assert sum(q["n"] for q in r["by_self_similarity_quartile"]) == 3
     assert r["correlation_similarity_vs_photo_accuracy"] < 0  # the more self-similar photos fared worse here
+    assert r["accuracy_four_view"] is None  # not given, not invented
+
+
+def test_analyse__four_view_accuracy_is_the_share_of_photos_put_upright_overall_and_per_group():
+    pred = np.array([[0, 1, 2, 3], [1, 2, 3, 0], [2, 1, 2, 3]])
+    r = analyse(pred, np.array([0, 1, 1]), ["a", "b"], similarity=np.array([0.0, 0.9, 0.5]), four_view=np.array([0, 0, 3]))
+    assert r["accuracy_four_view"] == pytest.approx(2 / 3)
+    assert r["per_class"]["a"]["accuracy_four_view"] == 1.0 and r["per_class"]["b"]["accuracy_four_view"] == 0.5
+    assert sum(q["accuracy_four_view"] * q["n"] for q in r["by_self_similarity_quartile"] if q["n"]) == pytest.approx(2)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +80,9 @@ def test_rotation_limits_cli__writes_json_and_markdown_over_the_test_split(tiny_
     assert r["n_photos"] == n_test > 0
     assert np.array(r["confusion_true_by_predicted"]).sum() == 4 * n_test
     assert np.array(r["confusion_true_by_predicted"]).sum(1).tolist() == [n_test] * 4  # each angle once per photo
+    assert 0 <= r["accuracy_four_view"] <= 1
     md = (tmp_path / "rotation-limits.md").read_text()
+    assert "Judged from all four turns" in md
     assert "| true \\ predicted |" in md and "Made by `python -m ssl_train rotation-limits" in md
 
 
