@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,18 @@ def finetune_config(quick: bool):
     from ssl_train.evaluate import FinetuneConfig
 
     return FinetuneConfig(min_steps=60, max_steps=150) if quick else FinetuneConfig()
+
+
+def card_learning_rates(card: dict) -> tuple[float | None, float | None]:
+    """(this encoder's, scratch's) fine-tuning learning rate from a model card's ``metrics.finetune_lr``
+    (written by ``python -m ssl_train release``: the rates the report's numbers were made with),
+    or None where the card has none."""
+    lrs = ((card.get("metrics") or {}).get("finetune_lr") or {})
+
+    def ok(v: Any) -> float | None:
+        return float(v) if isinstance(v, (int, float)) and v > 0 else None
+
+    return ok(lrs.get("lr")), ok(lrs.get("scratch_lr"))
 
 
 class FinetuneJob:
@@ -199,8 +211,12 @@ class FinetuneJob:
 
                 encoder, _, _ = load_model_weights(self.model_dir, self.card)
                 state = encoder.state_dict()
+            # each arm with the learning rate the report used for it, so the lab reproduces the report
+            own, scratch_lr = card_learning_rates(self.card)
+            lr = scratch_lr if name == "scratch" else own
+            cfg = replace(self.cfg, lr=lr) if lr else self.cfg
             t0 = time.time()
-            model, log = finetune(state, enc_cfg, ds.images[sub], labels[sub], n_classes, self.cfg, self.seed, on_step=self._on_step)
+            model, log = finetune(state, enc_cfg, ds.images[sub], labels[sub], n_classes, cfg, self.seed, on_step=self._on_step)
             t1 = time.time()
             dev = resolve_device(self.cfg.device)
             # in chunks: predict's default batch of 256 photos at 96 px peaks at about 1 GB of activations
@@ -211,7 +227,7 @@ class FinetuneJob:
                 mode="finetune", encoder=name, fraction=self.fraction, seed=self.seed, n_labelled=int(len(sub)), classes=list(ds.classes),
                 scores=scores(pred, labels[te], n_classes), test_files=[ds.files[j] for j in te], test_true=labels[te], test_pred=pred,
                 classifier=model, image_size=int(ds.images.shape[-1]),
-                info={**log, "train_seconds": round(t1 - t0, 1), "eval_seconds": round(time.time() - t1, 1), "schedule": self.cfg.to_dict()},
+                info={**log, "train_seconds": round(t1 - t0, 1), "eval_seconds": round(time.time() - t1, 1), "schedule": cfg.to_dict()},
             ))
             if self._stop.is_set():
                 break

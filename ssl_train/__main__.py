@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,rotation-limits} ...``.
+"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits} ...``.
 
 Bad input ends with a one-line ``error: ...`` naming the problem and the fix, exit code 2.
 """
@@ -71,12 +71,12 @@ def _add_train(p: argparse.ArgumentParser, epochs: int = 30) -> None:
 
 
 def _add_finetune(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("fine-tuning (fixed in advance; same for scratch and pretrained)")
+    g = p.add_argument_group("fine-tuning (schedule fixed in advance, the same for scratch and pretrained)")
     g.add_argument("--ft-epochs", type=int, default=30, help="passes over the labelled subset, clamped to [--ft-min-steps, --ft-max-steps] steps")
     g.add_argument("--ft-min-steps", type=int, default=100, help="fewest optimizer steps (small subsets)")
     g.add_argument("--ft-max-steps", type=int, default=500, help="most optimizer steps (large subsets)")
     g.add_argument("--ft-batch-size", type=int, default=64, help="photos per fine-tuning step")
-    g.add_argument("--ft-lr", type=float, default=0.03, help="peak SGD learning rate for fine-tuning")
+    g.add_argument("--ft-lr", type=float, default=0.03, help="peak SGD learning rate for fine-tuning (protocol/release: unless a per-encoder rate is chosen on validation)")
 
 
 def _add_protocol(p: argparse.ArgumentParser) -> None:
@@ -261,7 +261,12 @@ def cmd_protocol(a) -> int:
         get_task(t).config.validate(a.image_size)
     data = load_split_data(_data_cfg(a))
     out = Path(a.out)
-    report = run_protocol(data, pcfg, enc, tcfg, ft, out, Path(a.runs), progress=not a.quiet, command=_command_line(a))
+    ft_lrs = None
+    if a.ft_lrs:
+        from .finetune_lr import chosen_lrs
+
+        ft_lrs = chosen_lrs(Path(a.ft_lrs))
+    report = run_protocol(data, pcfg, enc, tcfg, ft, out, Path(a.runs), progress=not a.quiet, command=_command_line(a), ft_lrs=ft_lrs)
     readme = None if a.no_readme else REPO / "README.md"
     written = write_reports(out, readme)
     print(f"wrote {out}, " + ", ".join(str(p) for p in written.values()) + f" in {report['wall_seconds'] / 60:.1f} min")
@@ -299,7 +304,8 @@ def cmd_release(a) -> int:
 
     tasks = tuple(_checked_tasks(a.tasks, a.image_size))
     rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
-                         protocol=not a.no_protocol, precompute=not a.no_precompute, readme=not a.no_readme)
+                         protocol=not a.no_protocol, precompute=not a.no_precompute, readme=not a.no_readme,
+                         ft_lr_search="" if a.no_ft_lr_search else a.ft_lr_search)
     pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     data = load_split_data(_data_cfg(a))
@@ -321,6 +327,22 @@ def cmd_budget(a) -> int:
     return 0
 
 
+def cmd_finetune_lr(a) -> int:
+    from .data import load_split_data
+    from .finetune_lr import run, write_markdown
+    from .protocol import SCRATCH
+
+    names = tuple(x for x in a.arms if x != SCRATCH)
+    arms = ([SCRATCH] if SCRATCH in a.arms else []) + (_checked_tasks(names, a.image_size) if names else [])
+    out = Path(a.out)
+    r = run(arms, list(a.lrs), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction,
+            list(a.seeds), out, _command_line(a), progress=not a.quiet)
+    md = write_markdown(r, out)
+    print(md.read_text())
+    print(f"wrote {out}, {md}")
+    return 0
+
+
 def cmd_rotation_limits(a) -> int:
     from .data import load_split_data
     from .rotation_limits import run, write
@@ -337,7 +359,7 @@ def cmd_rotation_limits(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,rotation-limits}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits}")
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -373,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("protocol", help="the seven-step protocol: scratch vs pretrained over fractions, seeds and modes", formatter_class=D)
     s.add_argument("--tasks", type=_strs, default=("rotation",), help="pretext tasks to pretrain and compare with scratch, comma-separated")
     s.add_argument("--quiet", action="store_true", help="less output")
+    s.add_argument("--ft-lrs", default="", help="a `finetune-lr` report: fine-tune each encoder (and scratch) with the learning rate chosen for it on validation, instead of --ft-lr for all")
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_protocol)
 
@@ -401,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", choices=("int8", "float16", "float32"), default="int8", help="storage of the exported weights")
     s.add_argument("--no-protocol", action="store_true", help="pretrain and export only; model cards take their metrics from an existing --out report that covers the tasks")
     s.add_argument("--no-precompute", action="store_true", help="skip the app's precomputed maps")
+    s.add_argument("--ft-lr-search", default=str(REPO / "reports" / "finetune-lr.json"),
+                   help="before the protocol, choose each encoder's fine-tuning learning rate on a validation split (`finetune-lr`, its default rates) into this report, and fine-tune with those rates")
+    s.add_argument("--no-ft-lr-search", action="store_true", help="fine-tune every encoder with --ft-lr instead")
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=RELEASE_EPOCHS), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
 
@@ -416,6 +442,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=str(REPO / "reports"), help="folder for budget-TASK.json and .md")
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_budget)
+
+    from .finetune_lr import DEFAULT_LRS, SEARCH_FRACTION
+    from .finetune_lr import __doc__ as ftlr_doc
+
+    s = sub.add_parser("finetune-lr", help="choose each encoder's fine-tuning learning rate on a validation split (never the test split)",
+                       description=ftlr_doc, formatter_class=_DocAndDefaults)
+    s.add_argument("--arms", type=_strs, default=("scratch", "all"), help="scratch and/or pretext tasks, comma-separated; all: every registered task")
+    s.add_argument("--lrs", type=_floats, default=DEFAULT_LRS, help="peak learning rates to compare, comma-separated")
+    s.add_argument("--fraction", type=float, default=SEARCH_FRACTION, help="labelled fraction of the fit photos")
+    s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="fine-tuning seeds")
+    s.add_argument("--runs", default=str(REPO / "runs"), help="pretraining runs (reused when the settings match)")
+    s.add_argument("--out", default=str(REPO / "reports" / "finetune-lr.json"), help="the report (and .md beside it); entries already in it with the same settings are kept")
+    s.add_argument("--quiet", action="store_true", help="no per-rate lines")
+    _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
+    s.set_defaults(fn=cmd_finetune_lr)
 
     from .rotation_limits import __doc__ as limits_doc
 

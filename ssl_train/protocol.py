@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,24 +67,38 @@ def _config_hash(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def scratch_hash(config: dict, split_sha256: str) -> str:
-    """The settings a scratch run depends on: a report's config minus the protocol's lists and the
-    pretraining settings (scratch is never pretrained)."""
-    return _config_hash({k: v for k, v in config.items() if k not in ("protocol", "pretrain")} | {"split": split_sha256})
-
-
-def reusable_runs(old: dict, config_hash: str, scratch: str) -> dict[tuple, dict]:
-    """Entries of an earlier report ``old`` that count as done, keyed (task, mode, fraction, seed):
-    all of them when it was made with the same settings (``config_hash``), else its scratch entries
-    when the settings scratch depends on match (``scratch``), else none."""
-    runs = old.get("runs", [])
-    if old.get("config_hash") == config_hash:
-        keep = runs
-    elif "config" in old and scratch_hash(old["config"], old.get("split_sha256", "")) == scratch:
-        keep = [r for r in runs if r.get("task") == SCRATCH]
+def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
+    """The settings one protocol entry (``task`` × ``mode``, any fraction and seed) depends on:
+    the report's config minus the protocol's lists; minus the pretraining settings for scratch (it is
+    never pretrained); minus the fine-tuning schedule for a probe (it fine-tunes nothing); and for a
+    fine-tune, the schedule with the arm's own learning rate (``finetune_lr``, else the schedule's)."""
+    d = {k: v for k, v in config.items() if k not in ("protocol", "finetune_lr")}
+    if task == SCRATCH:
+        d.pop("pretrain", None)
+    if mode == "finetune":
+        d["finetune"] = dict(d.get("finetune", {})) | {"lr": (config.get("finetune_lr") or {}).get(task, d.get("finetune", {}).get("lr"))}
     else:
-        keep = []
-    return {(r["task"], r["mode"], r["fraction"], r["seed"]): r for r in keep}
+        d.pop("finetune", None)
+    return _config_hash(d | {"split": split_sha256, "task": task, "mode": mode})
+
+
+def reusable_runs(old: dict, config: dict, split_sha256: str) -> dict[tuple, dict]:
+    """Entries of an earlier report ``old`` that count as done for a protocol with ``config``, keyed
+    (task, mode, fraction, seed): those whose settings (``entry_hash``) are the same under both configs.
+    So scratch is reused across pretraining budgets, probes across fine-tuning schedules, and a
+    fine-tune whenever its arm's schedule and learning rate are unchanged."""
+    if "config" not in old:
+        return {}
+    old_split = old.get("split_sha256", "")
+    same: dict[tuple[str, str], bool] = {}
+    keep = {}
+    for r in old.get("runs", []):
+        tm = (r.get("task"), r.get("mode"))
+        if tm not in same:
+            same[tm] = entry_hash(old["config"], old_split, *tm) == entry_hash(config, split_sha256, *tm)
+        if same[tm]:
+            keep[(r["task"], r["mode"], r["fraction"], r["seed"])] = r
+    return keep
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
@@ -119,11 +133,19 @@ def run_protocol(
     runs_dir: Path,
     progress: bool = True,
     command: str = "",
+    ft_lrs: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Run every (task ∪ scratch) × seed × fraction × mode and write ``out_json``. ``command`` (the
-    command line that made it) is recorded for the report."""
+    command line that made it) is recorded for the report. ``ft_lrs`` ({arm: lr}, from
+    ``finetune_lr.chosen_lrs``) gives each arm its own fine-tuning learning rate, chosen on a
+    validation split; without it every arm uses ``ft_cfg.lr``."""
     for t in pcfg.tasks:
         get_task(t)  # fail early on unknown task names
+    if ft_lrs is not None and "finetune" in pcfg.modes:
+        missing = [a for a in (SCRATCH, *pcfg.tasks) if a not in ft_lrs]
+        if missing:
+            raise UserError(f"--ft-lrs has no learning rate for {', '.join(missing)}; run `python -m ssl_train finetune-lr --arms "
+                            f"{','.join(missing)}` (it keeps the arms already searched) or drop --ft-lrs")
     dev = resolve_device(ft_cfg.device)
     classes = data.ds.classes
     n_classes = len(classes)
@@ -143,6 +165,8 @@ def run_protocol(
         "data": data.cfg.to_dict(),
         "knn_k": 20,
     }
+    if ft_lrs is not None:
+        config["finetune_lr"] = {a: float(ft_lrs[a]) for a in (SCRATCH, *pcfg.tasks) if a in ft_lrs}
     chash = _config_hash({k: v for k, v in config.items() if k != "protocol"} | {"split": data.split_sha256})
     report: dict[str, Any] = {
         "version": 1,
@@ -160,7 +184,6 @@ def run_protocol(
         "runs": [],
     }
     done: dict[tuple, dict] = {}
-    s_hash = scratch_hash(config, data.split_sha256)
     for i, path in enumerate([out_json, *map(Path, pcfg.reuse)]):
         try:
             old = json.loads(path.read_text())
@@ -174,7 +197,7 @@ def run_protocol(
             continue
         if not isinstance(old, dict):
             continue
-        done = reusable_runs(old, chash, s_hash) | done  # earlier sources win: the output file first
+        done = reusable_runs(old, config, data.split_sha256) | done  # earlier sources win: the output file first
         if i == 0 and old.get("config_hash") == chash:
             report["pretraining"] = old.get("pretraining", {})
     t_all = time.time()
@@ -201,9 +224,10 @@ def run_protocol(
                     t0 = time.time()
                     run: dict[str, Any] = {"task": task_name, "mode": mode, "fraction": fraction, "seed": seed, "n_labelled": int(len(sub))}
                     if mode == "finetune":
-                        model, log = finetune(state, enc_cfg, images[torch.as_tensor(sub)], labels[sub], n_classes, ft_cfg, seed)
+                        arm_cfg = replace(ft_cfg, lr=config.get("finetune_lr", {}).get(task_name, ft_cfg.lr))
+                        model, log = finetune(state, enc_cfg, images[torch.as_tensor(sub)], labels[sub], n_classes, arm_cfg, seed)
                         pred = predict(model, test_u8, dev).argmax(1)
-                        run.update(scores(pred, test_y, n_classes), **log)
+                        run.update(scores(pred, test_y, n_classes), **log, lr=arm_cfg.lr)
                     else:
                         fkey = 0 if state is not None else seed  # random init differs per seed
                         if fkey not in feats_cache:

@@ -61,6 +61,7 @@ class ReleaseConfig:
     protocol: bool = True
     precompute: bool = True
     readme: bool = True
+    ft_lr_search: str = "reports/finetune-lr.json"  # "": every encoder fine-tunes with --ft-lr
 
     def __post_init__(self) -> None:
         if self.weights not in ("int8", "float16", "float32"):
@@ -79,6 +80,17 @@ def resolve_tasks(names: tuple[str, ...]) -> list[str]:
     for t in tasks:
         get_task(t)  # a UserError naming the registered tasks
     return tasks
+
+
+def finetune_lrs_of(config: dict, arm: str) -> dict[str, Any]:
+    """The fine-tuning learning rates a protocol report's numbers were made with, for one model card:
+    ``{"lr": this encoder's, "scratch_lr": scratch's, "chosen_on": ...}``."""
+    base = float(config.get("finetune", {}).get("lr", 0.0))
+    per = config.get("finetune_lr") or {}
+    from .protocol import SCRATCH
+
+    return {"lr": float(per.get(arm, base)), "scratch_lr": float(per.get(SCRATCH, base)),
+            "chosen_on": "validation split of the training photos (reports/finetune-lr.md)" if per else "fixed for every encoder (--ft-lr)"}
 
 
 def card_metrics(summary: list[dict], task: str, fractions: tuple[float, ...] = CARD_FRACTIONS) -> dict[str, Any]:
@@ -199,8 +211,21 @@ def run_release(
 
     report = None
     if rcfg.protocol:
+        ft_lrs = None
+        if rcfg.ft_lr_search and "finetune" in pcfg.modes:
+            from .finetune_lr import DEFAULT_LRS, SEARCH_FRACTION, write_markdown
+            from .finetune_lr import run as search_lrs
+
+            t0 = time.time()
+            say(f"[release] fine-tuning learning rate per encoder, on a validation split: {', '.join(f'{x:g}' for x in DEFAULT_LRS)}")
+            search = search_lrs([SCRATCH, *tasks], list(DEFAULT_LRS), data, enc_cfg, train_cfg, ft_cfg, runs_dir, SEARCH_FRACTION, list(pcfg.seeds),
+                                Path(rcfg.ft_lr_search), command=f"{command} (its learning-rate step)", progress=False)
+            write_markdown(search, Path(rcfg.ft_lr_search))
+            ft_lrs = {a: v["chosen_lr"] for a, v in search["arms"].items()}
+            say("[release]   chosen: " + ", ".join(f"{a} {lr:g}" for a, lr in ft_lrs.items()))
+            seconds["finetune_lr"] = time.time() - t0
         t0 = time.time()
-        report = run_protocol(data, pcfg, enc_cfg, train_cfg, ft_cfg, report_path, runs_dir, progress=True, command=command)
+        report = run_protocol(data, pcfg, enc_cfg, train_cfg, ft_cfg, report_path, runs_dir, progress=True, command=command, ft_lrs=ft_lrs)
         write_reports(report_path, repo / "README.md" if rcfg.readme else None)
         seconds["protocol"] = time.time() - t0
     else:
@@ -211,6 +236,7 @@ def run_release(
             m.update(card_metrics(report["summary"], SCRATCH if name == RANDOM_NAME else name))
             m["test_split"] = f"{report['n_test']} photos of {Path(report['split_file']).name} (sha256 {report['split_sha256'][:12]})"
             m["protocol_report"] = str(report_path.name)
+            m["finetune_lr"] = finetune_lrs_of(report["config"], SCRATCH if name == RANDOM_NAME else name)
         if name in checks:
             m["stored_weights_check"] = checks[name]
         write_card_metrics(path, m)

@@ -57,6 +57,20 @@ def test_finetune_job__trains_encoder_then_scratch_and_scores_both(models, app_e
     assert probs.shape == (1, 5) and np.isclose(probs.sum(), 1, atol=1e-5)
 
 
+def test_finetune_job__each_arm_uses_the_rate_its_card_records_for_it(models, app_env):
+    from ssl_train.model_files import read_card
+
+    card = read_card(models / "rotation")
+    card = {**card, "metrics": {**(card.get("metrics") or {}), "finetune_lr": {"lr": 0.05, "scratch_lr": 0.2}}}
+    assert fewshot.card_learning_rates(card) == (0.05, 0.2)
+    assert fewshot.card_learning_rates({"metrics": {"finetune_lr": {"lr": "fast"}}}) == (None, None)  # unreadable: the schedule's own
+    job = fewshot.FinetuneJob(model_dir=models / "rotation", card=card, data=_data(app_env), fraction=0.5, seed=0, cfg=TINY,
+                              encoder_name="rotation").start()
+    job.join(120)
+    assert job.state == "done", job.error
+    assert [(r.encoder, r.info["schedule"]["lr"]) for r in job.results] == [("rotation", 0.05), ("scratch", 0.2)]
+
+
 def test_finetune_job__stop_keeps_the_partial_model_and_skips_scratch(models, app_env):
     from ssl_train.model_files import read_card
 

@@ -113,6 +113,25 @@ def test_protocol__reuse_takes_scratch_across_pretraining_budgets_but_not_the_pr
                      TrainConfig(epochs=1, batch_size=8, device="cpu"), ft, tmp_path / "x.json", tmp_path / "runs", progress=False)
 
 
+def test_protocol__per_arm_rates_rerun_only_the_fine_tunes_whose_rate_changed(tiny_data, small_encoder, tmp_path):
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, lr=0.03, device="cpu")
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    pcfg = ProtocolConfig(tasks=("rotation",), fractions=(1.0,), seeds=(0,), modes=("finetune", "knn"))
+    first = tmp_path / "fixed.json"
+    run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, first, tmp_path / "runs", progress=False)
+    old = {(r["task"], r["mode"]): r for r in json.loads(first.read_text())["runs"]}
+    again = ProtocolConfig(tasks=("rotation",), fractions=(1.0,), seeds=(0,), modes=("finetune", "knn"), reuse=(str(first),))
+    rep = run_protocol(tiny_data, again, small_encoder, tcfg, ft, tmp_path / "per-arm.json", tmp_path / "runs", progress=False,
+                       ft_lrs={"scratch": 0.1, "rotation": 0.03})
+    new = {(r["task"], r["mode"]): r for r in rep["runs"]}
+    assert rep["config"]["finetune_lr"] == {"scratch": 0.1, "rotation": 0.03}
+    assert new[("scratch", "finetune")]["lr"] == 0.1 and new[("scratch", "finetune")] != old[("scratch", "finetune")]  # new rate: rerun
+    assert new[("rotation", "finetune")] == old[("rotation", "finetune")]  # same rate as before: the very entry
+    assert new[("scratch", "knn")] == old[("scratch", "knn")] and new[("rotation", "knn")] == old[("rotation", "knn")]  # probes fine-tune nothing
+    with pytest.raises(UserError, match="no learning rate for rotation"):
+        run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, tmp_path / "y.json", tmp_path / "runs", progress=False, ft_lrs={"scratch": 0.1})
+
+
 @pytest.mark.parametrize("kw,msg", [({"fractions": (0.0,)}, "outside"), ({"modes": ("svm",)}, "unknown mode"), ({"seeds": (1, 1)}, "repeats")])
 def test_protocol_config__bad_values(kw, msg):
     with pytest.raises(UserError, match=msg):

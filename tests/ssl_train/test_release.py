@@ -17,9 +17,12 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
         "--image-size", "32", "--widths", "8,16,16,32", "--blocks", "1,1,1,1", "--epochs", "1", "--batch-size", "8",
         "--device", "cpu", "--fractions", "0.1,1", "--seeds", "0,1", "--modes", "knn,finetune",
         "--ft-min-steps", "2", "--ft-max-steps", "2", "--models", str(models), "--out", str(report),
-        "--runs", str(tmp_path / "runs"), "--no-precompute", "--no-readme",
+        "--runs", str(tmp_path / "runs"), "--no-precompute", "--no-readme", "--ft-lr-search", str(tmp_path / "reports" / "finetune-lr.json"),
     ]
     assert main(args) == 0
+    search = json.loads((tmp_path / "reports" / "finetune-lr.json").read_text())
+    chosen = {arm: v["chosen_lr"] for arm, v in search["arms"].items()}
+    assert set(chosen) == {"scratch", "rotation", "inpainting"} and (tmp_path / "reports" / "finetune-lr.md").is_file()
     assert sorted(p.name for p in models.iterdir()) == ["inpainting", "random_init", "rotation"]
     rep = json.loads(report.read_text())
     assert {r["task"] for r in rep["runs"]} == {"scratch", "rotation", "inpainting"}
@@ -30,6 +33,9 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
         assert set(m["knn"]) == {"10%", "100%"} and m["knn"]["10%"]["n_seeds"] == 2
         mine = [r["test_accuracy"] for r in rep["runs"] if r["task"] == enc and r["mode"] == "finetune" and r["fraction"] == 1.0]
         assert m["finetune"]["100%"]["mean"] == pytest.approx(sum(mine) / len(mine), abs=1e-4)
+        # every fine-tune ran with the rate chosen for its arm on validation, and the card says which
+        assert {r["lr"] for r in rep["runs"] if r["task"] == enc and r["mode"] == "finetune"} == {chosen[enc]}
+        assert m["finetune_lr"]["lr"] == chosen[enc] and m["finetune_lr"]["scratch_lr"] == chosen["scratch"]
         if name == "random_init":  # never pretrained, and its card says so rather than quoting a budget
             assert m["budget"]["epochs"] == 0 and m["budget"]["pretrained_on"] == [] and m["budget"]["note"].startswith("not pretrained")
         else:

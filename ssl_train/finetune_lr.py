@@ -1,0 +1,167 @@
+"""Pick each encoder's fine-tuning learning rate without the test split: ``python -m ssl_train finetune-lr``.
+
+One fixed learning rate for every encoder is not a neutral choice: a randomly initialised network
+and a pretrained one want different step sizes, and a rate that suits one arm handicaps the other —
+which would make pretraining look better (or worse) than it is. So each arm (scratch and every
+pretrained encoder) gets its own rate, chosen on a *validation* split carved from the training
+photos (``budget.validation_split``; the test photos are never read):
+
+- for each arm and each rate of ``--lrs``, fine-tune on ``--fraction`` of the fit photos' labels with
+  the protocol's schedule, one run per seed, and score validation accuracy;
+- the arm's rate is the one with the highest mean validation accuracy (ties: the smaller rate).
+
+Pretrained arms use the pretraining runs in ``runs/`` with the given settings (made when missing).
+It writes ``reports/finetune-lr.json`` (read by ``protocol --ft-lrs``) and ``.md``. Entries already in
+the output with the same settings are kept, so a killed search continues where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .budget import VAL_FRACTION, VAL_SEED, validation_split
+from .data import SplitData, labelled_subset
+from .encoders import EncoderConfig
+from .errors import UserError
+from .evaluate import FinetuneConfig, finetune, predict
+from .protocol import SCRATCH, pretrained_encoder
+from .train import TrainConfig, device_name, resolve_device
+
+DEFAULT_LRS = (0.03, 0.1, 0.3, 1.0)
+SEARCH_FRACTION = 0.1  # the labelled fraction the rates are chosen at (the README's headline fraction)
+
+
+def choose(scores: dict[float, list[float]]) -> float:
+    """{lr: validation accuracies per seed} → the lr with the highest mean (ties: the smaller lr)."""
+    if not scores:
+        raise UserError("no learning rate was scored")
+    return min(scores, key=lambda lr: (-float(np.mean(scores[lr])), lr))
+
+
+def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
+                   fraction: float) -> str:
+    """What one arm's scores depend on, apart from the rate and the seed."""
+    d = {"ft": {k: v for k, v in ft_cfg.to_dict().items() if k not in ("lr", "device")}, "enc": enc_cfg.to_dict(),
+         "split": data.split_sha256, "fraction": fraction, "val": [VAL_FRACTION, VAL_SEED]}
+    if arm != SCRATCH:
+        d |= {"arm": arm, "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
+        runs_dir: Path, fraction: float, seeds: list[int], out_json: Path, command: str = "", progress: bool = True) -> dict[str, Any]:
+    """Validation accuracy of every arm (``scratch`` or a task name) at every rate and seed → the
+    report, written to ``out_json`` after every arm."""
+    if not lrs or any(not lr > 0 for lr in lrs):
+        raise UserError(f"--lrs {lrs} must be positive learning rates, e.g. 0.03,0.1,0.3,1")
+    if not seeds:
+        raise UserError("--seeds needs at least one seed")
+    if not arms:
+        raise UserError("--arms needs scratch and/or task names")
+    lrs = sorted(set(float(x) for x in lrs))
+    fit, val = validation_split(data)
+    labels, images = data.ds.labels, data.ds.images
+    n_classes = len(data.ds.classes)
+    dev = resolve_device(ft_cfg.device)
+    val_u8, val_y = images[torch.as_tensor(val)], labels[val]
+    try:
+        old = json.loads(out_json.read_text()).get("arms", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        old = {}
+    report: dict[str, Any] = {"fraction": fraction, "seeds": list(seeds), "lrs": lrs, "n_fit": int(len(fit)), "n_val": int(len(val)),
+                              "val_fraction": VAL_FRACTION, "val_seed": VAL_SEED, "finetune": ft_cfg.to_dict() | {"lr": None},
+                              "pretrain_epochs": train_cfg.epochs, "device": device_name(dev), "command": command, "arms": {}}
+    for arm in arms:
+        h = _settings_hash(arm, data, enc_cfg, train_cfg, ft_cfg, fraction)
+        prev = old.get(arm, {}) if old.get(arm, {}).get("settings_hash") == h else {}
+        scores: dict[str, list[float]] = {}
+        t0 = time.time()
+        state = None
+        for lr in lrs:
+            key = f"{lr:g}"
+            if key in prev.get("val_accuracy", {}) and len(prev["val_accuracy"][key]) == len(seeds) and prev.get("seeds") == list(seeds):
+                scores[key] = prev["val_accuracy"][key]
+                continue
+            if arm != SCRATCH and state is None:
+                state, _ = pretrained_encoder(arm, data, enc_cfg, train_cfg, runs_dir, progress=progress)
+            accs = []
+            for seed in seeds:
+                sub = labelled_subset(fit, labels, fraction, seed)
+                model, _ = finetune(state, enc_cfg, images[torch.as_tensor(sub)], labels[sub], n_classes, replace(ft_cfg, lr=lr), seed)
+                accs.append(float((predict(model, val_u8, dev).argmax(1) == val_y).mean()))
+            scores[key] = accs
+            if progress:
+                print(f"[finetune-lr] {arm:>12} lr {lr:g}: validation {100 * np.mean(accs):.1f}%", flush=True)
+        chosen = choose({float(k): v for k, v in scores.items()})
+        report["arms"][arm] = {"settings_hash": h, "seeds": list(seeds), "val_accuracy": scores, "chosen_lr": chosen,
+                               "seconds": round(time.time() - t0 + prev.get("seconds", 0) * bool(prev), 1)}
+        _atomic_json(out_json, report)
+    return report
+
+
+def chosen_lrs(path: Path) -> dict[str, float]:
+    """``{arm: lr}`` from a finetune-lr report, for ``protocol --ft-lrs``; a clear error when the
+    file is missing or is not such a report."""
+    try:
+        r = json.loads(Path(path).read_text())
+        out = {arm: float(v["chosen_lr"]) for arm, v in r["arms"].items()}
+    except FileNotFoundError:
+        raise UserError(f"--ft-lrs {path}: no such file; make it with `python -m ssl_train finetune-lr` or drop --ft-lrs") from None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        raise UserError(f"--ft-lrs {path}: not a finetune-lr report (no arms with a chosen_lr); remake it with `python -m ssl_train finetune-lr`") from None
+    if not out or any(not lr > 0 for lr in out.values()):
+        raise UserError(f"--ft-lrs {path}: no positive learning rates in it; remake it with `python -m ssl_train finetune-lr`")
+    return out
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    """The search as a table: validation accuracy (mean ± std over seeds) per arm and rate."""
+    lrs = [f"{lr:g}" for lr in r["lrs"]]
+    ft = r["finetune"]
+    lines = [
+        "# Fine-tuning learning rate per encoder, chosen on a validation split",
+        "",
+        f"Fine-tuned on {r['fraction']:.0%} of the labels of {r['n_fit']} fit photos, scored on {r['n_val']} validation photos "
+        f"(both from the training split; no test photo is read); seeds {r['seeds']}; pretrained arms after {r['pretrain_epochs']} "
+        f"epochs; schedule otherwise the protocol's ({ft['epochs']} epochs clamped to {ft['min_steps']}–{ft['max_steps']} steps, "
+        f"batch {ft['batch_size']}, SGD + Nesterov, weight decay {ft['weight_decay']}); {r['device']}.",
+        "",
+        "| encoder | " + " | ".join(f"lr {x}" for x in lrs) + " | chosen |",
+        "|---|" + "---:|" * (len(lrs) + 1),
+    ]
+    for arm, v in r["arms"].items():
+        cells = []
+        for x in lrs:
+            a = np.asarray(v["val_accuracy"].get(x, [])) * 100
+            if not len(a):
+                cells.append("–")
+                continue
+            cell = f"{a.mean():.1f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.1f}"
+            cells.append(f"**{cell}**" if float(x) == v["chosen_lr"] else cell)
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {v['chosen_lr']:g} |")
+    total = sum(v.get("seconds", 0) for v in r["arms"].values())
+    lines += ["", "Validation accuracy %, mean ± std over seeds; bold: the chosen rate (highest mean; ties go to the smaller rate). "
+              "`python -m ssl_train protocol --ft-lrs reports/finetune-lr.json` fine-tunes each encoder with its rate at every fraction.",
+              "", f"Made by `{r['command']}` in {total / 60:.0f} min.", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(r: dict[str, Any], out_json: Path) -> Path:
+    md = out_json.with_suffix(".md")
+    md.write_text(to_markdown(r))
+    return md

@@ -1,0 +1,67 @@
+"""finetune-lr: each arm's fine-tuning learning rate, chosen on validation photos only."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ssl_train import finetune_lr
+from ssl_train.__main__ import main
+from ssl_train.errors import UserError
+from ssl_train.evaluate import FinetuneConfig
+from ssl_train.train import TrainConfig
+
+
+def test_choose__highest_mean_wins_and_a_tie_goes_to_the_smaller_rate():
+    assert finetune_lr.choose({0.03: [0.5, 0.6], 0.1: [0.6, 0.7], 0.3: [0.7, 0.4]}) == 0.1
+    assert finetune_lr.choose({0.3: [0.6], 0.1: [0.6]}) == 0.1
+
+
+def test_search__scores_every_arm_and_rate_on_validation_and_keeps_finished_arms(tiny_data, small_encoder, tmp_path, monkeypatch):
+    calls = []
+    real = finetune_lr.finetune
+
+    def counting(*a, **k):
+        calls.append(a[5].lr)
+        return real(*a, **k)
+
+    monkeypatch.setattr(finetune_lr, "finetune", counting)
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    out = tmp_path / "finetune-lr.json"
+    r = finetune_lr.run(["scratch", "rotation"], [0.1, 0.01], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0, 1], out)
+    assert sorted(calls) == [0.01] * 4 + [0.1] * 4  # 2 arms × 2 seeds per rate
+    saved = json.loads(out.read_text())
+    assert saved["lrs"] == [0.01, 0.1] and saved["n_val"] > 0
+    assert set(saved["arms"]) == {"scratch", "rotation"}
+    for v in saved["arms"].values():
+        assert set(v["val_accuracy"]) == {"0.01", "0.1"} and all(len(a) == 2 for a in v["val_accuracy"].values())
+        assert v["chosen_lr"] == finetune_lr.choose({float(k): a for k, a in v["val_accuracy"].items()})
+    assert finetune_lr.chosen_lrs(out) == {a: v["chosen_lr"] for a, v in r["arms"].items()}
+    # run again with one more rate: only the new rate is fine-tuned
+    calls.clear()
+    finetune_lr.run(["scratch", "rotation"], [0.01, 0.1, 0.3], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0, 1], out)
+    assert calls == [0.3] * 4
+    md = finetune_lr.write_markdown(json.loads(out.read_text()), out).read_text()
+    assert "| scratch |" in md and "| rotation |" in md and "lr 0.3" in md
+
+
+@pytest.mark.parametrize("content,msg", [(None, "no such file"), ("{}", "not a finetune-lr report"), ('{"arms": {"scratch": {"chosen_lr": 0}}}', "no positive")])
+def test_chosen_lrs__missing_or_wrong_file_is_one_clear_error(tmp_path, content, msg):
+    path = tmp_path / "lr.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=msg):
+        finetune_lr.chosen_lrs(path)
+
+
+def test_protocol_cli__ft_lrs_without_an_arm_is_refused_before_any_run(tiny_folder, tmp_path, capsys):
+    lrs = tmp_path / "lr.json"
+    lrs.write_text(json.dumps({"arms": {"scratch": {"chosen_lr": 0.1}}}))
+    args = ["protocol", "--tasks", "rotation", "--data", str(tiny_folder), "--split", str(tmp_path / "split.csv"), "--image-size", "32",
+            "--widths", "8,16,16,32", "--blocks", "1,1,1,1", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "p.json"),
+            "--runs", str(tmp_path / "runs"), "--no-readme", "--ft-lrs", str(lrs)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no learning rate for rotation" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "p.json").exists()
