@@ -1,8 +1,9 @@
 """Downstream evaluation on the fixed test split: kNN, linear probe, fine-tuning.
 
 Every method trains on a labelled subset of the training split only and is scored once on the test
-split. Hyper-parameters are fixed in advance (kNN's k, fine-tuning's schedule) or chosen by
-cross-validation on the labelled subset (the linear probe's C); the test split never chooses.
+split. Hyper-parameters are fixed in advance (kNN's k, fine-tuning's schedule), chosen by
+cross-validation on the labelled subset (the linear probe's C) or on a validation split of the
+training photos (each encoder's fine-tuning learning rate, ``finetune_lr``); the test split never chooses.
 """
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Fine-tuning schedule, fixed in advance and identical for scratch and pretrained encoders.
+    """Fine-tuning schedule, fixed in advance and identical for scratch and pretrained encoders;
+    the protocol may give each encoder its own ``lr``, chosen on validation (``finetune_lr``).
 
     Steps = ``epochs`` passes over the labelled subset, clamped to [min_steps, max_steps], so the
     1% subset still gets enough updates and the 100% one a bounded time."""

@@ -179,11 +179,25 @@ def figure(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def lr_line(report: dict[str, Any]) -> str:
+    """One sentence: the fine-tuning learning rate(s) the report's fine-tunes used."""
+    cfg = report.get("config", {})
+    per = cfg.get("finetune_lr") or {}
+    if per:
+        rates = ", ".join(f"{a} {lr:g}" for a, lr in sorted(per.items(), key=lambda kv: (kv[0] != SCRATCH, kv[0])))
+        return ("Fine-tuning learning rate of each encoder, chosen on a validation split of the training photos at 10% labels "
+                f"(`python -m ssl_train finetune-lr` → `reports/finetune-lr.md`; the test split never chooses): {rates}.")
+    lr = cfg.get("finetune", {}).get("lr")
+    return f"Every encoder, scratch included, fine-tuned with the same learning rate ({lr:g})." if isinstance(lr, (int, float)) else ""
+
+
 def results_block(report: dict[str, Any], figure_rel: str) -> str:
     parts = [START, "", f"![test accuracy vs labelled fraction]({figure_rel})", ""]
     tenth = at_fraction_markdown(report, 0.1)
     if tenth:
         parts += ["At 10% labels (test accuracy %, mean ± std over seeds; best fine-tune first):", "", tenth, ""]
+    if lr_line(report):
+        parts += [lr_line(report), ""]
     parts += ["Every fraction:", "", table_markdown(report), "", "Pretraining:", "", pretraining_markdown(report)]
     st = stage_markdown(report)
     if st:

@@ -166,8 +166,11 @@ else:
         st.caption("Both fine-tunes for these settings are below (seeded: the same settings give the same "
                    "result). Change the fraction, seed or encoder to train others.")
     elif job is None:
+        own_lr, scratch_lr = fewshot.card_learning_rates(entry.card)
+        rates = (f"learning rate {own_lr or cfg.lr:g} for {md_escape(enc_name)} and {scratch_lr or cfg.lr:g} for scratch"
+                 + (", each chosen on validation photos (`reports/finetune-lr.md`)" if own_lr and scratch_lr else ""))
         st.markdown(f"Fine-tunes **{md_escape(enc_name)}**, then the same network from **scratch**: {steps} steps each "
-                    f"({'quick' if quick else 'protocol'} schedule, batch {min(cfg.batch_size, len(sub))}, SGD, crops and flips).")
+                    f"({'quick' if quick else 'protocol'} schedule, batch {min(cfg.batch_size, len(sub))}, SGD, crops and flips; {rates}).")
         if st.button("▶ Start fine-tuning", type="primary"):
             try:
                 data = ui.decoded(str(index.root), int(entry.card["input"]["image_size"]), index.key)
@@ -192,7 +195,8 @@ if current:
     for col, r in zip(cols, current):
         col.plotly_chart(ui.confusion_figure(r.scores["confusion"], r.classes, f"{r.encoder}: confusion"), key=f"cm.{r.encoder}")
         if r.mode == "finetune":
-            col.caption(f"{r.info.get('steps')} of {r.info.get('planned_steps')} steps in {r.info.get('train_seconds')} s"
+            col.caption(f"{r.info.get('steps')} of {r.info.get('planned_steps')} steps in {r.info.get('train_seconds')} s, "
+                        f"learning rate {(r.info.get('schedule') or {}).get('lr', '?')}"
                         + (" (stopped early)" if r.info.get("stopped_early") else ""))
 
 summ, note = reference.load(reports_dir() / "protocol.json")

@@ -67,3 +67,13 @@ def test_write_reports__replaces_only_the_readme_block(tmp_path):
     assert "Made by `python -m ssl_train release --epochs 15`" in text
     assert "the protocol's 36 runs took" in text
     assert written["figure"].stat().st_size > 10_000 and (tmp_path / "reports" / "protocol.md").is_file()
+
+
+def test_lr_line__names_each_arms_rate_or_the_shared_one():
+    from ssl_train.report import lr_line
+
+    per = _report() | {"config": {"finetune": {"lr": 0.03}, "finetune_lr": {"rotation": 0.03, "scratch": 0.3}}}
+    line = lr_line(per)
+    assert "scratch 0.3, rotation 0.03" in line and "validation split" in line
+    assert "same learning rate (0.03)" in lr_line(_report() | {"config": {"finetune": {"lr": 0.03}}})
+    assert lr_line(_report()) == ""  # no config: say nothing rather than guess
