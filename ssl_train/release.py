@@ -105,6 +105,31 @@ def card_metrics(summary: list[dict], task: str, fractions: tuple[float, ...] = 
     return out
 
 
+def export_is_current(model_dir: Path, weights: str, *, checkpoint: str | Path | None = None, random_reference: dict | None = None) -> bool:
+    """True when ``model_dir`` already holds this export: it verifies (every sha256), its weights are
+    stored as ``weights`` (int8 | float16 | float32), and it came from the very ``checkpoint`` file
+    (by sha256) — or, for the untrained reference, ``random_reference`` ({encoder, image_size, seed})
+    matches its card. A release then keeps the folder instead of writing the same model again
+    (re-exporting changes bytes, and every changed model binary stays in the git history)."""
+    from .model_files import sha256_file, verify_model_dir
+
+    try:
+        card = verify_model_dir(model_dir)
+    except Exception:  # noqa: BLE001 — absent, altered or unreadable: export anew
+        return False
+    stored = (card.get("weights") or {}).get("storage_dtype")
+    want = {"int8": ["float16", "int8"], "float16": "float16", "float32": "float32"}[weights]
+    if stored != want and not (isinstance(stored, list) and stored == want):
+        return False
+    if checkpoint is not None:
+        src = card.get("source_checkpoint") or {}
+        return Path(checkpoint).is_file() and src.get("sha256") == sha256_file(checkpoint)
+    if random_reference is not None:
+        return (card.get("task") == RANDOM_NAME and card.get("encoder") == random_reference["encoder"]
+                and (card.get("input") or {}).get("image_size") == random_reference["image_size"] and card.get("seed") == random_reference["seed"])
+    return False
+
+
 def write_card_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
     """Replace ``metrics`` in ``model_dir/model.json`` (atomically). The card's file hashes do not
     cover model.json itself, so the folder still verifies."""
@@ -198,12 +223,21 @@ def run_release(
     t0 = time.time()
     exported: dict[str, Path] = {}
     for t in tasks:
+        if export_is_current(models_dir / t, rcfg.weights, checkpoint=checkpoints[t]):
+            exported[t] = models_dir / t
+            say(f"[release] kept {exported[t]} (exported from this very checkpoint, files verified)")
+            continue
         exported[t] = export_model(checkpoints[t], models_dir, t, {"budget": budget}, fp16_storage=fp16, int8=int8)
         say(f"[release] exported {exported[t]}")
     # the reference is never pretrained: its card says so instead of carrying the others' budget note
     random_budget = {**budget, "epochs": 0, "pretrained_on": [], "note": RANDOM_NOTE}
-    exported[RANDOM_NAME] = export_random_reference(models_dir, enc_cfg, data.cfg.image_size, seed=0, name=RANDOM_NAME,
-                                                    metrics={"budget": random_budget}, fp16_storage=fp16, int8=int8)
+    ref = {"encoder": json.loads(json.dumps(enc_cfg.to_dict())), "image_size": int(data.cfg.image_size), "seed": 0}
+    if export_is_current(models_dir / RANDOM_NAME, rcfg.weights, random_reference=ref):
+        exported[RANDOM_NAME] = models_dir / RANDOM_NAME
+        say(f"[release] kept {exported[RANDOM_NAME]}")
+    else:
+        exported[RANDOM_NAME] = export_random_reference(models_dir, enc_cfg, data.cfg.image_size, seed=0, name=RANDOM_NAME,
+                                                        metrics={"budget": random_budget}, fp16_storage=fp16, int8=int8)
     checks = {t: storage_check(states[t], exported[t], data, ft_cfg.device) for t in tasks}
     for t, c in checks.items():
         say(f"[release] {t} stored weights: kNN {c['knn_test_accuracy_float32']:.4f} (float32) → {c['knn_test_accuracy_stored']:.4f} ({c['weights']})")

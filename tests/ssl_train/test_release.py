@@ -47,10 +47,19 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
             assert 0 <= chk["knn_test_accuracy_stored"] <= 1 and chk["max_relative_feature_difference"] < 0.1
     # a second release reuses the finished pretraining runs and the protocol's results
     runs_before = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    # --no-protocol re-exports and takes the metrics from the existing report
+    # --no-protocol takes the metrics from the existing report; exports made from the same
+    # checkpoints are kept byte for byte, an altered one is exported again
+    binaries = {p: p.read_bytes() for p in models.rglob("*") if p.is_file() and p.name != "model.json"}
+    with open(models / "inpainting" / "model.onnx", "ab") as f:
+        f.write(b"tampered")
+    capsys.readouterr()
     assert main([*args, "--no-protocol"]) == 0
+    out = capsys.readouterr().out
+    assert "kept" in out and f"exported {models / 'inpainting'}" in out
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs_before
     assert verify_model_dir(models / "rotation")["metrics"]["knn"]["10%"]["n_seeds"] == 2
+    verify_model_dir(models / "inpainting")  # whole again
+    assert all(p.read_bytes() == b for p, b in binaries.items() if p.parent.name != "inpainting")
 
 
 def test_card_metrics__picks_the_encoder_and_the_card_fractions():
