@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
+from .model_files import sha256_file
 from .data import FRACTIONS, SplitData, check_fraction, labelled_subset
 from .encoders import EncoderConfig, build_encoder
 from .errors import UserError
@@ -184,6 +185,7 @@ def run_protocol(
         "runs": [],
     }
     done: dict[tuple, dict] = {}
+    done_from: dict[tuple, str | None] = {}  # the checkpoint sha256 a reused pretrained entry was made from (None: not recorded)
     for i, path in enumerate([out_json, *map(Path, pcfg.reuse)]):
         try:
             old = json.loads(path.read_text())
@@ -197,7 +199,10 @@ def run_protocol(
             continue
         if not isinstance(old, dict):
             continue
-        done = reusable_runs(old, config, data.split_sha256) | done  # earlier sources win: the output file first
+        made_from = {t: (v or {}).get("checkpoint_sha256") for t, v in (old.get("pretraining") or {}).items() if isinstance(v, dict)}
+        for key, r in reusable_runs(old, config, data.split_sha256).items():
+            if key not in done:  # earlier sources win: the output file first
+                done[key], done_from[key] = r, made_from.get(r["task"])
         if i == 0 and old.get("config_hash") == chash:
             report["pretraining"] = old.get("pretraining", {})
     t_all = time.time()
@@ -208,17 +213,21 @@ def run_protocol(
         _atomic_json(out_json, report)
 
     for task_name in [SCRATCH, *pcfg.tasks]:
-        state = None
+        state, ck_sha = None, None
         if task_name != SCRATCH:
             state, summary = pretrained_encoder(task_name, data, enc_cfg, train_cfg, runs_dir, progress=progress)
+            ck_sha = sha256_file(summary["checkpoint"])
             report["pretraining"][task_name] = {k: summary.get(k) for k in ("epochs", "train_seconds_total", "device", "peak_rss_mb", "peak_cuda_mb", "pretext_test", "config", "checkpoint")}
+            report["pretraining"][task_name]["checkpoint_sha256"] = ck_sha
         feats_cache: dict[int, list[np.ndarray]] = {}
         for seed in pcfg.seeds:
             for fraction in pcfg.fractions:
                 sub = labelled_subset(train_idx, labels, fraction, seed)
                 for mode in pcfg.modes:
                     key = (task_name, mode, fraction, seed)
-                    if key in done:
+                    # an entry is reused only if made from this very encoder: a retrained run with the same
+                    # settings is another encoder (entries of older reports, without the hash, are taken as they are)
+                    if key in done and done_from.get(key) in (None, ck_sha):
                         record(done[key])
                         continue
                     t0 = time.time()

@@ -132,6 +132,24 @@ def test_protocol__per_arm_rates_rerun_only_the_fine_tunes_whose_rate_changed(ti
         run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, tmp_path / "y.json", tmp_path / "runs", progress=False, ft_lrs={"scratch": 0.1})
 
 
+def test_protocol__entries_of_another_encoder_with_the_same_settings_are_not_reused(tiny_data, small_encoder, tmp_path, monkeypatch):
+    import ssl_train.protocol as protocol
+
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    pcfg = ProtocolConfig(tasks=("rotation",), fractions=(1.0,), seeds=(0,), modes=("finetune", "knn"))
+    out = tmp_path / "p.json"
+    first = run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, out, tmp_path / "runs", progress=False)
+    assert len(first["pretraining"]["rotation"]["checkpoint_sha256"]) == 64
+    old = {(r["task"], r["mode"]): r for r in first["runs"]}
+    # the run retrained (e.g. on a GPU) with the same settings: same hashes of settings, another checkpoint
+    monkeypatch.setattr(protocol, "sha256_file", lambda path: "0" * 64)
+    again = {(r["task"], r["mode"]): r for r in run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, out, tmp_path / "runs", progress=False)["runs"]}
+    assert again[("scratch", "finetune")] == old[("scratch", "finetune")] and again[("scratch", "knn")] == old[("scratch", "knn")]
+    assert again[("rotation", "finetune")]["wall_seconds"] != old[("rotation", "finetune")]["wall_seconds"]
+    assert again[("rotation", "knn")]["wall_seconds"] != old[("rotation", "knn")]["wall_seconds"]
+
+
 @pytest.mark.parametrize("kw,msg", [({"fractions": (0.0,)}, "outside"), ({"modes": ("svm",)}, "unknown mode"), ({"seeds": (1, 1)}, "repeats")])
 def test_protocol_config__bad_values(kw, msg):
     with pytest.raises(UserError, match=msg):
