@@ -143,6 +143,17 @@ def save(layout: Layout, path: Path) -> Path:
     return path
 
 
+def is_current(path: Path, key: str, data_key: str) -> bool:
+    """True when ``path`` holds a layout in the current format for this model (``model_key``) and
+    photo set (``data_key``): reads only its metadata."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+    except Exception:  # noqa: BLE001 — absent, corrupt or foreign: not current
+        return False
+    return meta.get("format") == FORMAT and meta.get("model_key") == key and meta.get("data_key") == data_key
+
+
 def load(path: Path, key: str, data_key: str) -> Layout | None:
     """The layout in ``path`` if it exists and belongs to this model and photo set, else None."""
     try:

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=str(models_dir()), help="folder of model folders")
     ap.add_argument("--data", default=str(data_dir()), help="bundled photos (one folder per class, with split.csv)")
     ap.add_argument("--cache", action="store_true", help=f"write to the app cache ({cache_dir()}) instead of beside model.json")
+    ap.add_argument("--force", action="store_true", help="recompute layouts that are already current (same model files, same photos)")
     a = ap.parse_args(argv)
     entries = list_models(a.models)
     if not entries:
@@ -50,11 +51,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skip {e.name}: {e.error}", file=sys.stderr)
             status = 1
             continue
+        paths = embedding.precomputed_paths(e.path, e.card, idx.key)
+        target = paths[1] if a.cache else paths[0]
+        if not a.force and embedding.is_current(target, embedding.model_key(e.card), idx.key):
+            # same model files and photos give the same layout: keep the file (and git history) as it is
+            print(json.dumps({"model": e.name, "file": str(target), "kept": "already current (--force recomputes)"}), flush=True)
+            continue
         t0 = time.time()
         model = OnnxModel(e.path, e.card)
         layout = embedding.build(model, a.data, progress=lambda s, n=e.name: print(f"{n}: {s}", flush=True))
-        paths = embedding.precomputed_paths(e.path, e.card, idx.key)
-        out = embedding.save(layout, paths[1] if a.cache else paths[0])
+        out = embedding.save(layout, target)
         print(json.dumps({
             "model": e.name, "file": str(out), "bytes": out.stat().st_size, "photos": int(len(layout.files)),
             "map_photos": int(len(layout.map_idx)), "method": layout.method, "knn_accuracy": round(layout.knn_accuracy, 4),

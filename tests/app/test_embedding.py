@@ -157,6 +157,14 @@ def test_precompute__writes_beside_model_json_and_app_finds_it(models, app_env, 
     for e in list_models(models):
         assert (e.path / "app_precomputed.npz").is_file()
         assert embedding.find(e.path, e.card, idx.key) is not None
+    # again: the layouts are current (same model files, same photos), so they are kept as they are
+    before = {e.name: (e.path / "app_precomputed.npz").stat().st_mtime_ns for e in list_models(models)}
+    assert precompute(["--models", str(models), "--data", str(app_env["data"])]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert all("kept" in r for r in lines) and len(lines) == 2
+    assert {e.name: (e.path / "app_precomputed.npz").stat().st_mtime_ns for e in list_models(models)} == before
+    assert precompute(["--models", str(models), "--data", str(app_env["data"]), "--force", "rotation"]) == 0
+    assert (models / "rotation" / "app_precomputed.npz").stat().st_mtime_ns != before["rotation"]
 
 
 def test_precompute__unknown_name_or_no_models_is_an_error(models, app_env, tmp_path, capsys):
