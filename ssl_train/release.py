@@ -4,12 +4,15 @@
    runs live in ``runs/<task>-<settings hash>/`` and a finished run with the same settings is reused,
    so a killed release continues where it stopped;
 2. export each to ``models/<task>/`` plus the untrained reference ``models/random_init/`` (int8
-   convolution weights by default: ten encoders fit the 30 MB budget);
-3. the labelled-fraction protocol over every task and scratch → ``reports/protocol.json``, the figure,
-   the table and the README's results block;
-4. the protocol's downstream accuracies (mean ± std over seeds at 1, 10 and 100% labels where run)
-   into each ``model.json`` under ``metrics``;
-5. ``python -m app.precompute`` in its own process (the app and the training package meet through
+   convolution weights by default: ten encoders fit the 30 MB budget); a folder already exported from
+   the very same checkpoint is kept;
+3. each encoder's fine-tuning learning rate, scratch's included, chosen on a validation split of the
+   training photos (``finetune_lr``: ``reports/finetune-lr.json``; ``--no-ft-lr-search``: one rate for all);
+4. the labelled-fraction protocol over every task and scratch, each fine-tuned with its rate →
+   ``reports/protocol.json``, the figure, the table and the README's results block;
+5. the protocol's downstream accuracies (mean ± std over seeds at 1, 10 and 100% labels where run)
+   and the fine-tuning rates into each ``model.json`` under ``metrics``;
+6. ``python -m app.precompute`` in its own process (the app and the training package meet through
    files), so the app's maps open at once.
 
 Expected time with the defaults (9 tasks, 30 epochs, 3 seeds, 6 fractions, three methods): about
@@ -118,8 +121,9 @@ def export_is_current(model_dir: Path, weights: str, *, checkpoint: str | Path |
     except Exception:  # noqa: BLE001 — absent, altered or unreadable: export anew
         return False
     stored = (card.get("weights") or {}).get("storage_dtype")
+    # what export_model records for each --weights choice; anything else (e.g. mixed dtypes): export anew
     want = {"int8": ["float16", "int8"], "float16": "float16", "float32": "float32"}[weights]
-    if stored != want and not (isinstance(stored, list) and stored == want):
+    if stored != want:
         return False
     if checkpoint is not None:
         src = card.get("source_checkpoint") or {}
@@ -195,7 +199,7 @@ def run_release(
     say: Callable[[str], None] = print,
     command: str = "python -m ssl_train release",
 ) -> dict[str, Any]:
-    """Steps 1–5 of the module docstring. Returns ``{"models": {...}, "report": path, "seconds": {...}}``."""
+    """Steps 1–6 of the module docstring. Returns ``{"models": {...}, "report": path, "seconds": {...}}``."""
     from .export import export_model, export_random_reference
     from .protocol import SCRATCH, pretrained_encoder, run_protocol
     from .report import write_reports
