@@ -15,10 +15,11 @@
 6. ``python -m app.precompute`` in its own process (the app and the training package meet through
    files), so the app's maps open at once.
 
-Expected time with the defaults (9 tasks, 30 epochs, 3 seeds, 6 fractions, three methods): about
-3.5 hours on a 2-core laptop CPU (measured for the shipped release: pretraining 58 min, the protocol's
-540 runs 152 min, export and the app's maps 2 min; a reduced CPU budget, e.g. ``--epochs 15 --fractions
-0.01,0.1,1``, takes about 2 hours). On a GPU it runs on CUDA with bf16; its GPU time is not measured yet. ``--epochs``, ``--fractions`` and ``--seeds`` trade time for detail;
+Expected time with the defaults (9 tasks, 30 epochs, the learning-rate search, 3 seeds, 6 fractions,
+three methods): about 3.7 hours on a 2-core laptop CPU (measured for the shipped release: pretraining
+58 min, the learning-rate search 33 min, the protocol's 540 runs 126 min, export and the app's maps
+2 min; a reduced CPU budget, e.g. ``--epochs 15 --fractions 0.01,0.1,1``, takes about 2 hours). On a GPU
+it runs on CUDA with bf16; its GPU time is not measured yet. ``--epochs``, ``--fractions`` and ``--seeds`` trade time for detail;
 every model.json records the budget it was made with.
 """
 from __future__ import annotations
