@@ -116,6 +116,14 @@ def card_learning_rates(card: dict) -> tuple[float | None, float | None]:
     return ok(lrs.get("lr")), ok(lrs.get("scratch_lr"))
 
 
+def arm_config(cfg, card: dict, arm: str):
+    """``cfg`` (a ``FinetuneConfig``) with the learning rate ``card`` records for ``arm`` ("scratch" or
+    the encoder), so the lab fine-tunes each arm as the report did; ``cfg`` itself where the card has none."""
+    own, scratch_lr = card_learning_rates(card)
+    lr = scratch_lr if arm == "scratch" else own
+    return replace(cfg, lr=lr) if lr else cfg
+
+
 class FinetuneJob:
     """Fine-tunes the chosen encoder and then scratch on the same labelled photos, in a thread.
 
@@ -211,10 +219,7 @@ class FinetuneJob:
 
                 encoder, _, _ = load_model_weights(self.model_dir, self.card)
                 state = encoder.state_dict()
-            # each arm with the learning rate the report used for it, so the lab reproduces the report
-            own, scratch_lr = card_learning_rates(self.card)
-            lr = scratch_lr if name == "scratch" else own
-            cfg = replace(self.cfg, lr=lr) if lr else self.cfg
+            cfg = arm_config(self.cfg, self.card, "scratch" if name == "scratch" else "encoder")
             t0 = time.time()
             model, log = finetune(state, enc_cfg, ds.images[sub], labels[sub], n_classes, cfg, self.seed, on_step=self._on_step)
             t1 = time.time()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from .data import SplitData, labelled_subset
 from .encoders import EncoderConfig
 from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict
-from .protocol import SCRATCH, pretrained_encoder
+from .protocol import SCRATCH, _atomic_json, pretrained_encoder
 from .train import TrainConfig, device_name, resolve_device
 
 DEFAULT_LRS = (0.03, 0.1, 0.3, 1.0)
@@ -54,13 +53,6 @@ def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg:
     if arm != SCRATCH:
         d |= {"arm": arm, "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
@@ -109,7 +101,7 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
                 print(f"[finetune-lr] {arm:>12} lr {lr:g}: validation {100 * np.mean(accs):.1f}%", flush=True)
         chosen = choose({float(k): v for k, v in scores.items()})
         report["arms"][arm] = {"settings_hash": h, "seeds": list(seeds), "val_accuracy": scores, "chosen_lr": chosen,
-                               "seconds": round(time.time() - t0 + prev.get("seconds", 0) * bool(prev), 1)}
+                               "seconds": round(time.time() - t0 + prev.get("seconds", 0), 1)}
         _atomic_json(out_json, report)
     return report
 

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .model_files import sha256_file
 from .data import FRACTIONS, SplitData, check_fraction, labelled_subset
 from .encoders import EncoderConfig, build_encoder
 from .errors import UserError
 from .evaluate import FinetuneConfig, extract_features, finetune, knn_eval, linear_probe, predict, scores
+from .model_files import sha256_file
 from .tasks import get_task
 from .train import CHECKPOINT_NAME, TrainConfig, device_name, library_versions, peak_rss_mb, pretrain, resolve_device
 
@@ -68,6 +68,12 @@ def _config_hash(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def arm_lr(config: dict, arm: str) -> float | None:
+    """The fine-tuning learning rate ``arm`` (scratch or a task) used in a report with ``config``: its
+    own rate (``finetune_lr``, chosen on validation) when the report has one, else the schedule's."""
+    return (config.get("finetune_lr") or {}).get(arm, (config.get("finetune") or {}).get("lr"))
+
+
 def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
     """The settings one protocol entry (``task`` × ``mode``, any fraction and seed) depends on:
     the report's config minus the protocol's lists; minus the pretraining settings for scratch (it is
@@ -77,7 +83,7 @@ def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
     if task == SCRATCH:
         d.pop("pretrain", None)
     if mode == "finetune":
-        d["finetune"] = dict(d.get("finetune", {})) | {"lr": (config.get("finetune_lr") or {}).get(task, d.get("finetune", {}).get("lr"))}
+        d["finetune"] = dict(d.get("finetune", {})) | {"lr": arm_lr(config, task)}
     else:
         d.pop("finetune", None)
     return _config_hash(d | {"split": split_sha256, "task": task, "mode": mode})
@@ -146,7 +152,7 @@ def run_protocol(
         missing = [a for a in (SCRATCH, *pcfg.tasks) if a not in ft_lrs]
         if missing:
             raise UserError(f"--ft-lrs has no learning rate for {', '.join(missing)}; run `python -m ssl_train finetune-lr --arms "
-                            f"{','.join(missing)}` (it keeps the arms already searched) or drop --ft-lrs")
+                            f"{','.join((SCRATCH, *pcfg.tasks))}` (rates already searched with the same settings are reused) or drop --ft-lrs")
     dev = resolve_device(ft_cfg.device)
     classes = data.ds.classes
     n_classes = len(classes)
@@ -233,7 +239,7 @@ def run_protocol(
                     t0 = time.time()
                     run: dict[str, Any] = {"task": task_name, "mode": mode, "fraction": fraction, "seed": seed, "n_labelled": int(len(sub))}
                     if mode == "finetune":
-                        arm_cfg = replace(ft_cfg, lr=config.get("finetune_lr", {}).get(task_name, ft_cfg.lr))
+                        arm_cfg = replace(ft_cfg, lr=arm_lr(config, task_name))
                         model, log = finetune(state, enc_cfg, images[torch.as_tensor(sub)], labels[sub], n_classes, arm_cfg, seed)
                         pred = predict(model, test_u8, dev).argmax(1)
                         run.update(scores(pred, test_y, n_classes), **log, lr=arm_cfg.lr)

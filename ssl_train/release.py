@@ -89,12 +89,10 @@ def resolve_tasks(names: tuple[str, ...]) -> list[str]:
 def finetune_lrs_of(config: dict, arm: str) -> dict[str, Any]:
     """The fine-tuning learning rates a protocol report's numbers were made with, for one model card:
     ``{"lr": this encoder's, "scratch_lr": scratch's, "chosen_on": ...}``."""
-    base = float(config.get("finetune", {}).get("lr", 0.0))
-    per = config.get("finetune_lr") or {}
-    from .protocol import SCRATCH
+    from .protocol import SCRATCH, arm_lr
 
-    return {"lr": float(per.get(arm, base)), "scratch_lr": float(per.get(SCRATCH, base)),
-            "chosen_on": "validation split of the training photos (reports/finetune-lr.md)" if per else "fixed for every encoder (--ft-lr)"}
+    return {"lr": float(arm_lr(config, arm) or 0.0), "scratch_lr": float(arm_lr(config, SCRATCH) or 0.0),
+            "chosen_on": "validation split of the training photos (reports/finetune-lr.md)" if config.get("finetune_lr") else "fixed for every encoder (--ft-lr)"}
 
 
 def card_metrics(summary: list[dict], task: str, fractions: tuple[float, ...] = CARD_FRACTIONS) -> dict[str, Any]:

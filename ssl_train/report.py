@@ -196,8 +196,9 @@ def results_block(report: dict[str, Any], figure_rel: str) -> str:
     tenth = at_fraction_markdown(report, 0.1)
     if tenth:
         parts += ["At 10% labels (test accuracy %, mean ± std over seeds; best fine-tune first):", "", tenth, ""]
-    if lr_line(report):
-        parts += [lr_line(report), ""]
+    rates = lr_line(report)
+    if rates:
+        parts += [rates, ""]
     parts += ["Every fraction:", "", table_markdown(report), "", "Pretraining:", "", pretraining_markdown(report)]
     st = stage_markdown(report)
     if st:

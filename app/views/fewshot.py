@@ -166,9 +166,9 @@ else:
         st.caption("Both fine-tunes for these settings are below (seeded: the same settings give the same "
                    "result). Change the fraction, seed or encoder to train others.")
     elif job is None:
-        own_lr, scratch_lr = fewshot.card_learning_rates(entry.card)
-        rates = (f"learning rate {own_lr or cfg.lr:g} for {md_escape(enc_name)} and {scratch_lr or cfg.lr:g} for scratch"
-                 + (", each chosen on validation photos (`reports/finetune-lr.md`)" if own_lr and scratch_lr else ""))
+        own_lr, scratch_lr = (fewshot.arm_config(cfg, entry.card, arm).lr for arm in ("encoder", "scratch"))
+        rates = (f"learning rate {own_lr:g} for {md_escape(enc_name)} and {scratch_lr:g} for scratch"
+                 + (", each chosen on validation photos (`reports/finetune-lr.md`)" if all(fewshot.card_learning_rates(entry.card)) else ""))
         st.markdown(f"Fine-tunes **{md_escape(enc_name)}**, then the same network from **scratch**: {steps} steps each "
                     f"({'quick' if quick else 'protocol'} schedule, batch {min(cfg.batch_size, len(sub))}, SGD, crops and flips; {rates}).")
         if st.button("▶ Start fine-tuning", type="primary"):
