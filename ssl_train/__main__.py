@@ -74,7 +74,7 @@ def _add_finetune(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("fine-tuning (schedule fixed in advance, the same for scratch and pretrained)")
     g.add_argument("--ft-epochs", type=int, default=30, help="passes over the labelled subset, clamped to [--ft-min-steps, --ft-max-steps] steps")
     g.add_argument("--ft-min-steps", type=int, default=100, help="fewest optimizer steps (small subsets)")
-    g.add_argument("--ft-max-steps", type=int, default=500, help="most optimizer steps (large subsets)")
+    g.add_argument("--ft-max-steps", type=int, default=2000, help="most optimizer steps (very large subsets; the full flowers split needs 1320)")
     g.add_argument("--ft-batch-size", type=int, default=64, help="photos per fine-tuning step")
     g.add_argument("--ft-lr", type=float, default=0.03, help="peak SGD learning rate for fine-tuning (protocol/release: unless a per-encoder rate is chosen on validation)")
 

@@ -31,7 +31,7 @@ from .data import SplitData, labelled_subset
 from .encoders import EncoderConfig
 from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict
-from .protocol import SCRATCH, _atomic_json, pretrained_encoder
+from .protocol import SCRATCH, STEP_KEYS, _atomic_json, pretrained_encoder
 from .train import TrainConfig, device_name, resolve_device
 
 DEFAULT_LRS = (0.03, 0.1, 0.3, 1.0)
@@ -46,10 +46,12 @@ def choose(scores: dict[float, list[float]]) -> float:
 
 
 def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
-                   fraction: float) -> str:
-    """What one arm's scores depend on, apart from the rate and the seed."""
-    d = {"ft": {k: v for k, v in ft_cfg.to_dict().items() if k not in ("lr", "device")}, "enc": enc_cfg.to_dict(),
-         "split": data.split_sha256, "fraction": fraction, "val": [VAL_FRACTION, VAL_SEED]}
+                   fraction: float, steps: int) -> str:
+    """What one arm's scores depend on, apart from the rate and the seed: the schedule by the number of
+    ``steps`` it gives the labelled subset rather than by its clamps (raising a cap the subset never
+    reaches changes nothing)."""
+    ft = {k: v for k, v in ft_cfg.to_dict().items() if k not in ("lr", "device", *STEP_KEYS)} | {"steps": steps}
+    d = {"ft": ft, "enc": enc_cfg.to_dict(), "split": data.split_sha256, "fraction": fraction, "val": [VAL_FRACTION, VAL_SEED]}
     if arm != SCRATCH:
         d |= {"arm": arm, "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
@@ -71,15 +73,17 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
     n_classes = len(data.ds.classes)
     dev = resolve_device(ft_cfg.device)
     val_u8, val_y = images[torch.as_tensor(val)], labels[val]
+    # per class a fixed share of the fit photos (``labelled_subset``): the same size for every seed
+    steps = ft_cfg.steps_for(len(labelled_subset(fit, labels, fraction, seeds[0])))
     try:
         old = json.loads(out_json.read_text()).get("arms", {})
     except (OSError, json.JSONDecodeError, AttributeError):
         old = {}
     report: dict[str, Any] = {"fraction": fraction, "seeds": list(seeds), "lrs": lrs, "n_fit": int(len(fit)), "n_val": int(len(val)),
                               "val_fraction": VAL_FRACTION, "val_seed": VAL_SEED, "finetune": ft_cfg.to_dict() | {"lr": None},
-                              "pretrain_epochs": train_cfg.epochs, "device": device_name(dev), "command": command, "arms": {}}
+                              "steps": steps, "pretrain_epochs": train_cfg.epochs, "device": device_name(dev), "command": command, "arms": {}}
     for arm in arms:
-        h = _settings_hash(arm, data, enc_cfg, train_cfg, ft_cfg, fraction)
+        h = _settings_hash(arm, data, enc_cfg, train_cfg, ft_cfg, fraction, steps)
         prev = old.get(arm, {}) if old.get(arm, {}).get("settings_hash") == h else {}
         scores: dict[str, list[float]] = {}
         t0 = time.time()
@@ -130,7 +134,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         f"Fine-tuned on {r['fraction']:.0%} of the labels of {r['n_fit']} fit photos, scored on {r['n_val']} validation photos "
         f"(both from the training split; no test photo is read); seeds {r['seeds']}; pretrained arms after {r['pretrain_epochs']} "
-        f"epochs; schedule otherwise the protocol's ({ft['epochs']} epochs clamped to {ft['min_steps']}–{ft['max_steps']} steps, "
+        f"epochs; schedule otherwise the protocol's ({ft['epochs']} epochs clamped to {ft['min_steps']}–{ft['max_steps']} steps"
+        + (f": {r['steps']} here" if r.get("steps") else "") + ", "
         f"batch {ft['batch_size']}, SGD + Nesterov, weight decay {ft['weight_decay']}); {r['device']}.",
         "",
         "| encoder | " + " | ".join(f"lr {x}" for x in lrs) + " | chosen |",

@@ -74,26 +74,40 @@ def arm_lr(config: dict, arm: str) -> float | None:
     return (config.get("finetune_lr") or {}).get(arm, (config.get("finetune") or {}).get("lr"))
 
 
+# How many steps a fine-tune takes follows from these and the subset's size; an entry is reused when
+# its recorded step count is what the new schedule gives its subset (``reusable_runs``), so raising a
+# cap that its subset never reached reruns nothing.
+STEP_KEYS = ("epochs", "min_steps", "max_steps")
+
+
 def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
     """The settings one protocol entry (``task`` × ``mode``, any fraction and seed) depends on:
     the report's config minus the protocol's lists; minus the pretraining settings for scratch (it is
     never pretrained); minus the fine-tuning schedule for a probe (it fine-tunes nothing); and for a
-    fine-tune, the schedule with the arm's own learning rate (``finetune_lr``, else the schedule's)."""
+    fine-tune, the schedule with the arm's own learning rate (``finetune_lr``, else the schedule's)
+    minus what only sets the step count (``STEP_KEYS``: checked per entry by ``reusable_runs``)."""
     d = {k: v for k, v in config.items() if k not in ("protocol", "finetune_lr")}
     if task == SCRATCH:
         d.pop("pretrain", None)
     if mode == "finetune":
-        d["finetune"] = dict(d.get("finetune", {})) | {"lr": arm_lr(config, task)}
+        d["finetune"] = {k: v for k, v in dict(d.get("finetune", {})).items() if k not in STEP_KEYS} | {"lr": arm_lr(config, task)}
     else:
         d.pop("finetune", None)
     return _config_hash(d | {"split": split_sha256, "task": task, "mode": mode})
 
 
+def planned_steps(config: dict, n_labelled: int) -> int:
+    """The fine-tuning steps a report with ``config`` gives a subset of ``n_labelled`` photos."""
+    ft = config.get("finetune") or {}
+    return FinetuneConfig(**{k: ft[k] for k in (*STEP_KEYS, "batch_size") if k in ft}).steps_for(n_labelled)
+
+
 def reusable_runs(old: dict, config: dict, split_sha256: str) -> dict[tuple, dict]:
     """Entries of an earlier report ``old`` that count as done for a protocol with ``config``, keyed
-    (task, mode, fraction, seed): those whose settings (``entry_hash``) are the same under both configs.
-    So scratch is reused across pretraining budgets, probes across fine-tuning schedules, and a
-    fine-tune whenever its arm's schedule and learning rate are unchanged."""
+    (task, mode, fraction, seed): those whose settings (``entry_hash``) are the same under both configs,
+    and for a fine-tune, whose step count is the one ``config`` gives its subset. So scratch is reused
+    across pretraining budgets, probes across fine-tuning schedules, and a fine-tune whenever its arm's
+    learning rate and its own number of steps are unchanged."""
     if "config" not in old:
         return {}
     old_split = old.get("split_sha256", "")
@@ -103,8 +117,13 @@ def reusable_runs(old: dict, config: dict, split_sha256: str) -> dict[tuple, dic
         tm = (r.get("task"), r.get("mode"))
         if tm not in same:
             same[tm] = entry_hash(old["config"], old_split, *tm) == entry_hash(config, split_sha256, *tm)
-        if same[tm]:
-            keep[(r["task"], r["mode"], r["fraction"], r["seed"])] = r
+        if not same[tm]:
+            continue
+        if tm[1] == "finetune":
+            n = r.get("n_labelled")
+            if not isinstance(n, int) or n < 1 or r.get("planned_steps") != planned_steps(config, n):
+                continue
+        keep[(r["task"], r["mode"], r["fraction"], r["seed"])] = r
     return keep
 
 

@@ -113,7 +113,7 @@ mode = c3.radio("Method", list(MODES), key=state.FEW_MODE, format_func=MODES.get
 with st.expander("Settings"):
     seed = st.number_input("Seed (which labelled photos, initialisation, batch order)", 0, 99, key=state.FEW_SEED)
     quick = st.toggle("Quick fine-tune schedule (at most 150 steps)", key=state.FEW_QUICK,
-                      help="The protocol's schedule is 30 epochs clamped to 100–500 steps. Quick clamps to 60–150 steps: "
+                      help="The protocol's schedule is 30 passes over the labelled photos, at least 100 steps. Quick clamps to 60–150 steps: "
                            "the same as the protocol up to about 10% of the labels, shorter above.")
 fraction = pct / 100.0
 entry = ui.model_by_name(entries, enc_name)

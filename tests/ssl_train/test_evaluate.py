@@ -67,6 +67,14 @@ def test_finetune_config__steps_clamped():
     assert cfg.steps_for(28) == 100 and cfg.steps_for(278) == 150 and cfg.steps_for(2783) == 500
 
 
+def test_finetune_config__default_gives_every_flowers_fraction_its_full_epochs():
+    # the 500-step cap gave the full split (2783 labels) 11 epochs and half of it 23: more labels, less training
+    cfg = FinetuneConfig()
+    for n in (696, 1392, 2783):
+        assert cfg.steps_for(n) == cfg.epochs * -(-n // cfg.batch_size)
+    assert cfg.steps_for(2783) == 1320 and cfg.steps_for(10**6) == cfg.max_steps
+
+
 def test_protocol__tiny_end_to_end_writes_report_and_reuses_runs(tiny_data, small_encoder, tmp_path):
     pcfg = ProtocolConfig(tasks=("rotation",), fractions=(0.1, 1.0), seeds=(0, 1), modes=("finetune", "linear", "knn"))
     tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
@@ -111,6 +119,23 @@ def test_protocol__reuse_takes_scratch_across_pretraining_budgets_but_not_the_pr
     with pytest.raises(UserError, match="--reuse .*no such report"):
         run_protocol(tiny_data, ProtocolConfig(tasks=("rotation",), reuse=(str(tmp_path / "nope.json"),)), small_encoder,
                      TrainConfig(epochs=1, batch_size=8, device="cpu"), ft, tmp_path / "x.json", tmp_path / "runs", progress=False)
+
+
+def test_protocol__raising_the_step_cap_reruns_only_the_fine_tunes_it_reached(tiny_data, small_encoder, tmp_path):
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    pcfg = ProtocolConfig(tasks=("rotation",), fractions=(0.1, 1.0), seeds=(0,), modes=("finetune", "knn"))
+    capped = FinetuneConfig(epochs=1, min_steps=1, max_steps=2, batch_size=8, device="cpu")
+    first = tmp_path / "capped.json"
+    old = {(r["task"], r["mode"], r["fraction"]): r for r in run_protocol(tiny_data, pcfg, small_encoder, tcfg, capped, first, tmp_path / "runs", progress=False)["runs"]}
+    assert old[("scratch", "finetune", 1.0)]["steps"] == 2 < capped.epochs * -(-old[("scratch", "finetune", 1.0)]["n_labelled"] // 8)
+    assert old[("scratch", "finetune", 0.1)]["steps"] == 1  # a subset of ≤ 8 photos: one batch, below the cap
+    again = ProtocolConfig(tasks=("rotation",), fractions=(0.1, 1.0), seeds=(0,), modes=("finetune", "knn"), reuse=(str(first),))
+    raised = FinetuneConfig(epochs=1, min_steps=1, max_steps=50, batch_size=8, device="cpu")
+    new = {(r["task"], r["mode"], r["fraction"]): r for r in run_protocol(tiny_data, again, small_encoder, tcfg, raised, tmp_path / "raised.json", tmp_path / "runs", progress=False)["runs"]}
+    for arm in ("scratch", "rotation"):
+        assert new[(arm, "finetune", 0.1)] == old[(arm, "finetune", 0.1)]  # the cap never reached it: the very entry
+        assert new[(arm, "finetune", 1.0)]["steps"] == -(-new[(arm, "finetune", 1.0)]["n_labelled"] // 8) > 2  # reran with every batch
+        assert new[(arm, "knn", 1.0)] == old[(arm, "knn", 1.0)]
 
 
 def test_protocol__per_arm_rates_rerun_only_the_fine_tunes_whose_rate_changed(tiny_data, small_encoder, tmp_path):

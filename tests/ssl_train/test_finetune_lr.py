@@ -46,6 +46,25 @@ def test_search__scores_every_arm_and_rate_on_validation_and_keeps_finished_arms
     assert "| scratch |" in md and "| rotation |" in md and "lr 0.3" in md
 
 
+def test_search__a_step_cap_the_subset_never_reaches_changes_nothing_but_one_it_reaches_reruns(tiny_data, small_encoder, tmp_path, monkeypatch):
+    calls = []
+    real = finetune_lr.finetune
+    monkeypatch.setattr(finetune_lr, "finetune", lambda *a, **k: calls.append(a[5].max_steps) or real(*a, **k))
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    out = tmp_path / "finetune-lr.json"
+
+    def search(max_steps: int) -> dict:
+        ft = FinetuneConfig(epochs=1, min_steps=1, max_steps=max_steps, batch_size=8, device="cpu")
+        return finetune_lr.run(["scratch"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out, progress=False)
+
+    steps = search(1000)["steps"]
+    assert steps >= 2 and calls == [1000]
+    search(500)  # still above what the subset needs: kept
+    assert calls == [1000] and json.loads(out.read_text())["steps"] == steps
+    search(steps - 1)  # now the cap cuts the schedule: scored again
+    assert calls == [1000, steps - 1] and json.loads(out.read_text())["steps"] == steps - 1
+
+
 @pytest.mark.parametrize("content,msg", [(None, "no such file"), ("{}", "not a finetune-lr report"), ('{"arms": {"scratch": {"chosen_lr": 0}}}', "no positive")])
 def test_chosen_lrs__missing_or_wrong_file_is_one_clear_error(tmp_path, content, msg):
     path = tmp_path / "lr.json"
