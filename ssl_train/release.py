@@ -16,9 +16,10 @@
    files), so the app's maps open at once.
 
 Expected time with the defaults (9 tasks, 30 epochs, the learning-rate search, 3 seeds, 6 fractions,
-three methods): about 3.7 hours on a 2-core laptop CPU (measured for the shipped release: pretraining
-58 min, the learning-rate search 33 min, the protocol's 540 runs 126 min, export and the app's maps
-2 min; a reduced CPU budget, e.g. ``--epochs 15 --fractions 0.01,0.1,1``, takes about 2 hours). On a GPU
+three methods): about 4.3 hours on a 2-core laptop CPU (measured for the shipped release: pretraining
+58 min, the learning-rate search 33 min, the protocol's 540 runs 167 min — the 30 fine-tunes at 100%
+labels, 1320 steps each, take 66 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
+``--epochs 15 --fractions 0.01,0.1``, halves pretraining and leaves 13 min of the protocol's entries). On a GPU
 it runs on CUDA with bf16; its GPU time is not measured yet. ``--epochs``, ``--fractions`` and ``--seeds`` trade time for detail;
 every model.json records the budget it was made with.
 """
@@ -93,6 +94,14 @@ def finetune_lrs_of(config: dict, arm: str) -> dict[str, Any]:
 
     return {"lr": float(arm_lr(config, arm) or 0.0), "scratch_lr": float(arm_lr(config, SCRATCH) or 0.0),
             "chosen_on": "validation split of the training photos (reports/finetune-lr.md)" if config.get("finetune_lr") else "fixed for every encoder (--ft-lr)"}
+
+
+def finetune_schedule_of(config: dict) -> dict[str, Any]:
+    """The fine-tuning schedule behind a report's fine-tune numbers, for a model card (the rate is in
+    ``finetune_lr``): without it "fine-tune at 100%" cannot be compared across releases."""
+    ft = config.get("finetune") or {}
+    keep = ("epochs", "min_steps", "max_steps", "batch_size", "weight_decay", "label_smoothing", "crop_scale_min")
+    return {k: ft[k] for k in keep if k in ft} | {"optimizer": "SGD, Nesterov momentum 0.9, warm-up then cosine"}
 
 
 def card_metrics(summary: list[dict], task: str, fractions: tuple[float, ...] = CARD_FRACTIONS) -> dict[str, Any]:
@@ -275,6 +284,7 @@ def run_release(
             m["test_split"] = f"{report['n_test']} photos of {Path(report['split_file']).name} (sha256 {report['split_sha256'][:12]})"
             m["protocol_report"] = str(report_path.name)
             m["finetune_lr"] = finetune_lrs_of(report["config"], SCRATCH if name == RANDOM_NAME else name)
+            m["finetune_schedule"] = finetune_schedule_of(report["config"])
         if name in checks:
             m["stored_weights_check"] = checks[name]
         write_card_metrics(path, m)

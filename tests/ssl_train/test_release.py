@@ -36,6 +36,7 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
         # every fine-tune ran with the rate chosen for its arm on validation, and the card says which
         assert {r["lr"] for r in rep["runs"] if r["task"] == enc and r["mode"] == "finetune"} == {chosen[enc]}
         assert m["finetune_lr"]["lr"] == chosen[enc] and m["finetune_lr"]["scratch_lr"] == chosen["scratch"]
+        assert m["finetune_schedule"]["max_steps"] == rep["config"]["finetune"]["max_steps"] and m["finetune_schedule"]["epochs"] >= 1
         if name == "random_init":  # never pretrained, and its card says so rather than quoting a budget
             assert m["budget"]["epochs"] == 0 and m["budget"]["pretrained_on"] == [] and m["budget"]["note"].startswith("not pretrained")
         else:
