@@ -264,9 +264,12 @@ def run_release(
 
             t0 = time.time()
             say(f"[release] fine-tuning learning rate per encoder, on a validation split: {', '.join(f'{x:g}' for x in DEFAULT_LRS)}")
+            # the equivalent finetune-lr command holds only for release's defaults (its other options, e.g.
+            # --epochs or --data, would be missing from it); otherwise the report names this very command
+            ftlr = f"python -m ssl_train finetune-lr --arms scratch,{','.join(tasks)} --seeds {','.join(map(str, pcfg.seeds))}"
             search = search_lrs([SCRATCH, *tasks], list(DEFAULT_LRS), data, enc_cfg, train_cfg, ft_cfg, runs_dir, SEARCH_FRACTION, list(pcfg.seeds),
                                 Path(rcfg.ft_lr_search), progress=False,
-                                command=f"python -m ssl_train finetune-lr --arms scratch,{','.join(tasks)} --seeds {','.join(map(str, pcfg.seeds))}")
+                                command=ftlr if command == "python -m ssl_train release" else f"{command} (its learning-rate step)")
             write_markdown(search, Path(rcfg.ft_lr_search))
             ft_lrs = {a: v["chosen_lr"] for a, v in search["arms"].items()}
             say("[release]   chosen: " + ", ".join(f"{a} {lr:g}" for a, lr in ft_lrs.items()))

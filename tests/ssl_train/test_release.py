@@ -23,6 +23,8 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
     search = json.loads((tmp_path / "reports" / "finetune-lr.json").read_text())
     chosen = {arm: v["chosen_lr"] for arm, v in search["arms"].items()}
     assert set(chosen) == {"scratch", "rotation", "inpainting"} and (tmp_path / "reports" / "finetune-lr.md").is_file()
+    # a release with options of its own: the search names that command, not a finetune-lr line lacking them
+    assert search["command"].startswith("python -m ssl_train release ") and search["command"].endswith("(its learning-rate step)")
     assert sorted(p.name for p in models.iterdir()) == ["inpainting", "random_init", "rotation"]
     rep = json.loads(report.read_text())
     assert {r["task"] for r in rep["runs"]} == {"scratch", "rotation", "inpainting"}
