@@ -8,7 +8,8 @@ photos (``budget.validation_split``; the test photos are never read):
 
 - for each arm and each rate of ``--lrs``, fine-tune on ``--fraction`` of the fit photos' labels with
   the protocol's schedule, one run per seed, and score validation accuracy;
-- the arm's rate is the one with the highest mean validation accuracy (ties: the smaller rate).
+- the arm's rate is the one with the highest mean validation accuracy (ties: the smaller rate);
+  a rate on the edge of the grid is flagged (``at_edge``), since the best rate may then lie beyond it.
 
 Pretrained arms use the pretraining runs in ``runs/`` with the given settings (made when missing).
 It writes ``reports/finetune-lr.json`` (read by ``protocol --ft-lrs``) and ``.md``. Entries already in
@@ -34,7 +35,9 @@ from .evaluate import FinetuneConfig, finetune, predict
 from .protocol import SCRATCH, STEP_KEYS, _atomic_json, pretrained_encoder
 from .train import TrainConfig, device_name, resolve_device
 
-DEFAULT_LRS = (0.03, 0.1, 0.3, 1.0)
+# 0.01 joined the grid when rotation's chosen rate sat on its lower edge (0.03): a best value on the
+# edge of a grid says only that the optimum may lie beyond it
+DEFAULT_LRS = (0.01, 0.03, 0.1, 0.3, 1.0)
 SEARCH_FRACTION = 0.1  # the labelled fraction the rates are chosen at (the README's headline fraction)
 
 
@@ -43,6 +46,11 @@ def choose(scores: dict[float, list[float]]) -> float:
     if not scores:
         raise UserError("no learning rate was scored")
     return min(scores, key=lambda lr: (-float(np.mean(scores[lr])), lr))
+
+
+def at_edge(chosen: float, lrs: list[float]) -> bool:
+    """Whether ``chosen`` is the smallest or largest of more than one tried rate."""
+    return len(lrs) > 1 and chosen in (min(lrs), max(lrs))
 
 
 def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
@@ -105,6 +113,7 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
                 print(f"[finetune-lr] {arm:>12} lr {lr:g}: validation {100 * np.mean(accs):.1f}%", flush=True)
         chosen = choose({float(k): v for k, v in scores.items()})
         report["arms"][arm] = {"settings_hash": h, "seeds": list(seeds), "val_accuracy": scores, "chosen_lr": chosen,
+                               "at_edge": at_edge(chosen, lrs),
                                "seconds": round(time.time() - t0 + prev.get("seconds", 0), 1)}
         _atomic_json(out_json, report)
     return report
@@ -152,6 +161,10 @@ def to_markdown(r: dict[str, Any]) -> str:
             cells.append(f"**{cell}**" if float(x) == v["chosen_lr"] else cell)
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {v['chosen_lr']:g} |")
     total = sum(v.get("seconds", 0) for v in r["arms"].values())
+    edge = [arm for arm, v in r["arms"].items() if at_edge(v["chosen_lr"], r["lrs"])]
+    if edge:
+        lines += ["", f"On the edge of the grid ({', '.join(edge)}): the best rate may lie beyond it; "
+                  "rerun with a wider `--lrs` (scores already made are kept)."]
     lines += ["", "Validation accuracy %, mean ± std over seeds; bold: the chosen rate (highest mean; ties go to the smaller rate). "
               "`python -m ssl_train protocol --ft-lrs reports/finetune-lr.json` fine-tunes each encoder with its rate at every fraction.",
               "", f"Made by `{r['command']}` in {total / 60:.0f} min.", ""]

@@ -17,6 +17,25 @@ def test_choose__highest_mean_wins_and_a_tie_goes_to_the_smaller_rate():
     assert finetune_lr.choose({0.3: [0.6], 0.1: [0.6]}) == 0.1
 
 
+def test_at_edge__a_rate_at_either_end_of_the_grid_is_flagged_an_inner_one_is_not():
+    grid = [0.01, 0.03, 0.1]
+    assert finetune_lr.at_edge(0.01, grid) and finetune_lr.at_edge(0.1, grid)
+    assert not finetune_lr.at_edge(0.03, grid)
+    assert not finetune_lr.at_edge(0.1, [0.1])  # one rate: nothing was searched
+    assert finetune_lr.DEFAULT_LRS[0] < 0.03  # rotation chose 0.03, the old grid's lower edge
+
+
+def test_markdown__names_the_arms_whose_rate_sits_on_the_grid_edge():
+    r = {"fraction": 0.1, "n_fit": 10, "n_val": 5, "seeds": [0], "pretrain_epochs": 1, "device": "cpu", "command": "x", "steps": 100,
+         "finetune": {"epochs": 30, "min_steps": 100, "max_steps": 2000, "batch_size": 64, "weight_decay": 5e-4}, "lrs": [0.01, 0.1, 1.0],
+         "arms": {"scratch": {"val_accuracy": {"0.01": [0.5], "0.1": [0.7], "1": [0.6]}, "chosen_lr": 0.1},
+                  "rotation": {"val_accuracy": {"0.01": [0.8], "0.1": [0.7], "1": [0.6]}, "chosen_lr": 0.01}}}
+    md = finetune_lr.to_markdown(r)
+    assert "On the edge of the grid (rotation)" in md
+    r["arms"].pop("rotation")
+    assert "edge of the grid" not in finetune_lr.to_markdown(r)
+
+
 def test_search__scores_every_arm_and_rate_on_validation_and_keeps_finished_arms(tiny_data, small_encoder, tmp_path, monkeypatch):
     calls = []
     real = finetune_lr.finetune
@@ -37,6 +56,7 @@ def test_search__scores_every_arm_and_rate_on_validation_and_keeps_finished_arms
     for v in saved["arms"].values():
         assert set(v["val_accuracy"]) == {"0.01", "0.1"} and all(len(a) == 2 for a in v["val_accuracy"].values())
         assert v["chosen_lr"] == finetune_lr.choose({float(k): a for k, a in v["val_accuracy"].items()})
+        assert v["at_edge"] is True  # two rates: either choice is an edge
     assert finetune_lr.chosen_lrs(out) == {a: v["chosen_lr"] for a, v in r["arms"].items()}
     # run again with one more rate: only the new rate is fine-tuned
     calls.clear()
