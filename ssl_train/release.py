@@ -16,8 +16,8 @@
    files), so the app's maps open at once.
 
 Expected time with the defaults (9 tasks, 30 epochs, the learning-rate search, 3 seeds, 6 fractions,
-three methods): about 4.3 hours on a 2-core laptop CPU (measured for the shipped release: pretraining
-58 min, the learning-rate search 33 min, the protocol's 540 runs 167 min — the 30 fine-tunes at 100%
+three methods): about 4.4 hours on a 2-core laptop CPU (measured for the shipped release: pretraining
+58 min, the learning-rate search 39 min, the protocol's 540 runs 167 min — the 30 fine-tunes at 100%
 labels, 1320 steps each, take 66 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
 ``--epochs 15 --fractions 0.01,0.1``, halves pretraining and leaves 13 min of the protocol's entries). On a GPU
 it runs on CUDA with bf16; its GPU time is not measured yet. ``--epochs``, ``--fractions`` and ``--seeds`` trade time for detail;
