@@ -8,7 +8,7 @@ from ssl_train.encoders import EncoderConfig, build_encoder
 from ssl_train.errors import UserError
 from ssl_train.tasks import get_task
 from ssl_train.tasks.base import EncoderInfo, EpochContext
-from ssl_train.tasks.deepcluster import balanced_weights, kmeans, pca_whiten, reseed_empty, whiten
+from ssl_train.tasks.deepcluster import balanced_weights, kmeans, match_ids, pca_whiten, reseed_empty, whiten
 from ssl_train.train import embed_images
 
 
@@ -67,10 +67,50 @@ def _ctx(epoch, imgs, enc, head, seed=0):
     return EpochContext(epoch, imgs, lambda u: embed_images(enc, u, channels_last=False), torch.Generator().manual_seed(seed), head)
 
 
-def test_deepcluster__epoch_start_labels_and_reinitialises_classifier():
+def test_match_ids__recovers_a_renumbering_and_agrees_most_when_clusters_changed():
+    old = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 3])
+    perm_true = torch.tensor([2, 0, 3, 1])  # new id j was old id perm_true[j]
+    inverse = torch.argsort(perm_true)
+    new = inverse[old]
+    assert torch.equal(match_ids(new, old, 4), perm_true)
+    assert torch.equal(match_ids(new, old, 4)[new], old)
+    # two photos moved cluster: the renumbering still maps every cluster to its old id
+    moved = new.clone()
+    moved[0], moved[5] = new[3], new[8]
+    perm = match_ids(moved, old, 4)
+    assert sorted(perm.tolist()) == [0, 1, 2, 3] and int((perm[moved] == old).sum()) == 8
+
+
+def test_deepcluster__epoch_start_keeps_the_classifier_and_carries_cluster_ids_over(monkeypatch):
+    from ssl_train.tasks import deepcluster
+
     torch.manual_seed(0)
     enc = build_encoder(EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1)))
     task = get_task("deepcluster", {"k": "4"})
+    head = task.build_head(EncoderInfo(32, (8, 16, 16, 32), 32, 32))
+    imgs = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(16) % 4
+    centroids = torch.eye(4, 32)  # (k, whitened dims)
+    renumber = torch.tensor([3, 0, 1, 2])  # the second clustering: the same partition, ids drawn afresh
+    results = iter([(centroids, labels, 0), (centroids[torch.argsort(renumber)], renumber[labels], 0)])
+    monkeypatch.setattr(deepcluster, "kmeans", lambda *a, **k: next(results))
+    task.on_epoch_start(_ctx(0, imgs, enc, head))
+    with torch.no_grad():
+        head.classifier.weight.add_(1.0)
+    learnt = head.classifier.weight.clone()
+    reset = []
+    ctx = _ctx(1, imgs, enc, head, seed=5)
+    ctx.reset_optimizer_state = lambda params: reset.append(list(params))
+    task.on_epoch_start(ctx)
+    assert torch.equal(head.classifier.weight, learnt) and not reset  # what it learnt is kept
+    assert torch.equal(head.labels, labels)  # every photo keeps its id
+    assert torch.equal(head.centroids, centroids)  # and every centroid moved with its id
+
+
+def test_deepcluster__epoch_start_labels_and_reinitialises_classifier():
+    torch.manual_seed(0)
+    enc = build_encoder(EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1)))
+    task = get_task("deepcluster", {"k": "4", "match_clusters": "false"})  # the paper's rule
     head = task.build_head(EncoderInfo(32, (8, 16, 16, 32), 32, 32))
     imgs = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     w_param = head.classifier.weight
@@ -98,7 +138,7 @@ def test_deepcluster__epoch_start_labels_and_reinitialises_classifier():
 def test_deepcluster__reinitialised_classifier_loses_its_optimizer_momentum():
     torch.manual_seed(0)
     enc = build_encoder(EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1)))
-    task = get_task("deepcluster", {"k": "4"})
+    task = get_task("deepcluster", {"k": "4", "match_clusters": "false"})
     head = task.build_head(EncoderInfo(32, (8, 16, 16, 32), 32, 32))
     imgs = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     opt = torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9)
