@@ -13,7 +13,8 @@ photos (``budget.validation_split``; the test photos are never read):
 
 Pretrained arms use the pretraining runs in ``runs/`` with the given settings (made when missing).
 It writes ``reports/finetune-lr.json`` (read by ``protocol --ft-lrs``) and ``.md``. Entries already in
-the output with the same settings are kept, so a killed search continues where it stopped.
+the output with the same settings and, for a pretrained arm, the same checkpoint (sha256) are kept, so a
+killed search continues where it stopped.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from .data import SplitData, labelled_subset
 from .encoders import EncoderConfig
 from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict
+from .model_files import sha256_file
 from .protocol import SCRATCH, STEP_KEYS, _atomic_json, pretrained_encoder
 from .train import TrainConfig, device_name, resolve_device
 
@@ -92,17 +94,22 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
                               "steps": steps, "pretrain_epochs": train_cfg.epochs, "device": device_name(dev), "command": command, "arms": {}}
     for arm in arms:
         h = _settings_hash(arm, data, enc_cfg, train_cfg, ft_cfg, fraction, steps)
-        prev = old.get(arm, {}) if old.get(arm, {}).get("settings_hash") == h else {}
-        scores: dict[str, list[float]] = {}
         t0 = time.time()
-        state = None
+        state, ck_sha = None, None
+        if arm != SCRATCH:
+            state, summary = pretrained_encoder(arm, data, enc_cfg, train_cfg, runs_dir, progress=progress)
+            ck_sha = sha256_file(summary["checkpoint"])
+        # scores are kept only if made from this very encoder: a task whose code changed pretrains
+        # another one under the same settings
+        prev = old.get(arm, {})
+        if prev.get("settings_hash") != h or prev.get("checkpoint_sha256") != ck_sha:
+            prev = {}
+        scores: dict[str, list[float]] = {}
         for lr in lrs:
             key = f"{lr:g}"
             if key in prev.get("val_accuracy", {}) and len(prev["val_accuracy"][key]) == len(seeds) and prev.get("seeds") == list(seeds):
                 scores[key] = prev["val_accuracy"][key]
                 continue
-            if arm != SCRATCH and state is None:
-                state, _ = pretrained_encoder(arm, data, enc_cfg, train_cfg, runs_dir, progress=progress)
             accs = []
             for seed in seeds:
                 sub = labelled_subset(fit, labels, fraction, seed)
@@ -112,7 +119,7 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
             if progress:
                 print(f"[finetune-lr] {arm:>12} lr {lr:g}: validation {100 * np.mean(accs):.1f}%", flush=True)
         chosen = choose({float(k): v for k, v in scores.items()})
-        report["arms"][arm] = {"settings_hash": h, "seeds": list(seeds), "val_accuracy": scores, "chosen_lr": chosen,
+        report["arms"][arm] = {"settings_hash": h, "checkpoint_sha256": ck_sha, "seeds": list(seeds), "val_accuracy": scores, "chosen_lr": chosen,
                                "at_edge": at_edge(chosen, lrs),
                                "seconds": round(time.time() - t0 + prev.get("seconds", 0), 1)}
         _atomic_json(out_json, report)

@@ -85,6 +85,29 @@ def test_search__a_step_cap_the_subset_never_reaches_changes_nothing_but_one_it_
     assert calls == [1000, steps - 1] and json.loads(out.read_text())["steps"] == steps - 1
 
 
+def test_search__a_retrained_encoder_under_the_same_settings_is_scored_again(tiny_data, small_encoder, tmp_path, monkeypatch):
+    calls = []
+    real = finetune_lr.finetune
+    monkeypatch.setattr(finetune_lr, "finetune", lambda *a, **k: calls.append("scratch" if a[0] is None else "rotation") or real(*a, **k))
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    out = tmp_path / "finetune-lr.json"
+
+    def search() -> dict:
+        return finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out, progress=False)
+
+    first = search()["arms"]
+    assert calls == ["scratch", "rotation"] and len(first["rotation"]["checkpoint_sha256"]) == 64
+    assert first["scratch"]["checkpoint_sha256"] is None
+    calls.clear()
+    search()  # the same encoder: nothing is fine-tuned again
+    assert calls == []
+    # the task's code changed and its run was remade: the same settings, another checkpoint
+    monkeypatch.setattr(finetune_lr, "sha256_file", lambda path: "0" * 64)
+    again = search()["arms"]
+    assert calls == ["rotation"] and again["rotation"]["checkpoint_sha256"] == "0" * 64
+
+
 @pytest.mark.parametrize("content,msg", [(None, "no such file"), ("{}", "not a finetune-lr report"), ('{"arms": {"scratch": {"chosen_lr": 0}}}', "no positive")])
 def test_chosen_lrs__missing_or_wrong_file_is_one_clear_error(tmp_path, content, msg):
     path = tmp_path / "lr.json"
