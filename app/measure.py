@@ -30,7 +30,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .config import REPO, data_dir, models_dir
+from .config import REPO, data_dir, display, models_dir
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -125,7 +125,7 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    res: dict = {"models_dir": str(models_dir()), "data_dir": str(data_dir()), "photo": str(photo),
+    res: dict = {"models_dir": display(models_dir()), "data_dir": display(data_dir()), "photo": display(photo),
                  "models": sorted(p.name for p in models_dir().iterdir() if (p / "model.json").is_file())}
     t0 = time.time()
     proc = start_server(port, log=out.with_suffix(".server.log"))

@@ -12,8 +12,8 @@ import warnings
 from pathlib import Path
 
 from .errors import UserError
+from .paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 D = argparse.ArgumentDefaultsHelpFormatter
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .data import SplitData
+from .paths import portable
 from .encoders import EncoderConfig, build_encoder
 from .tasks import get_task
 from .tasks.base import EpochContext, PretextTask
@@ -197,7 +198,7 @@ def run_bench(data: SplitData, tasks: list[str], enc_cfg: EncoderConfig, cfg: Tr
     slug = "cpu" if dev.type == "cpu" else "cuda-" + "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
     path = out_dir / f"bench-{slug}.json"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
+    path.write_text(json.dumps(portable(report), indent=1))
     print(table(report))
     return path
 

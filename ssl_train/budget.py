@@ -29,6 +29,7 @@ import torch
 from .data import SplitData, labelled_subset, make_split, near_duplicate_groups
 from .encoders import EncoderConfig
 from .errors import UserError
+from .paths import portable
 from .evaluate import FinetuneConfig, finetune, predict
 from .protocol import pretrained_encoder
 from .train import TrainConfig, device_name, resolve_device
@@ -117,6 +118,6 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
 def write(r: dict[str, Any], out_dir: Path, command: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / f"budget-{r['task']}.json", out_dir / f"budget-{r['task']}.md"
-    js.write_text(json.dumps(r | {"command": command}, indent=1) + "\n")
+    js.write_text(json.dumps(portable(r | {"command": command}), indent=1) + "\n")
     md.write_text(to_markdown(r, command))
     return js, md

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .paths import REPO, portable
 from .model_files import (
     CARD_NAME,
     FEATURE_OUTPUT,
@@ -78,7 +79,6 @@ __all__ = [
     "load_model_weights", "add_export_parser", "cmd_export", "PARITY_TOL", "OPSET",
 ]
 
-REPO = Path(__file__).resolve().parent.parent
 OPSET = 17
 PARITY_TOL = 1e-4  # max |ONNX − PyTorch| accepted for a float32 graph
 PARITY_PHOTOS = 4
@@ -746,13 +746,13 @@ def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict,
         "export_versions": _versions(),
     }
     card["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != CARD_NAME}
-    (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")  # provisional, read by parity_check
+    (tmp / CARD_NAME).write_text(json.dumps(portable(card), indent=2) + "\n")  # provisional, read by parity_check
     diff = parity_check(tmp, photos)
     if not diff <= PARITY_TOL:
         raise ExportError(f"ONNX outputs differ from PyTorch by {diff:.3g} > {PARITY_TOL:g} on {len(photos)} photos; nothing was written to {final}")
     card["onnx_parity_max_abs_diff"] = diff
     card["onnx_parity_photos"] = {"count": int(len(photos)), "from": str(photo_root)}
-    (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+    (tmp / CARD_NAME).write_text(json.dumps(portable(card), indent=2) + "\n")  # repository paths relative: cards travel
     verify_model_dir(tmp)
 
 

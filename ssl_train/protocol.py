@@ -30,6 +30,7 @@ from .encoders import EncoderConfig, build_encoder
 from .errors import UserError
 from .evaluate import FinetuneConfig, extract_features, finetune, knn_eval, linear_probe, predict, scores
 from .model_files import sha256_file
+from .paths import portable
 from .tasks import get_task
 from .train import CHECKPOINT_NAME, TrainConfig, device_name, library_versions, peak_rss_mb, pretrain, resolve_device
 
@@ -86,7 +87,8 @@ def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
     never pretrained); minus the fine-tuning schedule for a probe (it fine-tunes nothing); and for a
     fine-tune, the schedule with the arm's own learning rate (``finetune_lr``, else the schedule's)
     minus what only sets the step count (``STEP_KEYS``: checked per entry by ``reusable_runs``)."""
-    d = {k: v for k, v in config.items() if k not in ("protocol", "finetune_lr")}
+    # portable: an entry written with repository-relative paths is the same entry as one made in memory
+    d = portable({k: v for k, v in config.items() if k not in ("protocol", "finetune_lr")})
     if task == SCRATCH:
         d.pop("pretrain", None)
     if mode == "finetune":
@@ -130,7 +132,7 @@ def reusable_runs(old: dict, config: dict, split_sha256: str) -> dict[tuple, dic
 def _atomic_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.write_text(json.dumps(portable(obj), indent=1))  # repository paths relative: the report travels
     os.replace(tmp, path)
 
 
@@ -193,7 +195,7 @@ def run_protocol(
     }
     if ft_lrs is not None:
         config["finetune_lr"] = {a: float(ft_lrs[a]) for a in (SCRATCH, *pcfg.tasks) if a in ft_lrs}
-    chash = _config_hash({k: v for k, v in config.items() if k != "protocol"} | {"split": data.split_sha256})
+    chash = _config_hash(portable({k: v for k, v in config.items() if k != "protocol"}) | {"split": data.split_sha256})
     report: dict[str, Any] = {
         "version": 1,
         "config": config,

@@ -143,15 +143,17 @@ def export_is_current(model_dir: Path, weights: str, *, checkpoint: str | Path |
 
 
 def write_card_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
-    """Replace ``metrics`` in ``model_dir/model.json`` (atomically). The card's file hashes do not
-    cover model.json itself, so the folder still verifies."""
+    """Replace ``metrics`` in ``model_dir/model.json`` (atomically), paths inside the repository written
+    relative to it (``paths.portable``). The card's file hashes do not cover model.json itself, so the
+    folder still verifies."""
     from .model_files import CARD_NAME, verify_model_dir
+    from .paths import portable
 
     path = model_dir / CARD_NAME
     card = json.loads(path.read_text())
     card["metrics"] = metrics
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.write_text(json.dumps(portable(card), indent=2) + "\n")  # cards of earlier exports become portable too
     os.replace(tmp, path)
     verify_model_dir(model_dir)
 

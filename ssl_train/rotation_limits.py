@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .paths import portable
 
 ANGLES = (0, 90, 180, 270)
 
@@ -179,6 +180,6 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
 def write(r: dict[str, Any], out_dir: Path, command: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / "rotation-limits.json", out_dir / "rotation-limits.md"
-    js.write_text(json.dumps(r | {"command": command}, indent=1) + "\n")
+    js.write_text(json.dumps(portable(r | {"command": command}), indent=1) + "\n")
     md.write_text(to_markdown(r, command))
     return js, md

@@ -1,0 +1,36 @@
+"""Where the repository is, and paths written into cards and reports relative to it.
+
+Cards (``models/*/model.json``) and reports are read on other machines: an absolute path such as
+``/home/alice/pretext-lab/data/flowers`` says nothing there and leaks where it was made. What lies
+inside the repository is therefore recorded relative to its root (``data/flowers``,
+``runs/rotation-…/checkpoint.safetensors``) — the form every command in the README is run from.
+Paths outside it are kept as they are. In-memory configs stay absolute; only what is written (and
+what the protocol hashes to recognise its own entries) goes through ``portable``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def portable(obj: Any, root: Path = REPO) -> Any:
+    """``obj`` (JSON-like: dicts, lists, strings, numbers) with every absolute path under ``root``
+    written relative to it, also inside longer strings such as a command line; ``root`` itself
+    becomes ``.``. Idempotent: a portable object is returned unchanged."""
+    base = str(root).rstrip("/")
+    # the root only where a path starts: not inside another path that merely contains it
+    pattern = re.compile(r"(?<![\w./~-])" + re.escape(base) + r"(?:/|(?![\w.-]))")
+
+    def fix(x: Any) -> Any:
+        if isinstance(x, str):
+            return pattern.sub(lambda m: "" if m.group(0).endswith("/") else ".", x)
+        if isinstance(x, dict):
+            return {k: fix(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [fix(v) for v in x]
+        return x
+
+    return fix(obj)
