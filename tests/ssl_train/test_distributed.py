@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -20,8 +21,22 @@ def _args(folder, tmp_path, out, *extra):
     ]
 
 
-def _run(cmd):
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+# A C++ std::terminate in one rank with no Python error (no frame of this package in stderr), seen
+# once in a clean-clone run of the whole suite and never in 16 runs of this file alone: a native crash
+# in torch's distributed machinery, not an error of this package. A fresh run is retried once; a
+# Python error, a second crash or wrong results still fail.
+NATIVE_CRASH = "terminate called without an active exception"
+
+
+def _run(cmd, fresh_out=None):
+    """Run ``cmd``; when it writes a new run into ``fresh_out``, retry once after the native crash above."""
+    def once():
+        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+    r = once()
+    if r.returncode != 0 and fresh_out is not None and NATIVE_CRASH in r.stderr and "/ssl_train/" not in r.stderr:
+        shutil.rmtree(fresh_out, ignore_errors=True)
+        r = once()
     # the child's own traceback comes first; torchrun's summary last
     assert r.returncode == 0, r.stderr[:3000] + "\n...\n" + r.stderr[-1000:]
     return r
@@ -36,7 +51,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def test_torchrun__two_processes_match_one_with_same_global_batch(tiny_folder, tmp_path):
     _run([sys.executable, *_args(tiny_folder, tmp_path, tmp_path / "one")])
-    _run([*TORCHRUN, *_args(tiny_folder, tmp_path, tmp_path / "two")])
+    _run([*TORCHRUN, *_args(tiny_folder, tmp_path, tmp_path / "two")], fresh_out=tmp_path / "two")
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(one) == len(two) == 2
     # same initial weights and global batches; only per-rank augmentation draws and batch-norm
@@ -48,7 +63,7 @@ def test_torchrun__two_processes_match_one_with_same_global_batch(tiny_folder, t
 
 def test_torchrun__killed_two_process_run_resumes(tiny_folder, tmp_path):
     out = tmp_path / "run"
-    _run([*TORCHRUN, *_args(tiny_folder, tmp_path, out, "--stop-after-epoch", "0")])
+    _run([*TORCHRUN, *_args(tiny_folder, tmp_path, out, "--stop-after-epoch", "0")], fresh_out=out)
     assert load_checkpoint(out / "checkpoint.safetensors").meta["epoch"] == 0
     assert not (out / "summary.json").exists()
     _run([*TORCHRUN, *_args(tiny_folder, tmp_path, out, "--resume")])
