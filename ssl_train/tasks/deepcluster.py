@@ -23,7 +23,7 @@ then trains encoder + MLP + classifier to predict each photo's pseudo-label from
   ``ctx.generator``; ``match_clusters=false`` does that, in place with its optimizer momentum
   cleared). Under the paper's constant learning rate that is harmless; under this loop's cosine
   decay it is not: in the last epochs the rate is too small for a fresh classifier to learn anything
-  in one epoch, so training accuracy fell back to chance (50 clusters: from 21% at epoch 13 to 1.7% at
+  in one epoch, so training accuracy fell back to chance (50 clusters: from 21% at epoch 14 to 1.7% at
   epoch 30, loss ln 50) and the pretext test score measured an untrained layer.
 - Colour: the paper feeds Sobel edges to avoid clustering by colour; the shared 3-channel encoder
   here cannot take that, so random greyscale and colour jitter on the training views play that part.
