@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from .data import SplitData
-from .paths import portable
 from .encoders import EncoderConfig, build_encoder
+from .paths import portable
 from .tasks import get_task
 from .tasks.base import EpochContext, PretextTask
 from .train import TaskModel, TrainConfig, _as_float, device_name, embed_images, encoder_info, library_versions, make_optimizer, peak_rss_mb, resolve_device

@@ -29,8 +29,8 @@ import torch
 from .data import SplitData, labelled_subset, make_split, near_duplicate_groups
 from .encoders import EncoderConfig
 from .errors import UserError
-from .paths import portable
 from .evaluate import FinetuneConfig, finetune, predict
+from .paths import portable
 from .protocol import pretrained_encoder
 from .train import TrainConfig, device_name, resolve_device
 

@@ -26,8 +26,8 @@ import torch
 
 from .errors import UserError
 from .model_files import sha256_file
-from .paths import REPO
 from .images import IMAGE_SUFFIXES, BadImage, dhash, open_rgb, square_resize, to_uint8_chw
+from .paths import REPO
 
 DEFAULT_DATA = REPO / "data" / "flowers"
 FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)

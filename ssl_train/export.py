@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .paths import REPO, portable
 from .model_files import (
     CARD_NAME,
     FEATURE_OUTPUT,
@@ -73,6 +72,7 @@ from .model_files import (
     sha256_file,
     verify_model_dir,
 )
+from .paths import REPO, portable
 
 __all__ = [
     "ModelFileError", "export_model", "export_random_reference", "parity_check", "verify_model_dir",

@@ -277,7 +277,8 @@ class DeepCluster(PretextTask):
         z = whiten(feats, mean, proj)
         centroids, labels, _ = kmeans(z, cfg.k, ctx.generator, cfg.kmeans_iters)
         first = head.labels.shape != labels.shape
-        if cfg.match_clusters and not first:
+        carry_over = cfg.match_clusters and not first
+        if carry_over:
             perm = match_ids(labels, head.labels, cfg.k)
             labels = perm[labels]
             centroids = torch.empty_like(centroids).index_copy_(0, perm, centroids)  # new cluster j is now perm[j]
@@ -290,7 +291,7 @@ class DeepCluster(PretextTask):
             head.weights = torch.zeros(n, device=dev, dtype=head.weights.dtype)
         head.labels.copy_(labels)  # in place afterwards: the buffers stay the same tensors
         head.weights.copy_(weights)
-        if cfg.match_clusters and not first:
+        if carry_over:
             return  # the classifier's rows still mean the same clusters
         w = head.classifier.weight
         w.copy_(torch.randn(w.shape, generator=ctx.generator, device=ctx.generator.device).to(w) * 0.01)
