@@ -253,7 +253,7 @@ def cmd_protocol(a) -> int:
     from .protocol import ProtocolConfig, run_protocol
     from .report import write_reports
 
-    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse)
+    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     from .tasks import get_task
 
@@ -335,8 +335,11 @@ def cmd_finetune_lr(a) -> int:
     names = tuple(x for x in a.arms if x != SCRATCH)
     arms = ([SCRATCH] if SCRATCH in a.arms else []) + (_checked_tasks(names, a.image_size) if names else [])
     out = Path(a.out)
+    stray = [k for k in a.keep if k not in arms]
+    if stray:
+        raise UserError(f"--keep {','.join(stray)}: not among --arms; a kept arm must be one of the arms")
     r = run(arms, list(a.lrs), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction,
-            list(a.seeds), out, _command_line(a), progress=not a.quiet)
+            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep))
     md = write_markdown(r, out)
     print(md.read_text())
     print(f"wrote {out}, {md}")
@@ -396,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", type=_strs, default=("rotation",), help="pretext tasks to pretrain and compare with scratch, comma-separated")
     s.add_argument("--quiet", action="store_true", help="less output")
     s.add_argument("--ft-lrs", default="", help="a `finetune-lr` report: fine-tune each encoder (and scratch) with the learning rate chosen for it on validation, instead of --ft-lr for all")
+    s.add_argument("--keep", type=_strs, default=(), help="tasks among --tasks whose finished entries in --out are kept as they are, with the pretraining record they were "
+                   "made from, without their runs' checkpoints (to add a new task to a report made on another machine); every entry must be there")
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_protocol)
 
@@ -455,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", default=str(REPO / "runs"), help="pretraining runs (reused when the settings match)")
     s.add_argument("--out", default=str(REPO / "reports" / "finetune-lr.json"), help="the report (and .md beside it); entries already in it with the same settings are kept")
     s.add_argument("--quiet", action="store_true", help="no per-rate lines")
+    s.add_argument("--keep", type=_strs, default=(), help="arms among --arms whose scores in --out are kept as they are, without their pretraining runs "
+                   "(to add a new task to a search made on another machine); each must be there with the same settings, seeds and rates")
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_finetune_lr)
 

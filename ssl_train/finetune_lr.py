@@ -68,9 +68,12 @@ def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg:
 
 
 def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
-        runs_dir: Path, fraction: float, seeds: list[int], out_json: Path, command: str = "", progress: bool = True) -> dict[str, Any]:
+        runs_dir: Path, fraction: float, seeds: list[int], out_json: Path, command: str = "", progress: bool = True,
+        keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """Validation accuracy of every arm (``scratch`` or a task name) at every rate and seed → the
-    report, written to ``out_json`` after every arm."""
+    report, written to ``out_json`` after every arm. Arms in ``keep`` take their scores from
+    ``out_json`` as they are, without their pretraining run (each must be there with the same
+    settings, every rate and seed): a new task joins a search made elsewhere."""
     if not lrs or any(not lr > 0 for lr in lrs):
         raise UserError(f"--lrs {lrs} must be positive learning rates, e.g. 0.03,0.1,0.3,1")
     if not seeds:
@@ -96,6 +99,17 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
         h = _settings_hash(arm, data, enc_cfg, train_cfg, ft_cfg, fraction, steps)
         t0 = time.time()
         state, ck_sha = None, None
+        if arm in keep:
+            prev = old.get(arm) or {}
+            have = prev.get("val_accuracy") or {}
+            if prev.get("settings_hash") != h or prev.get("seeds") != list(seeds) or any(f"{lr:g}" not in have for lr in lrs):
+                raise UserError(f"--keep {arm}: {out_json} has no finished scores of {arm} with these settings, seeds and rates; "
+                                f"drop {arm} from --keep so that it is fine-tuned from its checkpoint")
+            scores = {f"{lr:g}": have[f"{lr:g}"] for lr in lrs}
+            chosen = choose({float(k): v for k, v in scores.items()})
+            report["arms"][arm] = prev | {"val_accuracy": scores, "chosen_lr": chosen, "at_edge": at_edge(chosen, lrs)}
+            _atomic_json(out_json, report)
+            continue
         if arm != SCRATCH:
             state, summary = pretrained_encoder(arm, data, enc_cfg, train_cfg, runs_dir, progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])

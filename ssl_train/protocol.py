@@ -49,6 +49,9 @@ class ProtocolConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     modes: tuple[str, ...] = MODES
     reuse: tuple[str, ...] = ()  # earlier reports whose finished entries count as done where settings match
+    # tasks whose finished entries in the output report are kept as they are, with the pretraining
+    # record they were made from, without that run's checkpoint (adding a task to a report made elsewhere)
+    keep: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for f in self.fractions:
@@ -60,6 +63,9 @@ class ProtocolConfig:
             raise UserError("give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"--seeds {self.seeds} repeats a seed; give distinct seeds")
+        stray = [t for t in self.keep if t not in self.tasks]
+        if stray:
+            raise UserError(f"--keep {','.join(stray)}: not among --tasks; a kept task must be one of the report's tasks")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -213,6 +219,7 @@ def run_protocol(
     }
     done: dict[tuple, dict] = {}
     done_from: dict[tuple, str | None] = {}  # the checkpoint sha256 a reused pretrained entry was made from (None: not recorded)
+    kept_pretraining: dict[str, dict] = {}  # --keep: each kept task's pretraining record in the output report
     for i, path in enumerate([out_json, *map(Path, pcfg.reuse)]):
         try:
             old = json.loads(path.read_text())
@@ -232,6 +239,19 @@ def run_protocol(
                 done[key], done_from[key] = r, made_from.get(r["task"])
         if i == 0 and old.get("config_hash") == chash:
             report["pretraining"] = old.get("pretraining", {})
+        if i == 0:
+            kept_pretraining = {t: v for t, v in (old.get("pretraining") or {}).items() if t in pcfg.keep and isinstance(v, dict)}
+    for t in pcfg.keep:
+        rec = kept_pretraining.get(t)
+        if not rec or not rec.get("checkpoint_sha256"):
+            raise UserError(f"--keep {t}: {out_json} holds no pretraining record of {t} with its checkpoint sha256; "
+                            f"drop {t} from --keep so that it is pretrained (or reused from --runs)")
+        missing = [k for k in ((t, m, f, s) for s in pcfg.seeds for f in pcfg.fractions for m in pcfg.modes)
+                   if k not in done or done_from.get(k) != rec["checkpoint_sha256"]]
+        if missing:
+            m0 = missing[0]
+            raise UserError(f"--keep {t}: {len(missing)} of its entries are not finished in {out_json} with these settings "
+                            f"(e.g. {m0[1]} at {m0[2]:g}, seed {m0[3]}); drop {t} from --keep so that they run from its checkpoint")
     t_all = time.time()
 
     def record(run: dict) -> None:
@@ -241,7 +261,10 @@ def run_protocol(
 
     for task_name in [SCRATCH, *pcfg.tasks]:
         state, ck_sha = None, None
-        if task_name != SCRATCH:
+        if task_name in pcfg.keep:  # every entry is finished (checked above): no encoder needed
+            report["pretraining"][task_name] = kept_pretraining[task_name]
+            ck_sha = kept_pretraining[task_name]["checkpoint_sha256"]
+        elif task_name != SCRATCH:
             state, summary = pretrained_encoder(task_name, data, enc_cfg, train_cfg, runs_dir, progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])
             report["pretraining"][task_name] = {k: summary.get(k) for k in ("epochs", "train_seconds_total", "device", "peak_rss_mb", "peak_cuda_mb", "pretext_test", "config", "checkpoint")}

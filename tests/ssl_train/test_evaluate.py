@@ -179,3 +179,30 @@ def test_protocol__entries_of_another_encoder_with_the_same_settings_are_not_reu
 def test_protocol_config__bad_values(kw, msg):
     with pytest.raises(UserError, match=msg):
         ProtocolConfig(**kw)
+
+
+def test_protocol__keep_adds_a_task_to_a_report_whose_other_runs_are_gone(tiny_data, small_encoder, tmp_path):
+    import shutil
+
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    out = tmp_path / "p.json"
+    first = run_protocol(tiny_data, ProtocolConfig(tasks=("rotation",), fractions=(1.0,), seeds=(0,), modes=("finetune", "knn")),
+                         small_encoder, tcfg, ft, out, tmp_path / "runs", progress=False)
+    old = {(r["task"], r["mode"]): r for r in first["runs"]}
+    shutil.rmtree(tmp_path / "runs")  # the report came from another machine: rotation's checkpoint is not here
+    both = ProtocolConfig(tasks=("rotation", "simclr"), fractions=(1.0,), seeds=(0,), modes=("finetune", "knn"), keep=("rotation",))
+    rep = run_protocol(tiny_data, both, small_encoder, tcfg, ft, out, tmp_path / "runs", progress=False)
+    new = {(r["task"], r["mode"]): r for r in rep["runs"]}
+    assert new[("rotation", "finetune")] == old[("rotation", "finetune")] and new[("rotation", "knn")] == old[("rotation", "knn")]
+    assert new[("scratch", "finetune")] == old[("scratch", "finetune")]
+    assert ("simclr", "finetune") in new and rep["pretraining"]["rotation"] == first["pretraining"]["rotation"]
+    assert not any(p.name.startswith("rotation-") for p in (tmp_path / "runs").iterdir())  # rotation was not pretrained again
+    assert {r["task"] for r in rep["summary"]} == {"scratch", "rotation", "simclr"}
+    # an entry the kept task lacks (another fraction) cannot be made without its checkpoint: refused before any run
+    more = ProtocolConfig(tasks=("rotation", "simclr"), fractions=(0.5, 1.0), seeds=(0,), modes=("finetune", "knn"), keep=("rotation",))
+    with pytest.raises(UserError, match="--keep rotation: 2 of its entries are not finished"):
+        run_protocol(tiny_data, more, small_encoder, tcfg, ft, out, tmp_path / "runs", progress=False)
+    assert json.loads(out.read_text())["runs"] == rep["runs"]  # the report is untouched
+    with pytest.raises(UserError, match="not among --tasks"):
+        ProtocolConfig(tasks=("simclr",), keep=("rotation",))

@@ -108,6 +108,22 @@ def test_search__a_retrained_encoder_under_the_same_settings_is_scored_again(tin
     assert calls == ["rotation"] and again["rotation"]["checkpoint_sha256"] == "0" * 64
 
 
+def test_search__keep_takes_an_arms_scores_without_its_run_and_refuses_what_is_missing(tiny_data, small_encoder, tmp_path):
+    import shutil
+
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    out = tmp_path / "finetune-lr.json"
+    first = finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out, progress=False)
+    shutil.rmtree(tmp_path / "runs")  # made on another machine: rotation's checkpoint is not here
+    r = finetune_lr.run(["scratch", "rotation", "simclr"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out,
+                        progress=False, keep=("rotation",))
+    assert r["arms"]["rotation"] == first["arms"]["rotation"] and set(r["arms"]) == {"scratch", "rotation", "simclr"}
+    assert not any(p.name.startswith("rotation-") for p in (tmp_path / "runs").iterdir())
+    with pytest.raises(UserError, match="--keep rotation: .* no finished scores"):
+        finetune_lr.run(["rotation"], [0.1, 0.3], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out, progress=False, keep=("rotation",))
+
+
 @pytest.mark.parametrize("content,msg", [(None, "no such file"), ("{}", "not a finetune-lr report"), ('{"arms": {"scratch": {"chosen_lr": 0}}}', "no positive")])
 def test_chosen_lrs__missing_or_wrong_file_is_one_clear_error(tmp_path, content, msg):
     path = tmp_path / "lr.json"
