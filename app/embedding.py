@@ -16,7 +16,11 @@ features_scale``, both float32 arrays of length D; column-major, which compresse
 dequantised to float32 on load: the file is about 0.76 MB for 3,479 photos × 256 dimensions (it was
 1.48 MB with float16 features; measured with a random-init encoder). ``build`` applies the same
 round trip, so what it returns equals what a reload gives and the stored kNN accuracy is the one
-the stored features score. Files of the previous format (``.../2``, float16 features) still load.
+the stored features score. The photos' file names are not stored (``.../4``): they are the rows of
+``split.csv``, whose sha256 is the layout's ``data_key``, in that order; the file keeps the sha256 of
+the list and ``load`` takes the list from the caller's photo index (this saved 63 kB per model, which
+let a tenth encoder fit the 30 MB budget of models/). Files of the previous formats (``.../3`` with
+the names, ``.../2`` float16 features) still load.
 """
 from __future__ import annotations
 
@@ -31,8 +35,9 @@ import numpy as np
 
 from .config import PRECOMPUTED_NAME, cache_dir
 
-FORMAT = "pretext-lab-app-layout/3"  # /3: features uint8 + features_min/features_scale
-FORMATS_READ = (FORMAT, "pretext-lab-app-layout/2")  # /2: features float16 (same fields otherwise)
+FORMAT = "pretext-lab-app-layout/4"  # /4: no file names (files_sha256 in meta; the names come from split.csv)
+# /3: features uint8 + features_min/features_scale, file names stored; /2: features float16
+FORMATS_READ = (FORMAT, "pretext-lab-app-layout/3", "pretext-lab-app-layout/2")
 MAP_MAX = 1500
 KNN_K = 20  # = ssl_train.evaluate.KNN_K
 UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_state": 0}
@@ -77,6 +82,13 @@ def model_key(card: dict) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(sorted(card["files"].items())).encode()).hexdigest()
+
+
+def files_sha256(files) -> str:
+    """sha256 of the photos' file names in order (how a /4 file names the rows it holds)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(str(f) for f in files).encode("utf-8")).hexdigest()
 
 
 def precomputed_paths(model_dir: Path, card: dict, data_key: str) -> list[Path]:
@@ -129,13 +141,14 @@ def save(layout: Layout, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT, "model": layout.model, "model_key": layout.model_key, "data_key": layout.data_key,
-        "classes": layout.classes, "knn_accuracy": layout.knn_accuracy, "method": layout.method, **layout.meta,
+        "classes": layout.classes, "knn_accuracy": layout.knn_accuracy, "method": layout.method,
+        **{k: v for k, v in layout.meta.items() if k != "loaded_from"}, "files_sha256": files_sha256(layout.files),
     }
     q, lo, scale = _codes(layout)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         np.savez_compressed(
-            f, meta=np.asarray(json.dumps(meta)), files=np.asarray(layout.files, dtype=str), labels=layout.labels.astype(np.int16),
+            f, meta=np.asarray(json.dumps(meta)), labels=layout.labels.astype(np.int16),
             is_test=layout.is_test, features=np.asfortranarray(q), features_min=lo, features_scale=scale,
             map_idx=layout.map_idx.astype(np.int32), xy=layout.xy.astype(np.float32),
         )
@@ -154,15 +167,23 @@ def is_current(path: Path, key: str, data_key: str) -> bool:
     return meta.get("format") == FORMAT and meta.get("model_key") == key and meta.get("data_key") == data_key
 
 
-def load(path: Path, key: str, data_key: str) -> Layout | None:
-    """The layout in ``path`` if it exists and belongs to this model and photo set, else None."""
+def load(path: Path, key: str, data_key: str, files=None) -> Layout | None:
+    """The layout in ``path`` if it exists and belongs to this model and photo set, else None.
+    ``files``: the photo set's file names in ``split.csv`` order (``photos.index(root).files``),
+    which a /4 file does not store; without them (or with other ones) a /4 file is not used."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             if meta.get("format") not in FORMATS_READ or meta.get("model_key") != key or meta.get("data_key") != data_key:
                 return None
-            lo = scale = None
             if meta["format"] == FORMAT:
+                if files is None or meta.get("files_sha256") != files_sha256(files):
+                    return None
+                names = np.asarray(list(files), dtype=str)
+            else:
+                names = z["files"]
+            lo = scale = None
+            if meta["format"] != "pretext-lab-app-layout/2":
                 lo, scale = z["features_min"].astype(np.float32), z["features_scale"].astype(np.float32)
                 q = z["features"]
                 if q.dtype != np.uint8 or q.ndim != 2 or lo.shape != (q.shape[1],) or scale.shape != lo.shape:
@@ -172,10 +193,10 @@ def load(path: Path, key: str, data_key: str) -> Layout | None:
                 features = z["features"].astype(np.float32)
             return Layout(
                 model=meta["model"], model_key=key, data_key=data_key, classes=list(meta["classes"]),
-                files=z["files"], labels=z["labels"].astype(np.int64), is_test=z["is_test"].astype(bool),
+                files=names, labels=z["labels"].astype(np.int64), is_test=z["is_test"].astype(bool),
                 features=features, map_idx=z["map_idx"].astype(np.int64), xy=z["xy"].astype(np.float32),
                 knn_accuracy=float(meta["knn_accuracy"]), method=meta.get("method", "umap"),
-                meta={k: v for k, v in meta.items() if k not in ("format", "model", "model_key", "data_key", "classes", "knn_accuracy", "method")},
+                meta={k: v for k, v in meta.items() if k not in ("format", "model", "model_key", "data_key", "classes", "knn_accuracy", "method", "files_sha256")},
                 features_min=lo, features_scale=scale,
             )
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
@@ -195,9 +216,10 @@ def available(model_dir: Path, card: dict, data_key: str) -> bool:
     return False
 
 
-def find(model_dir: Path, card: dict, data_key: str) -> Layout | None:
+def find(model_dir: Path, card: dict, data_key: str, files=None) -> Layout | None:
+    """The first matching layout of ``precomputed_paths`` (``files`` as for ``load``), else None."""
     for p in precomputed_paths(model_dir, card, data_key):
-        got = load(p, model_key(card), data_key)
+        got = load(p, model_key(card), data_key, files)
         if got is not None:
             got.meta["loaded_from"] = str(p)
             return got
@@ -250,6 +272,9 @@ def build(model, data_root: str | Path, progress: Callable[[str], None] | None =
     t0 = time.time()
     say("decoding the bundled photos")
     sd = photos.decoded(data_root, model.image_size)
+    if tuple(sd.ds.files) != tuple(idx.files):  # a /4 file names its rows by split.csv's order
+        raise ValueError(f"the decoded photos of {data_root} are not in the order of its split.csv; delete the photo cache "
+                         "($PRETEXT_LAB_CACHE or ~/.cache/pretext-lab) and retry")
     images = sd.ds.images.numpy()
     t1 = time.time()
     say(f"computing features of {len(images)} photos")

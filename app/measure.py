@@ -195,7 +195,7 @@ def probe_compute() -> dict:
     idx = photos.index(data_dir())
     out = {}
     for e in list_models(models_dir()):
-        lay = embedding.find(e.path, e.card, idx.key) if e.ok else None
+        lay = embedding.find(e.path, e.card, idx.key, idx.files) if e.ok else None
         if lay is None:
             continue
         fewshot.linear_probe(lay, 0.05, 1)  # warm-up: imports of scikit-learn and the labelled-subset code

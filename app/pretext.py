@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from .inference import EncoderGraph, HeadGraph, ModelFileError, OnnxModel, softmax
 
 # the tasks with a panel on the explorer (rotation's lives in app.inference and the page itself)
-PANEL_TASKS = ("rotation", "jigsaw", "colorization", "context", "inpainting", "superres", "pirl", "deepcluster", "multitask")
+PANEL_TASKS = ("rotation", "jigsaw", "colorization", "context", "inpainting", "superres", "pirl", "simclr", "deepcluster", "multitask")
 # tasks whose head is exported as head.onnx and is fed the encoder's last feature map(s)
 _HEAD_ON_FMAP = ("jigsaw", "colorization", "context", "pirl", "deepcluster")
 
@@ -62,6 +62,11 @@ def open_pretext(model: OnnxModel) -> Pretext:
     p = Pretext(model, task)
     name = task.name
     note = model.card.get("head_note")
+    if name == "simclr":
+        if "projection" not in model.output_names:
+            p.problem = (f"{model.name}'s model.onnx has no 'projection' output (outputs: {', '.join(model.output_names)}), "
+                         f"so there are no view embeddings to compare; {_reexport(model)}")
+        return p
     if name == "inpainting":
         if "prediction" not in model.output_names:
             p.problem = (f"{model.name}'s model.onnx has no 'prediction' output (outputs: {', '.join(model.output_names)}), "
@@ -313,6 +318,29 @@ def pirl(p: Pretext, images_u8: np.ndarray, seed: int = 0) -> dict[str, Any]:
     own = np.diag(sim)
     rank = 1 + (sim > own[:, None]).sum(1)
     return {"f": f.numpy(), "g": g.numpy(), "similarity": sim, "rank": rank, "puzzles": _u8(tiles_to_grid(v.tiles))}
+
+
+# -- SimCLR ------------------------------------------------------------------------------------------
+def simclr(p: Pretext, images_u8: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Two augmented views of each photo (``simclr.two_views``, the training augmentation, drawn
+    from ``seed``), embedded by model.onnx's projection head. SimCLR trains the two views of a photo
+    to embed alike and unlike the views of every other photo.
+
+    → {"first", "second": uint8 (N, 3, S, S) the views, "similarity" (N, N): row i = photo i's
+    first view against every photo's second view (cosine), "rank" (N,): 1 = its own second view is
+    the most similar}."""
+    import torch
+
+    from ssl_train.tasks import simclr as S
+
+    x = _t(images_u8)
+    n = x.shape[0]
+    views = _u8(S.two_views(x, p.config, torch.Generator().manual_seed(int(seed))))  # uint8, as model.onnx takes photos
+    z = p.model.run(views, ["projection"])["projection"].astype(np.float32)
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    sim = z[:n] @ z[n:].T
+    own = np.diag(sim)
+    return {"first": views[:n], "second": views[n:], "similarity": sim, "rank": 1 + (sim > own[:, None]).sum(1)}
 
 
 # -- DeepCluster -------------------------------------------------------------------------------------

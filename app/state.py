@@ -14,7 +14,7 @@ UPLOADS = "uploads"  # {"photos": [UploadedPhoto], "page": title of the page the
 EXPLORER_UPLOADER = "explorer.uploader"
 EXPLORER_PICKS = "explorer.picks"  # bundled photo files (relative to the data folder)
 EXPLORER_TURN = "explorer.turn"  # how far to turn a bundled photo before auto-upright, degrees
-EXPLORER_PUZZLE = "explorer.puzzle"  # puzzle number: picks the jigsaw / PIRL shuffles (int ≥ 0)
+EXPLORER_PUZZLE = "explorer.puzzle"  # puzzle number: picks the jigsaw / PIRL shuffles and the SimCLR views (int ≥ 0)
 EXPLORER_NEIGHBOUR = "explorer.neighbour"  # context prediction: the neighbour position shown in detail
 
 # -- Embedding map ------------------------------------------------------------------------------------

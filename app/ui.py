@@ -120,7 +120,7 @@ def _layout(path: str, signature: tuple, root: str, key: str) -> embedding.Layou
     entry = next(e for e in list_models(Path(path).parent) if e.name == Path(path).name)
     if not entry.ok:
         raise ModelFileError(entry.error)
-    found = embedding.find(entry.path, entry.card, key)
+    found = embedding.find(entry.path, entry.card, key, photos.index(root).files)
     if found is not None:
         return found
     model = _onnx_model(path, signature)

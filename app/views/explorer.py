@@ -268,6 +268,17 @@ def superres_panel(entry, items) -> None:
                         width=140, smooth=False)
 
 
+def _with_gallery(entry, p: pretext.Pretext, items, index) -> tuple[list, np.ndarray, list[str]]:
+    """The shown photos, then up to 100 test photos (minus any that is one of them) as the "other
+    photos" of PIRL's and SimCLR's comparison → (shown [(name, u8)], images (N, 3, S, S), names)."""
+    shown = _photos(entry, p, items)
+    gal = _gallery(str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key, p.model.image_size, 100, False)
+    keep = [i for i, g in enumerate(gal["images"]) if not any(np.abs(g.astype(int) - u).mean() < 2 for _, u in shown)]
+    images = np.concatenate([np.stack([u for _, u in shown]), gal["images"][keep]])
+    names = [n for n, _ in shown] + [f"{gal['classes'][gal['labels'][i]]} · {gal['files'][i].rsplit('/', 1)[-1]}" for i in keep]
+    return shown, images, names
+
+
 def pirl_panel(entry, items, index, puzzle: int) -> None:
     p = _load(entry)
     if p is None:
@@ -279,11 +290,7 @@ def pirl_panel(entry, items, index, puzzle: int) -> None:
     if index is None:
         st.info("The bundled test photos are needed for the comparison.")
         return
-    shown = _photos(entry, p, items)
-    gal = _gallery(str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key, p.model.image_size, 100, False)
-    keep = [i for i, g in enumerate(gal["images"]) if not any(np.abs(g.astype(int) - u).mean() < 2 for _, u in shown)]
-    images = np.concatenate([np.stack([u for _, u in shown]), gal["images"][keep]])
-    names = [n for n, _ in shown] + [f"{gal['classes'][gal['labels'][i]]} · {gal['files'][i].rsplit('/', 1)[-1]}" for i in keep]
+    shown, images, names = _with_gallery(entry, p, items, index)
     try:
         r = _compute("pirl", str(entry.path), inference.folder_signature(entry.path), images, puzzle)
     except ModelFileError as e:
@@ -309,6 +316,47 @@ def pirl_panel(entry, items, index, puzzle: int) -> None:
             top = [j for j in np.argsort(-sim)[:4]]
             ui.show_photo_grid([pretext.enlarge(images[j], 110, True) for j in top],
                                [f"{'★ own photo' if j == i else md_escape(names[j])} · {sim[j]:.2f}" for j in top], columns=4, width=110)
+
+
+def simclr_panel(entry, items, index, seed: int) -> None:
+    p = _load(entry)
+    if p is None:
+        return
+    _about(entry, p)
+    st.caption("SimCLR does not predict anything either: it learns that **two random views** of one photo (crop, flip, colour "
+               "changes) should have similar features, and different ones from the views of **other photos**. Here: two views "
+               "of each photo, and how similar they are to each other against the views of the test photos (the puzzle number "
+               "on the jigsaw tab draws other views).")
+    if index is None:
+        st.info("The bundled test photos are needed for the comparison.")
+        return
+    shown, images, names = _with_gallery(entry, p, items, index)
+    try:
+        r = _compute("simclr", str(entry.path), inference.folder_signature(entry.path), images, seed)
+    except ModelFileError as e:
+        st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
+        return
+    n = len(images)
+    for i, (name, u8) in enumerate(shown):
+        sim = r["similarity"][i]
+        others = np.delete(sim, i)
+        with st.container(border=True):
+            st.markdown(f"##### {md_escape(name)}")
+            c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
+            c1.image(pretext.enlarge(u8, 150, True), caption="the photo", width=150)
+            c2.image(pretext.enlarge(r["first"][i], 150, True), caption="view 1", width=150)
+            c3.image(pretext.enlarge(r["second"][i], 150, True), caption="view 2", width=150)
+            with c4:
+                rank = int(r["rank"][i])
+                if rank == 1:
+                    st.markdown(f"✅ Of the second views of all {n} photos, view 1 is closest to **its own view 2**.")
+                else:
+                    st.markdown(f"❌ Its own view 2 comes only **{_ordinal(rank)}** of {n} in similarity to view 1.")
+                st.markdown(f"Similarity of the two views: **{sim[i]:.2f}** · view 1 to the other {n - 1} photos' views: "
+                            f"{others.mean():.2f} on average, {others.max():.2f} at most (1 = identical direction).")
+            top = [j for j in np.argsort(-sim)[:4]]
+            ui.show_photo_grid([pretext.enlarge(r["second"][j], 110, True) for j in top],
+                               [f"{'★ own view 2' if j == i else md_escape(names[j])} · {sim[j]:.2f}" for j in top], columns=4, width=110)
 
 
 def deepcluster_panel(entry, items, index) -> None:
@@ -463,6 +511,9 @@ for tab, task in zip(tabs, order):
         elif task == "pirl":
             for e in models:
                 pirl_panel(e, items, index, int(st.session_state.get(state.EXPLORER_PUZZLE, 1)))
+        elif task == "simclr":
+            for e in models:
+                simclr_panel(e, items, index, int(st.session_state.get(state.EXPLORER_PUZZLE, 1)))
         elif task == "deepcluster":
             for e in models:
                 deepcluster_panel(e, items, index)

@@ -84,6 +84,7 @@ TASK_OPTIONS = {
     "inpainting": {"width": "16"},
     "superres": {"width": "16"},
     "pirl": {"embed_dim": "16", "n_negatives": "16"},
+    "simclr": {"embed_dim": "16", "hidden": "32"},
     "deepcluster": {"k": "5", "pca_dim": "8", "hidden": "16"},
     "multitask": {"tasks": "rotation:1,jigsaw:0.5", "options": '{"jigsaw": {"n_permutations": 10, "tile_dim": 16, "hidden": 32}}'},
 }

@@ -31,12 +31,12 @@ def test_build__features_of_every_photo_map_of_test_split_and_knn(built, app_env
 def test_save_load__round_trip_and_stale_files_are_ignored(built, tmp_path):
     _, lay = built
     p = embedding.save(lay, tmp_path / "x.npz")
-    got = embedding.load(p, lay.model_key, lay.data_key)
+    got = embedding.load(p, lay.model_key, lay.data_key, lay.files)
     assert got is not None and np.allclose(got.features, lay.features) and np.array_equal(got.xy, lay.xy)
-    assert embedding.load(p, "0" * 64, lay.data_key) is None  # re-exported model (any file changed)
+    assert embedding.load(p, "0" * 64, lay.data_key, lay.files) is None  # re-exported model (any file changed)
     assert embedding.load(p, lay.model_key, "1" * 64) is None  # another split
     (tmp_path / "bad.npz").write_bytes(b"garbage")
-    assert embedding.load(tmp_path / "bad.npz", lay.model_key, lay.data_key) is None
+    assert embedding.load(tmp_path / "bad.npz", lay.model_key, lay.data_key, lay.files) is None
 
 
 def _save_format_2(lay, path):
@@ -60,7 +60,7 @@ def test_save__uint8_features_round_trip_within_half_step(built, tmp_path):
         assert z["features"].dtype == np.uint8 and z["features"].shape == raw.shape
         lo, scale = z["features_min"], z["features_scale"]
         assert lo.dtype == scale.dtype == np.float32 and lo.shape == scale.shape == (raw.shape[1],)
-    got = embedding.load(p, lay.model_key, lay.data_key)
+    got = embedding.load(p, lay.model_key, lay.data_key, lay.files)
     assert got is not None and got.features.dtype == np.float32 and got.features.flags["C_CONTIGUOUS"]
     assert np.array_equal(lo, raw.min(0)) and np.allclose(scale, (raw.max(0) - raw.min(0)) / 255, rtol=1e-6) and scale[0] == 0
     err = np.abs(got.features - raw)
@@ -75,8 +75,8 @@ def test_build__features_are_what_a_reload_gives_exactly(built, tmp_path):
     """build() rounds features to the file's uint8 grid: save → load → save → load changes nothing."""
     _, lay = built
     assert lay.features_min is not None and lay.features_scale is not None
-    once = embedding.load(embedding.save(lay, tmp_path / "a.npz"), lay.model_key, lay.data_key)
-    twice = embedding.load(embedding.save(once, tmp_path / "b.npz"), lay.model_key, lay.data_key)
+    once = embedding.load(embedding.save(lay, tmp_path / "a.npz"), lay.model_key, lay.data_key, lay.files)
+    twice = embedding.load(embedding.save(once, tmp_path / "b.npz"), lay.model_key, lay.data_key, lay.files)
     assert np.array_equal(once.features, lay.features) and np.array_equal(twice.features, lay.features)
     assert np.array_equal(twice.features_min, lay.features_min) and np.array_equal(twice.features_scale, lay.features_scale)
 
@@ -85,7 +85,7 @@ def test_reload__knn_accuracy_of_the_layout_unchanged(built, tmp_path):
     from ssl_train.evaluate import knn_eval
 
     _, lay = built
-    got = embedding.load(embedding.save(lay, tmp_path / "x.npz"), lay.model_key, lay.data_key)
+    got = embedding.load(embedding.save(lay, tmp_path / "x.npz"), lay.model_key, lay.data_key, lay.files)
     tr, te = got.train_idx, got.test_idx
     knn = knn_eval(got.features[tr], got.labels[tr], got.features[te], got.labels[te], len(got.classes), k=embedding.KNN_K)
     assert got.knn_accuracy == lay.knn_accuracy == pytest.approx(float(knn["test_accuracy"]), abs=1e-12)
@@ -96,18 +96,35 @@ def test_reload__knn_accuracy_of_the_layout_unchanged(built, tmp_path):
 def test_load__old_float16_file_still_loads_and_is_rewritten_as_uint8(built, tmp_path):
     m, lay = built
     old = _save_format_2(lay, tmp_path / "old.npz")
-    got = embedding.load(old, lay.model_key, lay.data_key)
+    got = embedding.load(old, lay.model_key, lay.data_key, lay.files)
     assert got is not None and got.features.dtype == np.float32
     assert np.array_equal(got.features, lay.features.astype(np.float16).astype(np.float32)) and got.knn_accuracy == lay.knn_accuracy
     assert got.features_min is None and np.array_equal(got.xy, lay.xy)
-    assert embedding.load(old, "0" * 64, lay.data_key) is None  # still keyed: a stale old file is not used
-    again = embedding.load(embedding.save(got, tmp_path / "new.npz"), lay.model_key, lay.data_key)
+    assert embedding.load(old, "0" * 64, lay.data_key, lay.files) is None  # still keyed: a stale old file is not used
+    again = embedding.load(embedding.save(got, tmp_path / "new.npz"), lay.model_key, lay.data_key, lay.files)
     assert np.all(np.abs(again.features - got.features) <= again.features_scale / 2 + 1e-6)
     # found and reported available beside model.json, like a current file
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     _save_format_2(lay, model_dir / "app_precomputed.npz")
     assert embedding.available(model_dir, m.card, lay.data_key) and embedding.find(model_dir, m.card, lay.data_key) is not None
+
+
+def test_save__file_names_not_stored_but_checked_against_the_photo_index(built, tmp_path):
+    _, lay = built
+    p = embedding.save(lay, tmp_path / "x.npz")
+    with np.load(p) as z:
+        parts = {k: z[k] for k in z.files}
+    assert "files" not in parts  # the rows are split.csv's, in its order: the names come from the photo index
+    assert embedding.load(p, lay.model_key, lay.data_key) is None  # no names given: not used
+    assert embedding.load(p, lay.model_key, lay.data_key, list(lay.files)[::-1]) is None  # other names or order: not used
+    assert list(embedding.load(p, lay.model_key, lay.data_key, tuple(lay.files)).files) == list(lay.files)
+    # a file of the previous format (/3) holds its names and loads without them
+    meta = json.loads(str(parts["meta"]))
+    parts["meta"] = np.asarray(json.dumps(dict(meta, format="pretext-lab-app-layout/3")))
+    np.savez_compressed(tmp_path / "old.npz", **parts, files=np.asarray(lay.files, dtype=str))
+    old = embedding.load(tmp_path / "old.npz", lay.model_key, lay.data_key)
+    assert old is not None and np.array_equal(old.files, lay.files) and np.array_equal(old.features, lay.features)
 
 
 def test_load__unknown_format_or_broken_uint8_file_is_none_not_a_crash(built, tmp_path):
@@ -124,7 +141,7 @@ def test_load__unknown_format_or_broken_uint8_file_is_none_not_a_crash(built, tm
     }.items():
         broken = {k: v for k, v in {**parts, **change}.items() if v is not None}
         np.savez_compressed(tmp_path / "b.npz", **broken)
-        assert embedding.load(tmp_path / "b.npz", lay.model_key, lay.data_key) is None, name
+        assert embedding.load(tmp_path / "b.npz", lay.model_key, lay.data_key, lay.files) is None, name
 
 
 def test_place__an_upload_equal_to_a_map_photo_lands_on_it(built):
@@ -156,7 +173,7 @@ def test_precompute__writes_beside_model_json_and_app_finds_it(models, app_env, 
     idx = photos.index(app_env["data"])
     for e in list_models(models):
         assert (e.path / "app_precomputed.npz").is_file()
-        assert embedding.find(e.path, e.card, idx.key) is not None
+        assert embedding.find(e.path, e.card, idx.key, idx.files) is not None
     # again: the layouts are current (same model files, same photos), so they are kept as they are
     before = {e.name: (e.path / "app_precomputed.npz").stat().st_mtime_ns for e in list_models(models)}
     assert precompute(["--models", str(models), "--data", str(app_env["data"])]) == 0

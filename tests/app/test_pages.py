@@ -84,12 +84,12 @@ def test_explorer__every_task_shows_its_panel(task_app):
     at = task_app.run()
     assert not at.exception, at.exception
     assert [t.label for t in at.tabs] == ["rotation", "jigsaw", "colorization", "context", "inpainting", "superres", "pirl",
-                                          "deepcluster", "multitask", "random_init"]
+                                          "simclr", "deepcluster", "multitask", "random_init"]
     assert not at.error and not at.warning, [e.value for e in [*at.error, *at.warning]]
     t = texts(at) + "\n".join(image_captions(at))
     for expected in (
         "Model's guess", "permutation**", "the model's colours", "lightness only", "neighbours correctly", "centre patch",
-        "the hole filled by the model", "the model's restoration", "the small image", "its jigsaw version",
+        "the hole filled by the model", "the model's restoration", "the small image", "its jigsaw version", "view 2", "Similarity of the two views",
         "Falls in **cluster", "The cluster holds", "is a *multitask* model", "**rotation** (loss weight 1)",
         "Its model.onnx answers for **rotation**", "its head does not run on one photo",
     ):

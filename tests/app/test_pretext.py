@@ -193,6 +193,28 @@ def test_pirl__embeddings_equal_pytorch_head_and_similarities_rank_own_photo(mad
     assert r["puzzles"].shape[0] == 2 and set(r["rank"].tolist()) <= {1, 2}
 
 
+def test_simclr__views_are_the_tasks_and_similarities_equal_pytorch_projection(made_task_models, photo):
+    import torch.nn.functional as F
+
+    from ssl_train.tasks.base import normalize
+    from ssl_train.tasks.simclr import two_views
+
+    m, p = _open(made_task_models, "simclr")
+    assert p.problem is None
+    _, other = photo_bytes("daisy")
+    images = np.stack([m.prepare(photo), m.prepare(Image.open(io.BytesIO(other)).convert("RGB"))])
+    r = pretext.simclr(p, images, seed=5)
+    encoder, head, task = _torch(made_task_models, "simclr")
+    views = two_views(torch.from_numpy(images).float().div(255.0), task.config, torch.Generator().manual_seed(5))
+    u8 = np.clip(np.rint(views.numpy() * 255), 0, 255).astype(np.uint8)
+    assert np.array_equal(r["first"], u8[:2]) and np.array_equal(r["second"], u8[2:])
+    with torch.no_grad():
+        z = F.normalize(head(encoder(normalize(torch.from_numpy(u8).float().div(255.0))))["projection"], dim=1)
+    _close(r["similarity"], z[:2] @ z[2:].T)
+    assert set(r["rank"].tolist()) <= {1, 2}
+    assert pretext.simclr(p, images, seed=6)["first"].tolist() != r["first"].tolist()  # another number, other views
+
+
 # -- DeepCluster -------------------------------------------------------------------------------------
 def test_deepcluster__cluster_and_classifier_equal_pytorch_and_members_are_that_cluster(made_task_models, photo):
     m, p = _open(made_task_models, "deepcluster")
