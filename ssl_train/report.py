@@ -116,6 +116,23 @@ def paired_gain(runs: list[dict], task: str, mode: str = "finetune") -> list[tup
     return out
 
 
+def gains_markdown(report: dict[str, Any]) -> str:
+    """Each encoder minus scratch at every fraction, paired by seed, for every method (points,
+    mean ± std over seeds): what pretraining buys, fine-tuned and frozen."""
+    fractions = sorted({r["fraction"] for r in report["runs"]})
+    tasks = sorted({r["task"] for r in report["runs"]} - {SCRATCH})
+    modes = [m for m in ("finetune", "linear", "knn") if any(r["mode"] == m for r in report["runs"])]
+    if not tasks or not modes:
+        return ""
+    lines = ["| encoder | method | " + " | ".join(f"{100 * f:g}%" for f in fractions) + " |", "|---|---|" + "---:|" * len(fractions)]
+    for m in modes:
+        for t in tasks:
+            by = {g[0]: g for g in paired_gain(report["runs"], t, m)}
+            cells = [f"{100 * by[f][1]:+.1f} ± {100 * by[f][2]:.1f}" if f in by else "–" for f in fractions]
+            lines.append(f"| {t} | {MODE_TITLES.get(m, m)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _fraction_axis(ax, title: str, ylabel: str) -> None:
     """Log-scaled labelled-fraction x axis with the protocol's fractions as ticks."""
     ax.set_xscale("log")
@@ -199,7 +216,11 @@ def results_block(report: dict[str, Any], figure_rel: str) -> str:
     rates = lr_line(report)
     if rates:
         parts += [rates, ""]
-    parts += ["Every fraction:", "", table_markdown(report), "", "Pretraining:", "", pretraining_markdown(report)]
+    parts += ["Every fraction:", "", table_markdown(report), ""]
+    gains = gains_markdown(report)
+    if gains:
+        parts += ["Each encoder minus scratch (random init) at every fraction, paired by seed (points, mean ± std over seeds):", "", gains, ""]
+    parts += ["Pretraining:", "", pretraining_markdown(report)]
     st = stage_markdown(report)
     if st:
         parts += ["", "Linear probe at 10% labels on the pooled output of each encoder stage (the shipped feature vector is stage 4, the last):", "", st]

@@ -279,84 +279,67 @@ def _with_gallery(entry, p: pretext.Pretext, items, index) -> tuple[list, np.nda
     return shown, images, names
 
 
-def pirl_panel(entry, items, index, puzzle: int) -> None:
+def _contrast_panel(entry, items, index, seed: int, kind: str, intro: str) -> None:
+    """PIRL and SimCLR predict nothing: each photo's second view (its jigsaw version; another random
+    view) should embed closest to the photo's own first view among the views of the test photos.
+    ``kind``: "pirl" or "simclr" (the function of ``app.pretext`` and how its views are named)."""
     p = _load(entry)
     if p is None:
         return
     _about(entry, p)
-    st.caption("PIRL does not predict anything: it learns that a photo and **its own jigsaw version** (shuffled tiles) should "
-               "have similar features, and different ones from **other photos**. Here: how similar each photo's jigsaw "
-               "version is to the photo itself, against the test photos.")
+    st.caption(intro)
     if index is None:
         st.info("The bundled test photos are needed for the comparison.")
         return
     shown, images, names = _with_gallery(entry, p, items, index)
     try:
-        r = _compute("pirl", str(entry.path), inference.folder_signature(entry.path), images, puzzle)
+        r = _compute(kind, str(entry.path), inference.folder_signature(entry.path), images, seed)
     except ModelFileError as e:
         st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
         return
+    if kind == "pirl":  # row i of "similarity": photo i's jigsaw version against every photo
+        pictures = lambda i: [(r["puzzles"][i], "its jigsaw version", False)]  # noqa: E731
+        second, own, theirs, grid = "its jigsaw version", "its own photo", "photos", images
+    else:  # row i: photo i's view 1 against every photo's view 2
+        pictures = lambda i: [(r["first"][i], "view 1", True), (r["second"][i], "view 2", True)]  # noqa: E731
+        second, own, theirs, grid = "view 1", "its own view 2", "photos' view 2", r["second"]
     n = len(images)
     for i, (name, u8) in enumerate(shown):
         sim = r["similarity"][i]
         others = np.delete(sim, i)
         with st.container(border=True):
             st.markdown(f"##### {md_escape(name)}")
-            c1, c2, c3 = st.columns([1, 1, 2])
-            c1.image(pretext.enlarge(u8, 150, True), caption="the photo", width=150)
-            c2.image(pretext.enlarge(r["puzzles"][i], 150), caption="its jigsaw version", width=150)
-            with c3:
+            pics = [(u8, "the photo", True), *pictures(i)]
+            cols = st.columns([1] * len(pics) + [2])
+            for col, (img, caption, smooth) in zip(cols, pics):
+                col.image(pretext.enlarge(img, 150, smooth), caption=caption, width=150)
+            with cols[-1]:
                 rank = int(r["rank"][i])
                 if rank == 1:
-                    st.markdown(f"✅ Of all {n} photos, its jigsaw version is closest to **its own photo**.")
+                    st.markdown(f"✅ Of all {n} photos, {second} is closest to **{own}**.")
                 else:
-                    st.markdown(f"❌ Its own photo comes only **{_ordinal(rank)}** of {n} photos in similarity to its jigsaw version.")
-                st.markdown(f"Similarity to its own photo: **{sim[i]:.2f}** · to the other {n - 1} photos: "
+                    st.markdown(f"❌ {own[0].upper() + own[1:]} comes only **{_ordinal(rank)}** of {n} photos in similarity to {second}.")
+                st.markdown(f"Similarity to {own}: **{sim[i]:.2f}** · to the other {n - 1} {theirs}: "
                             f"{others.mean():.2f} on average, {others.max():.2f} at most (1 = identical direction).")
             top = [j for j in np.argsort(-sim)[:4]]
-            ui.show_photo_grid([pretext.enlarge(images[j], 110, True) for j in top],
-                               [f"{'★ own photo' if j == i else md_escape(names[j])} · {sim[j]:.2f}" for j in top], columns=4, width=110)
+            ui.show_photo_grid([pretext.enlarge(grid[j], 110, True) for j in top],
+                               [f"{'★ ' + own.removeprefix('its ') if j == i else md_escape(names[j])} · {sim[j]:.2f}" for j in top],
+                               columns=4, width=110)
+
+
+def pirl_panel(entry, items, index, puzzle: int) -> None:
+    _contrast_panel(entry, items, index, puzzle, "pirl",
+                    "PIRL does not predict anything: it learns that a photo and **its own jigsaw version** (shuffled tiles) should "
+                    "have similar features, and different ones from **other photos**. Here: how similar each photo's jigsaw "
+                    "version is to the photo itself, against the test photos.")
 
 
 def simclr_panel(entry, items, index, seed: int) -> None:
-    p = _load(entry)
-    if p is None:
-        return
-    _about(entry, p)
-    st.caption("SimCLR does not predict anything either: it learns that **two random views** of one photo (crop, flip, colour "
-               "changes) should have similar features, and different ones from the views of **other photos**. Here: two views "
-               "of each photo, and how similar they are to each other against the views of the test photos (the puzzle number "
-               "on the jigsaw tab draws other views).")
-    if index is None:
-        st.info("The bundled test photos are needed for the comparison.")
-        return
-    shown, images, names = _with_gallery(entry, p, items, index)
-    try:
-        r = _compute("simclr", str(entry.path), inference.folder_signature(entry.path), images, seed)
-    except ModelFileError as e:
-        st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
-        return
-    n = len(images)
-    for i, (name, u8) in enumerate(shown):
-        sim = r["similarity"][i]
-        others = np.delete(sim, i)
-        with st.container(border=True):
-            st.markdown(f"##### {md_escape(name)}")
-            c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
-            c1.image(pretext.enlarge(u8, 150, True), caption="the photo", width=150)
-            c2.image(pretext.enlarge(r["first"][i], 150, True), caption="view 1", width=150)
-            c3.image(pretext.enlarge(r["second"][i], 150, True), caption="view 2", width=150)
-            with c4:
-                rank = int(r["rank"][i])
-                if rank == 1:
-                    st.markdown(f"✅ Of the second views of all {n} photos, view 1 is closest to **its own view 2**.")
-                else:
-                    st.markdown(f"❌ Its own view 2 comes only **{_ordinal(rank)}** of {n} in similarity to view 1.")
-                st.markdown(f"Similarity of the two views: **{sim[i]:.2f}** · view 1 to the other {n - 1} photos' views: "
-                            f"{others.mean():.2f} on average, {others.max():.2f} at most (1 = identical direction).")
-            top = [j for j in np.argsort(-sim)[:4]]
-            ui.show_photo_grid([pretext.enlarge(r["second"][j], 110, True) for j in top],
-                               [f"{'★ own view 2' if j == i else md_escape(names[j])} · {sim[j]:.2f}" for j in top], columns=4, width=110)
+    _contrast_panel(entry, items, index, seed, "simclr",
+                    "SimCLR does not predict anything either: it learns that **two random views** of one photo (crop, flip, "
+                    "colour changes) should have similar features, and different ones from the views of **other photos**. Here: "
+                    "two views of each photo, and how similar they are to each other against the views of the test photos (the "
+                    "puzzle number on the jigsaw tab draws other views).")
 
 
 def deepcluster_panel(entry, items, index) -> None:

@@ -89,7 +89,7 @@ def test_explorer__every_task_shows_its_panel(task_app):
     t = texts(at) + "\n".join(image_captions(at))
     for expected in (
         "Model's guess", "permutation**", "the model's colours", "lightness only", "neighbours correctly", "centre patch",
-        "the hole filled by the model", "the model's restoration", "the small image", "its jigsaw version", "view 2", "Similarity of the two views",
+        "the hole filled by the model", "the model's restoration", "the small image", "its jigsaw version", "view 2", "Similarity to its own view 2",
         "Falls in **cluster", "The cluster holds", "is a *multitask* model", "**rotation** (loss weight 1)",
         "Its model.onnx answers for **rotation**", "its head does not run on one photo",
     ):

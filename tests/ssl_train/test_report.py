@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ssl_train.report import END, START, at_fraction_markdown, paired_gain, pretext_metric, table_markdown, write_reports
+from ssl_train.report import END, START, at_fraction_markdown, gains_markdown, paired_gain, pretext_metric, table_markdown, write_reports
 
 
 def _report() -> dict:
@@ -45,6 +45,14 @@ def test_paired_gain__differences_taken_seed_by_seed():
     ((f, mean, std, n),) = paired_gain(runs, "rotation")
     # unpaired the seeds' spread (std 10 points) would swamp the gain; paired it is 5, 6, 7 points
     assert f == 0.1 and n == 3 and abs(mean - 0.06) < 1e-9 and abs(std - 0.01) < 1e-9
+
+
+def test_gains__every_encoder_minus_scratch_per_fraction_and_method_paired_by_seed():
+    md = gains_markdown(_report())
+    assert md.splitlines()[0] == "| encoder | method | 10% | 100% |"
+    # jigsaw − scratch = 0.15 at every seed and fraction; rotation 0.10; kNN rows too, no scratch row
+    assert "| jigsaw | fine-tune | +15.0 ± 0.0 | +15.0 ± 0.0 |" in md and "| rotation | kNN (k=20) | +10.0 ± 0.0 | +10.0 ± 0.0 |" in md
+    assert "| scratch |" not in md and len(md.splitlines()) == 2 + 2 * 2
 
 
 def test_pretext_metric__accuracy_else_other_metric_else_loss():
