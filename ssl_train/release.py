@@ -4,7 +4,7 @@
    runs live in ``runs/<task>-<settings hash>/`` and a finished run with the same settings is reused,
    so a killed release continues where it stopped;
 2. export each to ``models/<task>/`` plus the untrained reference ``models/random_init/`` (int8
-   convolution weights by default: ten encoders fit the 30 MB budget); a folder already exported from
+   convolution weights by default: ten encoders and the reference fit the 30 MB budget); a folder already exported from
    the very same checkpoint is kept;
 3. each encoder's fine-tuning learning rate, scratch's included, chosen on a validation split of the
    training photos (``finetune_lr``: ``reports/finetune-lr.json``; ``--no-ft-lr-search``: one rate for all);
@@ -15,11 +15,12 @@
 6. ``python -m app.precompute`` in its own process (the app and the training package meet through
    files), so the app's maps open at once.
 
-Expected time with the defaults (9 tasks, 30 epochs, the learning-rate search, 3 seeds, 6 fractions,
-three methods): about 4.4 hours on a 2-core laptop CPU (measured for the shipped release: pretraining
-58 min, the learning-rate search 39 min, the protocol's 540 runs 167 min — the 30 fine-tunes at 100%
-labels, 1320 steps each, take 66 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
-``--epochs 15 --fractions 0.01,0.1``, halves pretraining and leaves 13 min of the protocol's entries). On a GPU
+Expected time with the defaults (10 tasks, 30 epochs, the learning-rate search, 3 seeds, 6 fractions,
+three methods): about 5 hours on a 2-core laptop CPU (measured for the shipped report: pretraining
+65 min, the learning-rate search 45 min, the protocol's 594 runs 190 min — the 33 fine-tunes at 100%
+labels, 1320 steps each, take 76 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
+``--epochs 15 --fractions 0.01,0.1``, halves pretraining and leaves a few percent of the protocol's
+entries: 13 min when there were nine tasks). On a GPU
 it runs on CUDA with bf16; its GPU time is not measured yet. ``--epochs``, ``--fractions`` and ``--seeds`` trade time for detail;
 every model.json records the budget it was made with.
 """
