@@ -14,16 +14,24 @@ SCRATCH = "scratch"  # = ssl_train.protocol.SCRATCH: the protocol's name for the
 MODE_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN (k=20)"}
 MODE_DASH = {"finetune": "solid", "linear": "dash", "knn": "dot"}
 SCRATCH_COLOUR = "#6c757d"
-_TASK_COLOURS = ["#d1495b", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
+# one distinct colour for each shipped task (a hash of the name gave ten tasks only seven colours,
+# so two lines of the reference chart shared one); other task names hash into the same palette
+_FIXED_COLOURS = {
+    "rotation": "#d1495b", "jigsaw": "#1f77b4", "colorization": "#ff7f0e", "context": "#8c564b", "inpainting": "#e377c2",
+    "superres": "#17becf", "pirl": "#9467bd", "simclr": "#2ca02c", "deepcluster": "#bcbd22", "multitask": "#393b79",
+}
+_TASK_COLOURS = list(_FIXED_COLOURS.values())
 
 
 def task_colour(task: str) -> str:
     """Grey for scratch; a fixed colour per pretext task name (stable across pages and runs)."""
     if task in (SCRATCH, "random_init"):
         return SCRATCH_COLOUR
+    if task in _FIXED_COLOURS:
+        return _FIXED_COLOURS[task]
     import zlib
 
-    return "#d1495b" if task == "rotation" else _TASK_COLOURS[zlib.crc32(task.encode()) % len(_TASK_COLOURS)]
+    return _TASK_COLOURS[zlib.crc32(task.encode()) % len(_TASK_COLOURS)]
 
 
 def load(path: str | Path) -> tuple[pd.DataFrame | None, str]:

@@ -118,3 +118,14 @@ def test_reference__missing_corrupt_empty_or_incomplete_report_never_raises(tmp_
         p.write_text(content)
     summ, note = reference.load(p)
     assert words in note
+
+
+def test_reference__every_shipped_task_has_its_own_colour_and_scratch_is_grey():
+    from ssl_train.tasks import load_all, task_names
+
+    load_all()
+    colours = [reference.task_colour(t) for t in task_names()]
+    assert len(colours) >= 10
+    assert len(set(colours)) == len(colours)  # no two lines of the reference chart alike
+    assert reference.SCRATCH_COLOUR not in colours and reference.task_colour("random_init") == reference.SCRATCH_COLOUR
+    assert reference.task_colour("a_new_task") == reference.task_colour("a_new_task") in colours  # unknown names: stable
