@@ -25,6 +25,9 @@ from .inference import EncoderGraph, HeadGraph, ModelFileError, OnnxModel, softm
 PANEL_TASKS = ("rotation", "jigsaw", "colorization", "context", "inpainting", "superres", "pirl", "simclr", "deepcluster", "multitask")
 # tasks whose head is exported as head.onnx and is fed the encoder's last feature map(s)
 _HEAD_ON_FMAP = ("jigsaw", "colorization", "context", "pirl", "deepcluster")
+# tasks whose panel needs only one head output of model.onnx: {task: (output name, what is missing without it)}
+_OUTPUT_IN_MODEL = {"inpainting": ("prediction", "there is no filling to show"),
+                    "simclr": ("projection", "there are no view embeddings to compare")}
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -62,15 +65,11 @@ def open_pretext(model: OnnxModel) -> Pretext:
     p = Pretext(model, task)
     name = task.name
     note = model.card.get("head_note")
-    if name == "simclr":
-        if "projection" not in model.output_names:
-            p.problem = (f"{model.name}'s model.onnx has no 'projection' output (outputs: {', '.join(model.output_names)}), "
-                         f"so there are no view embeddings to compare; {_reexport(model)}")
-        return p
-    if name == "inpainting":
-        if "prediction" not in model.output_names:
-            p.problem = (f"{model.name}'s model.onnx has no 'prediction' output (outputs: {', '.join(model.output_names)}), "
-                         f"so there is no filling to show; {_reexport(model)}")
+    if name in _OUTPUT_IN_MODEL:
+        out, lacking = _OUTPUT_IN_MODEL[name]
+        if out not in model.output_names:
+            p.problem = (f"{model.name}'s model.onnx has no '{out}' output (outputs: {', '.join(model.output_names)}), "
+                         f"so {lacking}; {_reexport(model)}")
         return p
     if name in (*_HEAD_ON_FMAP, "superres"):
         if not model.card.get("head_graph"):

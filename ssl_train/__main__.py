@@ -335,9 +335,6 @@ def cmd_finetune_lr(a) -> int:
     names = tuple(x for x in a.arms if x != SCRATCH)
     arms = ([SCRATCH] if SCRATCH in a.arms else []) + (_checked_tasks(names, a.image_size) if names else [])
     out = Path(a.out)
-    stray = [k for k in a.keep if k not in arms]
-    if stray:
-        raise UserError(f"--keep {','.join(stray)}: not among --arms; a kept arm must be one of the arms")
     r = run(arms, list(a.lrs), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction,
             list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep))
     md = write_markdown(r, out)

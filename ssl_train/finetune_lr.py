@@ -80,6 +80,9 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
         raise UserError("--seeds needs at least one seed")
     if not arms:
         raise UserError("--arms needs scratch and/or task names")
+    stray = [k for k in keep if k not in arms]
+    if stray:
+        raise UserError(f"--keep {','.join(stray)}: not among --arms; a kept arm must be one of the arms")
     lrs = sorted(set(float(x) for x in lrs))
     fit, val = validation_split(data)
     labels, images = data.ds.labels, data.ds.images

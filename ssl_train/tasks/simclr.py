@@ -13,10 +13,11 @@ normalised-temperature cross-entropy (NT-Xent) over in-batch negatives:
   similarity, averaged over all 2B views;
 - metric ``acc``: the share of views whose most similar other view is their partner (top-1 among
   2B − 1 candidates; chance 1/(2B − 1), so it depends on the batch size — the test split is scored
-  in batches of the training batch size).
+  in batches of 128 photos, ``train.pretext_scores``' default, the last one smaller).
 
-Under torchrun each rank contrasts its own shard of the batch (negatives are local, as in the
-original implementation without cross-replica gathering); one process sees the whole batch.
+Under torchrun each rank contrasts its own shard of the batch: negatives are local, so two processes
+do not train what one does with the same global batch (the paper gathered every core's views; not
+done here).
 """
 from __future__ import annotations
 

@@ -122,6 +122,8 @@ def test_search__keep_takes_an_arms_scores_without_its_run_and_refuses_what_is_m
     assert not any(p.name.startswith("rotation-") for p in (tmp_path / "runs").iterdir())
     with pytest.raises(UserError, match="--keep rotation: .* no finished scores"):
         finetune_lr.run(["rotation"], [0.1, 0.3], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out, progress=False, keep=("rotation",))
+    with pytest.raises(UserError, match="--keep rotation: not among --arms"):
+        finetune_lr.run(["simclr"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out, progress=False, keep=("rotation",))
 
 
 @pytest.mark.parametrize("content,msg", [(None, "no such file"), ("{}", "not a finetune-lr report"), ('{"arms": {"scratch": {"chosen_lr": 0}}}', "no positive")])
