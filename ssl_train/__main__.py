@@ -39,6 +39,24 @@ def _strs(s: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in s.split(",") if x.strip())
 
 
+def _task_epochs(s: str) -> tuple[tuple[str, int], ...]:
+    """``simclr=60,rotation=50`` → (("rotation", 50), ("simclr", 60)); empty → ()."""
+    out = []
+    for x in _strs(s):
+        name, _, n = x.partition("=")
+        try:
+            out.append((name.strip(), int(n)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{x!r} is not TASK=EPOCHS, e.g. simclr=60") from None
+    return tuple(sorted(out))
+
+
+def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
+    # a string default goes through ``type`` too, and the help shows it as it is typed
+    p.add_argument("--task-epochs", type=_task_epochs, default=",".join(f"{t}={n}" for t, n in default), metavar="TASK=N,...",
+                   help="pretraining epochs of the named tasks instead of --epochs (a per-task budget chosen on validation by `budget`); '' for none")
+
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default=str(REPO / "data" / "flowers"), help="ImageFolder directory: one sub-folder of photos per class")
@@ -253,7 +271,7 @@ def cmd_protocol(a) -> int:
     from .protocol import ProtocolConfig, run_protocol
     from .report import write_reports
 
-    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep)
+    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep, task_epochs=a.task_epochs)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     from .tasks import get_task
 
@@ -300,13 +318,15 @@ def cmd_bench(a) -> int:
 def cmd_release(a) -> int:
     from .data import load_split_data
     from .protocol import ProtocolConfig
-    from .release import ReleaseConfig, run_release
+    from .release import RELEASE_TASK_EPOCHS, ReleaseConfig, run_release
 
     tasks = tuple(_checked_tasks(a.tasks, a.image_size))
     rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
                          protocol=not a.no_protocol, precompute=not a.no_precompute, readme=not a.no_readme,
                          ft_lr_search="" if a.no_ft_lr_search else a.ft_lr_search)
-    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse)
+    # the shipped per-task budgets name tasks a smaller release may leave out
+    own = tuple((t, n) for t, n in a.task_epochs if t in tasks) if a.task_epochs == RELEASE_TASK_EPOCHS else a.task_epochs
+    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, task_epochs=own)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     data = load_split_data(_data_cfg(a))
     out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line(a))
@@ -336,7 +356,7 @@ def cmd_finetune_lr(a) -> int:
     arms = ([SCRATCH] if SCRATCH in a.arms else []) + (_checked_tasks(names, a.image_size) if names else [])
     out = Path(a.out)
     r = run(arms, list(a.lrs), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction,
-            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep))
+            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep), task_epochs=a.task_epochs)
     md = write_markdown(r, out)
     print(md.read_text())
     print(f"wrote {out}, {md}")
@@ -398,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ft-lrs", default="", help="a `finetune-lr` report: fine-tune each encoder (and scratch) with the learning rate chosen for it on validation, instead of --ft-lr for all")
     s.add_argument("--keep", type=_strs, default=(), help="tasks among --tasks whose finished entries in --out are kept as they are, with the pretraining record they were "
                    "made from, without their runs' checkpoints (to add a new task to a report made on another machine); every entry must be there")
+    _add_task_epochs(s)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_protocol)
 
@@ -416,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_bench)
 
-    from .release import RELEASE_EPOCHS
+    from .release import RELEASE_EPOCHS, RELEASE_TASK_EPOCHS
     from .release import __doc__ as release_doc
 
     s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on this CPU; see --help)",
@@ -429,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ft-lr-search", default=str(REPO / "reports" / "finetune-lr.json"),
                    help="before the protocol, choose each encoder's fine-tuning learning rate on a validation split (`finetune-lr`, its default rates) into this report, and fine-tune with those rates")
     s.add_argument("--no-ft-lr-search", action="store_true", help="fine-tune every encoder with --ft-lr instead")
+    _add_task_epochs(s, RELEASE_TASK_EPOCHS)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=RELEASE_EPOCHS), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
 
@@ -459,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no per-rate lines")
     s.add_argument("--keep", type=_strs, default=(), help="arms among --arms whose scores in --out are kept as they are, without their pretraining runs "
                    "(to add a new task to a search made on another machine); each must be there with the same settings, seeds and rates")
+    _add_task_epochs(s)
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_finetune_lr)
 

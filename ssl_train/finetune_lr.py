@@ -34,7 +34,7 @@ from .encoders import EncoderConfig
 from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict
 from .model_files import sha256_file
-from .protocol import SCRATCH, STEP_KEYS, _atomic_json, pretrained_encoder
+from .protocol import SCRATCH, STEP_KEYS, _atomic_json, check_task_epochs, pretrained_encoder, task_train_cfg
 from .train import TrainConfig, device_name, resolve_device
 
 # 0.01 joined the grid when rotation's chosen rate sat on its lower edge (0.03): a best value on the
@@ -69,11 +69,12 @@ def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg:
 
 def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
         runs_dir: Path, fraction: float, seeds: list[int], out_json: Path, command: str = "", progress: bool = True,
-        keep: tuple[str, ...] = ()) -> dict[str, Any]:
+        keep: tuple[str, ...] = (), task_epochs: tuple[tuple[str, int], ...] = ()) -> dict[str, Any]:
     """Validation accuracy of every arm (``scratch`` or a task name) at every rate and seed → the
     report, written to ``out_json`` after every arm. Arms in ``keep`` take their scores from
     ``out_json`` as they are, without their pretraining run (each must be there with the same
-    settings, every rate and seed): a new task joins a search made elsewhere."""
+    settings, every rate and seed): a new task joins a search made elsewhere. ``task_epochs``
+    ((task, epochs) pairs) pretrains those arms for their own budget instead of ``train_cfg.epochs``."""
     if not lrs or any(not lr > 0 for lr in lrs):
         raise UserError(f"--lrs {lrs} must be positive learning rates, e.g. 0.03,0.1,0.3,1")
     if not seeds:
@@ -83,6 +84,8 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
     stray = [k for k in keep if k not in arms]
     if stray:
         raise UserError(f"--keep {','.join(stray)}: not among --arms; a kept arm must be one of the arms")
+    check_task_epochs(task_epochs, [a for a in arms if a != SCRATCH], "the pretrained --arms")
+    own_epochs = {t: int(n) for t, n in task_epochs if n != train_cfg.epochs}
     lrs = sorted(set(float(x) for x in lrs))
     fit, val = validation_split(data)
     labels, images = data.ds.labels, data.ds.images
@@ -97,9 +100,11 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
         old = {}
     report: dict[str, Any] = {"fraction": fraction, "seeds": list(seeds), "lrs": lrs, "n_fit": int(len(fit)), "n_val": int(len(val)),
                               "val_fraction": VAL_FRACTION, "val_seed": VAL_SEED, "finetune": ft_cfg.to_dict() | {"lr": None},
-                              "steps": steps, "pretrain_epochs": train_cfg.epochs, "device": device_name(dev), "command": command, "arms": {}}
+                              "steps": steps, "pretrain_epochs": train_cfg.epochs,
+                              **({"pretrain_epochs_of": own_epochs} if own_epochs else {}), "device": device_name(dev), "command": command, "arms": {}}
     for arm in arms:
-        h = _settings_hash(arm, data, enc_cfg, train_cfg, ft_cfg, fraction, steps)
+        arm_train = task_train_cfg(train_cfg, arm, own_epochs)
+        h = _settings_hash(arm, data, enc_cfg, arm_train, ft_cfg, fraction, steps)
         t0 = time.time()
         state, ck_sha = None, None
         if arm in keep:
@@ -114,7 +119,7 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
             _atomic_json(out_json, report)
             continue
         if arm != SCRATCH:
-            state, summary = pretrained_encoder(arm, data, enc_cfg, train_cfg, runs_dir, progress=progress)
+            state, summary = pretrained_encoder(arm, data, enc_cfg, arm_train, runs_dir, progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])
         # scores are kept only if made from this very encoder: a task whose code changed pretrains
         # another one under the same settings
@@ -136,7 +141,8 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
             if progress:
                 print(f"[finetune-lr] {arm:>12} lr {lr:g}: validation {100 * np.mean(accs):.1f}%", flush=True)
         chosen = choose({float(k): v for k, v in scores.items()})
-        report["arms"][arm] = {"settings_hash": h, "checkpoint_sha256": ck_sha, "seeds": list(seeds), "val_accuracy": scores, "chosen_lr": chosen,
+        report["arms"][arm] = {"settings_hash": h, "checkpoint_sha256": ck_sha, **({"pretrain_epochs": arm_train.epochs} if arm != SCRATCH else {}),
+                               "seeds": list(seeds), "val_accuracy": scores, "chosen_lr": chosen,
                                "at_edge": at_edge(chosen, lrs),
                                "seconds": round(time.time() - t0 + prev.get("seconds", 0), 1)}
         _atomic_json(out_json, report)
@@ -162,11 +168,13 @@ def to_markdown(r: dict[str, Any]) -> str:
     """The search as a table: validation accuracy (mean ± std over seeds) per arm and rate."""
     lrs = [f"{lr:g}" for lr in r["lrs"]]
     ft = r["finetune"]
+    own = r.get("pretrain_epochs_of") or {}
+    epochs = f"{r['pretrain_epochs']}" + (f" ({', '.join(f'{t} {n}' for t, n in sorted(own.items()))})" if own else "")
     lines = [
         "# Fine-tuning learning rate per encoder, chosen on a validation split",
         "",
         f"Fine-tuned on {r['fraction']:.0%} of the labels of {r['n_fit']} fit photos, scored on {r['n_val']} validation photos "
-        f"(both from the training split; no test photo is read); seeds {r['seeds']}; pretrained arms after {r['pretrain_epochs']} "
+        f"(both from the training split; no test photo is read); seeds {r['seeds']}; pretrained arms after {epochs} "
         f"epochs; schedule otherwise the protocol's ({ft['epochs']} epochs clamped to {ft['min_steps']}–{ft['max_steps']} steps"
         + (f": {r['steps']} here" if r.get("steps") else "") + ", "
         f"batch {ft['batch_size']}, SGD + Nesterov, weight decay {ft['weight_decay']}); {r['device']}.",

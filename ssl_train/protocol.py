@@ -52,6 +52,9 @@ class ProtocolConfig:
     # tasks whose finished entries in the output report are kept as they are, with the pretraining
     # record they were made from, without that run's checkpoint (adding a task to a report made elsewhere)
     keep: tuple[str, ...] = ()
+    # (task, epochs) pairs: tasks pretrained for another budget than the pretraining config's, each
+    # chosen on a validation split (``python -m ssl_train budget``), never on the test split
+    task_epochs: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         for f in self.fractions:
@@ -66,9 +69,31 @@ class ProtocolConfig:
         stray = [t for t in self.keep if t not in self.tasks]
         if stray:
             raise UserError(f"--keep {','.join(stray)}: not among --tasks; a kept task must be one of the report's tasks")
+        check_task_epochs(self.task_epochs, self.tasks)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_task_epochs(task_epochs: tuple[tuple[str, int], ...], tasks: tuple[str, ...] | list[str], what: str = "--tasks") -> None:
+    """One-line errors for ``--task-epochs`` pairs that name a task outside ``tasks``, twice, or give
+    fewer than one epoch."""
+    names = [t for t, _ in task_epochs]
+    stray = [t for t in names if t not in tasks]
+    if stray:
+        raise UserError(f"--task-epochs {','.join(stray)}: not among {what}; name a task of this run, e.g. --task-epochs simclr=60")
+    if len(set(names)) != len(names):
+        raise UserError(f"--task-epochs names {', '.join(sorted({t for t in names if names.count(t) > 1}))} twice; give each task once")
+    bad = [f"{t}={n}" for t, n in task_epochs if not isinstance(n, int) or n < 1]
+    if bad:
+        raise UserError(f"--task-epochs {','.join(bad)}: epochs must be whole numbers ≥ 1")
+
+
+def task_train_cfg(train_cfg: TrainConfig, task: str, task_epochs: dict[str, int] | tuple[tuple[str, int], ...]) -> TrainConfig:
+    """The pretraining settings of ``task``: ``train_cfg`` with its own epochs where ``task_epochs``
+    names it (a per-task budget), else ``train_cfg`` itself (so its runs' settings hash is unchanged)."""
+    n = dict(task_epochs).get(task)
+    return train_cfg if n is None or n == train_cfg.epochs else replace(train_cfg, epochs=int(n))
 
 
 def _config_hash(d: dict) -> str:
@@ -94,7 +119,12 @@ def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
     fine-tune, the schedule with the arm's own learning rate (``finetune_lr``, else the schedule's)
     minus what only sets the step count (``STEP_KEYS``: checked per entry by ``reusable_runs``)."""
     # portable: an entry written with repository-relative paths is the same entry as one made in memory
-    d = portable({k: v for k, v in config.items() if k not in ("protocol", "finetune_lr")})
+    d = portable({k: v for k, v in config.items() if k not in ("protocol", "finetune_lr", "pretrain_epochs")})
+    # a task pretrained for its own budget hashes as if the whole report had that budget, so its
+    # entries are found in (and reused from) a report made with ``--epochs`` set to it
+    own = (config.get("pretrain_epochs") or {}).get(task)
+    if own is not None and isinstance(d.get("pretrain"), dict):
+        d["pretrain"] = {**d["pretrain"], "epochs": own}
     if task == SCRATCH:
         d.pop("pretrain", None)
     if mode == "finetune":
@@ -201,6 +231,9 @@ def run_protocol(
     }
     if ft_lrs is not None:
         config["finetune_lr"] = {a: float(ft_lrs[a]) for a in (SCRATCH, *pcfg.tasks) if a in ft_lrs}
+    own_epochs = {t: int(n) for t, n in pcfg.task_epochs if n != train_cfg.epochs}
+    if own_epochs:  # absent otherwise: a report without per-task budgets keeps its config hash
+        config["pretrain_epochs"] = own_epochs
     chash = _config_hash(portable({k: v for k, v in config.items() if k != "protocol"}) | {"split": data.split_sha256})
     report: dict[str, Any] = {
         "version": 1,
@@ -265,7 +298,7 @@ def run_protocol(
             report["pretraining"][task_name] = kept_pretraining[task_name]
             ck_sha = kept_pretraining[task_name]["checkpoint_sha256"]
         elif task_name != SCRATCH:
-            state, summary = pretrained_encoder(task_name, data, enc_cfg, train_cfg, runs_dir, progress=progress)
+            state, summary = pretrained_encoder(task_name, data, enc_cfg, task_train_cfg(train_cfg, task_name, own_epochs), runs_dir, progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])
             report["pretraining"][task_name] = {k: summary.get(k) for k in ("epochs", "train_seconds_total", "device", "peak_rss_mb", "peak_cuda_mb", "pretext_test", "config", "checkpoint")}
             report["pretraining"][task_name]["checkpoint_sha256"] = ck_sha

@@ -175,7 +175,9 @@ def test_protocol__entries_of_another_encoder_with_the_same_settings_are_not_reu
     assert again[("rotation", "knn")]["wall_seconds"] != old[("rotation", "knn")]["wall_seconds"]
 
 
-@pytest.mark.parametrize("kw,msg", [({"fractions": (0.0,)}, "outside"), ({"modes": ("svm",)}, "unknown mode"), ({"seeds": (1, 1)}, "repeats")])
+@pytest.mark.parametrize("kw,msg", [({"fractions": (0.0,)}, "outside"), ({"modes": ("svm",)}, "unknown mode"), ({"seeds": (1, 1)}, "repeats"),
+                                    ({"task_epochs": (("simclr", 60),)}, "not among --tasks"), ({"task_epochs": (("rotation", 0),)}, "≥ 1"),
+                                    ({"task_epochs": (("rotation", 5), ("rotation", 6))}, "twice")])
 def test_protocol_config__bad_values(kw, msg):
     with pytest.raises(UserError, match=msg):
         ProtocolConfig(**kw)
@@ -206,3 +208,29 @@ def test_protocol__keep_adds_a_task_to_a_report_whose_other_runs_are_gone(tiny_d
     assert json.loads(out.read_text())["runs"] == rep["runs"]  # the report is untouched
     with pytest.raises(UserError, match="not among --tasks"):
         ProtocolConfig(tasks=("simclr",), keep=("rotation",))
+
+
+def test_protocol__a_task_with_its_own_budget_is_pretrained_for_it_and_reuses_a_report_made_at_that_budget(tiny_data, small_encoder, tmp_path):
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    small = dict(fractions=(1.0,), seeds=(0,), modes=("finetune", "knn"))
+    # made elsewhere: rotation alone, the whole report at 2 epochs (as reports/protocol-simclr-60ep.json was)
+    at2 = run_protocol(tiny_data, ProtocolConfig(tasks=("rotation",), **small), small_encoder, TrainConfig(epochs=2, batch_size=8, device="cpu"), ft,
+                       tmp_path / "at2.json", tmp_path / "runs", progress=False)
+    old = {(r["task"], r["mode"]): r for r in at2["runs"]}
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    pcfg = ProtocolConfig(tasks=("rotation", "jigsaw"), task_epochs=(("rotation", 2),), reuse=(str(tmp_path / "at2.json"),), **small)
+    rep = run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, tmp_path / "p.json", tmp_path / "runs", progress=False)
+    new = {(r["task"], r["mode"]): r for r in rep["runs"]}
+    assert rep["pretraining"]["rotation"]["epochs"] == 2 and rep["pretraining"]["jigsaw"]["epochs"] == 1
+    assert rep["config"]["pretrain_epochs"] == {"rotation": 2} and rep["config"]["pretrain"]["epochs"] == 1
+    # same encoder (checkpoint), same settings: the 2-epoch report's entries are taken, not rerun
+    assert new[("rotation", "finetune")] == old[("rotation", "finetune")] and new[("rotation", "knn")] == old[("rotation", "knn")]
+    assert new[("scratch", "finetune")] == old[("scratch", "finetune")]
+    # a task's own budget is part of its entries' settings: at 1 epoch, rotation's entries are another encoder's
+    from ssl_train.protocol import entry_hash
+
+    assert entry_hash(rep["config"], "s", "rotation", "knn") == entry_hash(at2["config"], "s", "rotation", "knn")
+    assert entry_hash(rep["config"], "s", "jigsaw", "knn") != entry_hash(at2["config"], "s", "jigsaw", "knn")
+    plain = {k: v for k, v in rep["config"].items() if k != "pretrain_epochs"}
+    assert entry_hash(plain, "s", "rotation", "knn") != entry_hash(rep["config"], "s", "rotation", "knn")
+    assert entry_hash(plain, "s", "jigsaw", "finetune") == entry_hash(rep["config"], "s", "jigsaw", "finetune")  # the others unchanged

@@ -145,3 +145,22 @@ def test_protocol_cli__ft_lrs_without_an_arm_is_refused_before_any_run(tiny_fold
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no learning rate for rotation" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "p.json").exists()
+
+
+def test_search__an_arm_with_its_own_budget_is_pretrained_for_it_and_the_report_says_so(tiny_data, small_encoder, tmp_path):
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    out = tmp_path / "finetune-lr.json"
+    r = finetune_lr.run(["scratch", "rotation", "jigsaw"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out,
+                        task_epochs=(("rotation", 2),))
+    assert r["arms"]["rotation"]["pretrain_epochs"] == 2 and r["arms"]["jigsaw"]["pretrain_epochs"] == 1
+    assert r["pretrain_epochs_of"] == {"rotation": 2}
+    assert "pretrained arms after 1 (rotation 2) epochs" in finetune_lr.to_markdown(r)
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("rotation-*/summary.json")]
+    assert [s["completed_epochs"] for s in summaries] == [2]
+    # the same arm at the common budget is another encoder: its scores are not taken for it
+    h1 = finetune_lr._settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
+    assert h1 != r["arms"]["rotation"]["settings_hash"]
+    with pytest.raises(UserError, match="--task-epochs simclr: not among the pretrained --arms"):
+        finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out,
+                        task_epochs=(("simclr", 2),))

@@ -18,6 +18,7 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
         "--device", "cpu", "--fractions", "0.1,1", "--seeds", "0,1", "--modes", "knn,finetune",
         "--ft-min-steps", "2", "--ft-max-steps", "2", "--models", str(models), "--out", str(report),
         "--runs", str(tmp_path / "runs"), "--no-precompute", "--no-readme", "--ft-lr-search", str(tmp_path / "reports" / "finetune-lr.json"),
+        "--task-epochs", "inpainting=2",  # a budget of its own, as the shipped SimCLR has
     ]
     assert main(args) == 0
     search = json.loads((tmp_path / "reports" / "finetune-lr.json").read_text())
@@ -41,8 +42,11 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
         assert m["finetune_schedule"]["max_steps"] == rep["config"]["finetune"]["max_steps"] and m["finetune_schedule"]["epochs"] >= 1
         if name == "random_init":  # never pretrained, and its card says so rather than quoting a budget
             assert m["budget"]["epochs"] == 0 and m["budget"]["pretrained_on"] == [] and m["budget"]["note"].startswith("not pretrained")
+        elif name == "inpainting":  # pretrained, searched and scored at its own budget, and its card says so
+            assert m["budget"]["epochs"] == 2 == rep["pretraining"]["inpainting"]["epochs"] == search["arms"]["inpainting"]["pretrain_epochs"]
+            assert "2 epochs, this task's own budget" in m["budget"]["note"] and "budget-inpainting.md" in m["budget"]["note"]
         else:
-            assert m["budget"]["epochs"] == 1 and m["budget"]["pretrained_on"] == [rep["device"]]
+            assert m["budget"]["epochs"] == 1 == rep["pretraining"]["rotation"]["epochs"] and m["budget"]["pretrained_on"] == [rep["device"]]
             assert "pretrained on a CPU" in m["budget"]["note"] and "1 epochs per task" in m["budget"]["note"]
         assert card["weights"]["storage_dtype"] == ["float16", "int8"]
         if name != "random_init":
@@ -87,3 +91,21 @@ def test_budget_note__says_cpu_and_how_to_retrain_unless_every_run_was_on_a_gpu(
     assert "pretrained on a CPU (cpu (2 cores, x86_64))" in cpu and "50 epochs" in cpu and "release --epochs" in cpu
     assert budget_note(50, {"cuda:0 (NVIDIA H200)"}) == "50 pretraining epochs per task on cuda:0 (NVIDIA H200)"
     assert "pretrained on a CPU" in budget_note(50, {"cuda:0 (NVIDIA H200)", "cpu (2 cores, x86_64)"})  # mixed: not all GPU
+    own = budget_note(60, {"cpu (2 cores, x86_64)"}, own_budget_of="simclr")
+    assert "60 epochs, this task's own budget" in own and "reports/budget-simclr.md" in own and "--task-epochs simclr=N" in own
+    assert budget_note(60, {"cuda:0 (NVIDIA H200)"}, own_budget_of="simclr").startswith("60 pretraining epochs, this task's own budget")
+
+
+def test_release_cli__the_shipped_per_task_budgets_are_its_default_and_other_budgets_are_refused_clearly(capsys):
+    from ssl_train.__main__ import build_parser
+    from ssl_train.release import RELEASE_TASK_EPOCHS
+
+    a = build_parser().parse_args(["release"])
+    assert a.task_epochs == RELEASE_TASK_EPOCHS and dict(RELEASE_TASK_EPOCHS)["simclr"] > a.epochs
+    assert build_parser().parse_args(["release", "--task-epochs", ""]).task_epochs == ()
+    assert main(["protocol", "--tasks", "rotation", "--task-epochs", "simclr=60"]) == 2  # a task the run does not pretrain
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--task-epochs simclr: not among --tasks" in err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["protocol", "--task-epochs", "simclr=many"])
+    assert "is not TASK=EPOCHS" in capsys.readouterr().err
