@@ -52,6 +52,34 @@ def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each rank the gradient of its own rows, summed over every
+    rank's loss (all_reduce then slice: works on gloo, which has no reduce_scatter)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
+        parts = [torch.empty_like(x) for _ in range(world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        g = grad.contiguous().clone()
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
+        return g[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def all_gather_cat_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``x`` (n, ...) of every rank concatenated in rank order, with gradient flowing back to the rank
+    that made each row → (gathered (world·n, ...), the row where this rank's ``x`` starts). With DDP
+    averaging gradients over ranks, a loss averaged over this rank's rows then trains exactly what
+    one process does with the whole batch. Every rank must pass the same shape."""
+    if world_size() == 1:
+        return x, 0
+    return _GatherWithGrad.apply(x), dist.get_rank() * x.shape[0]
+
+
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over ranks (a new tensor)."""
     if world_size() == 1:

@@ -15,9 +15,10 @@ normalised-temperature cross-entropy (NT-Xent) over in-batch negatives:
   2B − 1 candidates; chance 1/(2B − 1), so it depends on the batch size — the test split is scored
   in batches of 128 photos, ``train.pretext_scores``' default, the last one smaller).
 
-Under torchrun each rank contrasts its own shard of the batch: negatives are local, so two processes
-do not train what one does with the same global batch (the paper gathered every core's views; not
-done here).
+Under torchrun the views of every rank are gathered (``distributed.all_gather_cat_grad``), as the
+paper gathered every core's: each view's candidates are all 2B views of the global batch, so N
+processes train what one does with the same global batch (up to per-rank augmentation draws and
+batch-norm statistics). The logged training ``acc`` stays per rank (2b − 1 candidates).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import augment
+from ..distributed import all_gather_cat_grad
 from ..encoders import pooled
 from ..errors import UserError
 from .base import EncoderInfo, PretextTask, TaskConfig, normalize, register
@@ -73,17 +75,22 @@ def partner_index(n_views: int, device: torch.device | str = "cpu") -> torch.Ten
     return torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(device)
 
 
-def similarity_logits(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """(2B, d) projections → (2B, 2B) cosine similarities / τ, fp32, the diagonal (a view with
-    itself) at −inf so it is never a candidate."""
-    z = F.normalize(z.float(), dim=1)
-    s = z @ z.T / temperature
-    return s.masked_fill(torch.eye(s.shape[0], dtype=torch.bool, device=s.device), float("-inf"))
+def similarity_logits(z: torch.Tensor, temperature: float, candidates: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
+    """(n, d) projections → (n, N) cosine similarities / τ to ``candidates`` (N, d; default ``z``
+    itself, N = n), fp32, with each view's own column (``offset + i``: ``z`` is rows offset … offset+n
+    of ``candidates``) at −inf so that it is never a candidate."""
+    cand = z if candidates is None else candidates
+    s = F.normalize(z.float(), dim=1) @ F.normalize(cand.float(), dim=1).T / temperature
+    rows = torch.arange(z.shape[0], device=s.device)
+    own = torch.zeros_like(s, dtype=torch.bool)
+    own[rows, rows + offset] = True
+    return s.masked_fill(own, float("-inf"))
 
 
-def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """NT-Xent of (2B, d) projections in [first views, second views] order (scalar, mean over 2B)."""
-    return F.cross_entropy(similarity_logits(z, temperature), partner_index(z.shape[0], z.device))
+def nt_xent(z: torch.Tensor, temperature: float, candidates: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
+    """NT-Xent of (2b, d) projections in [first views, second views] order (scalar, mean over 2b),
+    against ``candidates`` (every rank's views, this rank's at ``offset``; default ``z``)."""
+    return F.cross_entropy(similarity_logits(z, temperature, candidates, offset), offset + partner_index(z.shape[0], z.device))
 
 
 class ProjectionHead(nn.Module):
@@ -112,7 +119,11 @@ class SimCLR(PretextTask):
         return normalize(two_views(images, self.config, gen)), None  # type: ignore[arg-type]
 
     def loss(self, out: dict[str, torch.Tensor], targets) -> torch.Tensor:
-        return nt_xent(out["projection"], self.config.temperature)  # type: ignore[attr-defined]
+        z = out["projection"]
+        # a training step (gradients on) contrasts with every rank's views; scoring held-out photos
+        # (no_grad, on rank 0 alone under torchrun) with its own batch's, so no rank waits for another
+        cand, offset = all_gather_cat_grad(z) if torch.is_grad_enabled() else (z, 0)
+        return nt_xent(z, self.config.temperature, cand, offset)  # type: ignore[attr-defined]
 
     def metrics(self, out: dict[str, torch.Tensor], targets) -> dict[str, float]:
         """acc: share of views whose nearest other view (cosine) is their partner."""

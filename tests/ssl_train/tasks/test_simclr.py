@@ -42,6 +42,26 @@ def test_nt_xent__near_zero_when_partners_coincide_and_log_n_when_all_alike():
     assert nt_xent(flat, 0.5).item() == pytest.approx(math.log(2 * b - 1), rel=1e-5)
 
 
+def test_nt_xent__shards_against_the_gathered_views_give_the_whole_batchs_loss_and_gradients():
+    # what torchrun's ranks compute: each its own 2b views as rows, every rank's views as candidates
+    torch.manual_seed(0)
+    b, d = 3, 5
+    shards = [torch.randn(2 * b, d, requires_grad=True) for _ in range(2)]
+    gathered = torch.cat(shards)
+    per_rank = torch.stack([nt_xent(z, 0.2, gathered, offset=r * 2 * b) for r, z in enumerate(shards)]).mean()
+    # one process with the same 2·b photos: [first views of all photos, second views of all photos]
+    whole = torch.cat([shards[0][:b], shards[1][:b], shards[0][b:], shards[1][b:]])
+    single = nt_xent(whole, 0.2)
+    assert per_rank.item() == pytest.approx(single.item(), rel=1e-6)
+    g_ranks = torch.autograd.grad(per_rank, shards)
+    g_single = torch.autograd.grad(single, shards)
+    for a, c in zip(g_ranks, g_single):
+        assert torch.allclose(a, c, atol=1e-6)
+    # local negatives alone (the old behaviour) is another loss: fewer candidates per view
+    local = torch.stack([nt_xent(z, 0.2) for z in shards]).mean()
+    assert abs(local.item() - single.item()) > 1e-3
+
+
 def test_simclr__acc_counts_views_whose_nearest_other_view_is_their_partner():
     task = get_task("simclr")
     z = torch.eye(4).repeat(2, 1)
