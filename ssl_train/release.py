@@ -1,6 +1,7 @@
 """``python -m ssl_train release``: every shipped model and the results report, from nothing.
 
-1. pretrain one encoder per registered task on the training split of the data (labels unused);
+1. pretrain one encoder per registered task on the training split of the data (labels unused), each
+   for ``--epochs`` or, for the tasks ``--task-epochs`` names, their own budget;
    runs live in ``runs/<task>-<settings hash>/`` and a finished run with the same settings is reused,
    so a killed release continues where it stopped;
 2. export each to ``models/<task>/`` plus the untrained reference ``models/random_init/`` (int8
@@ -15,14 +16,15 @@
 6. ``python -m app.precompute`` in its own process (the app and the training package meet through
    files), so the app's maps open at once.
 
-Expected time with the defaults (10 tasks, 30 epochs, the learning-rate search, 3 seeds, 6 fractions,
-three methods): about 5 hours on a 2-core laptop CPU (measured for the shipped report: pretraining
-65 min, the learning-rate search 45 min, the protocol's 594 runs 190 min — the 33 fine-tunes at 100%
-labels, 1320 steps each, take 76 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
-``--epochs 15 --fractions 0.01,0.1``, halves pretraining and leaves a few percent of the protocol's
-entries: 13 min when there were nine tasks). On a GPU
-it runs on CUDA with bf16; its GPU time is not measured yet. ``--epochs``, ``--fractions`` and ``--seeds`` trade time for detail;
-every model.json records the budget it was made with.
+Expected time with the defaults (10 tasks, 30 epochs, SimCLR 200 — ``--task-epochs``, its budget chosen on
+validation —, the learning-rate search, 3 seeds, 6 fractions, three methods): about 6 hours on a 2-core
+laptop CPU (measured for the shipped report: pretraining 109 min, SimCLR's 200 epochs 51 of them, the
+learning-rate search 45 min, the protocol's 594 runs 190 min — the 33 fine-tunes at 100% labels, 1320
+steps each, take 76 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
+``--epochs 15 --task-epochs '' --fractions 0.01,0.1``, pretrains in about a third of that and leaves a few
+percent of the protocol's entries: 13 min when there were nine tasks). On a GPU it runs on CUDA with
+bf16; its GPU time is not measured yet. ``--epochs``, ``--task-epochs``, ``--fractions`` and ``--seeds``
+trade time for detail; every model.json records the budget it was made with.
 """
 from __future__ import annotations
 
