@@ -19,8 +19,8 @@
 Expected time with the defaults (10 tasks, 30 epochs, SimCLR 200 — ``--task-epochs``, its budget chosen on
 validation —, the learning-rate search, 3 seeds, 6 fractions, three methods): about 6 hours on a 2-core
 laptop CPU (measured for the shipped report: pretraining 109 min, SimCLR's 200 epochs 51 of them, the
-learning-rate search 45 min, the protocol's 594 runs 190 min — the 33 fine-tunes at 100% labels, 1320
-steps each, take 76 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
+learning-rate search 43 min, the protocol's 594 runs 188 min — the 33 fine-tunes at 100% labels, 1320
+steps each, take 75 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
 ``--epochs 15 --task-epochs '' --fractions 0.01,0.1``, pretrains in about a third of that and leaves a few
 percent of the protocol's entries: 13 min when there were nine tasks). On a GPU it runs on CUDA with
 bf16; its GPU time is not measured yet. ``--epochs``, ``--task-epochs``, ``--fractions`` and ``--seeds``
@@ -63,9 +63,9 @@ def budget_note(epochs: int, devices: set[str], own_budget_of: str = "") -> str:
             if own_budget_of else f"{epochs} epochs per task")
     if devices and all(d.startswith("cuda") for d in devices):
         return f"{what.replace(' epochs', ' pretraining epochs', 1)} on {where}"
-    retrain = f"--task-epochs {own_budget_of}=N with a larger N" if own_budget_of else "--epochs 200"
+    retrain = f"`python -m ssl_train release --task-epochs {own_budget_of}=N`, N larger" if own_budget_of else "`python -m ssl_train release --epochs 200`"
     return (f"pretrained on a CPU ({where}), not a GPU, so with a smaller budget than a GPU affords: {what}; "
-            f"on a GPU, retrain with `python -m ssl_train release {retrain}`")
+            f"on a GPU, retrain with {retrain}")
 
 
 @dataclass(frozen=True)
