@@ -52,9 +52,12 @@ def _task_epochs(s: str) -> tuple[tuple[str, int], ...]:
 
 
 def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
-    # a string default goes through ``type`` too, and the help shows it as it is typed
-    p.add_argument("--task-epochs", type=_task_epochs, default=",".join(f"{t}={n}" for t, n in default), metavar="TASK=N,...",
-                   help="pretraining epochs of the named tasks instead of --epochs (a per-task budget chosen on validation by `budget`); '' for none")
+    # a string default goes through ``type`` too, and the help shows it as it is typed ("%(default).0s"
+    # prints nothing but stops the formatter from adding an empty "(default: )")
+    shown = ",".join(f"{t}={n}" for t, n in default)
+    p.add_argument("--task-epochs", type=_task_epochs, default=shown, metavar="TASK=N,...",
+                   help="pretraining epochs of the named tasks instead of --epochs (a per-task budget chosen on validation by `budget`); "
+                   f"'' for none (default: {shown or 'none'})%(default).0s")
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
