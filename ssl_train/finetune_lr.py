@@ -34,7 +34,7 @@ from .encoders import EncoderConfig
 from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict
 from .model_files import sha256_file
-from .protocol import SCRATCH, STEP_KEYS, _atomic_json, check_task_epochs, pretrained_encoder, task_train_cfg
+from .protocol import SCRATCH, STEP_KEYS, _atomic_json, check_task_epochs, own_budgets, pretrained_encoder, task_train_cfg
 from .train import TrainConfig, device_name, resolve_device
 
 # 0.01 joined the grid when rotation's chosen rate sat on its lower edge (0.03): a best value on the
@@ -85,7 +85,7 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
     if stray:
         raise UserError(f"--keep {','.join(stray)}: not among --arms; a kept arm must be one of the arms")
     check_task_epochs(task_epochs, [a for a in arms if a != SCRATCH], "the pretrained --arms")
-    own_epochs = {t: int(n) for t, n in task_epochs if n != train_cfg.epochs}
+    own_epochs = own_budgets(task_epochs, train_cfg.epochs)
     lrs = sorted(set(float(x) for x in lrs))
     fit, val = validation_split(data)
     labels, images = data.ds.labels, data.ds.images

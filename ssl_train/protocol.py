@@ -89,6 +89,12 @@ def check_task_epochs(task_epochs: tuple[tuple[str, int], ...], tasks: tuple[str
         raise UserError(f"--task-epochs {','.join(bad)}: epochs must be whole numbers ≥ 1")
 
 
+def own_budgets(task_epochs: tuple[tuple[str, int], ...], common_epochs: int) -> dict[str, int]:
+    """``{task: epochs}`` of the ``--task-epochs`` pairs that differ from the common ``--epochs``
+    (one equal to it is no budget of its own: its runs and entries stay the common budget's)."""
+    return {t: int(n) for t, n in task_epochs if n != common_epochs}
+
+
 def task_train_cfg(train_cfg: TrainConfig, task: str, task_epochs: dict[str, int] | tuple[tuple[str, int], ...]) -> TrainConfig:
     """The pretraining settings of ``task``: ``train_cfg`` with its own epochs where ``task_epochs``
     names it (a per-task budget), else ``train_cfg`` itself (so its runs' settings hash is unchanged)."""
@@ -231,7 +237,7 @@ def run_protocol(
     }
     if ft_lrs is not None:
         config["finetune_lr"] = {a: float(ft_lrs[a]) for a in (SCRATCH, *pcfg.tasks) if a in ft_lrs}
-    own_epochs = {t: int(n) for t, n in pcfg.task_epochs if n != train_cfg.epochs}
+    own_epochs = own_budgets(pcfg.task_epochs, train_cfg.epochs)
     if own_epochs:  # absent otherwise: a report without per-task budgets keeps its config hash
         config["pretrain_epochs"] = own_epochs
     chash = _config_hash(portable({k: v for k, v in config.items() if k != "protocol"}) | {"split": data.split_sha256})

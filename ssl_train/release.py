@@ -223,7 +223,7 @@ def run_release(
 ) -> dict[str, Any]:
     """Steps 1–6 of the module docstring. Returns ``{"models": {...}, "report": path, "seconds": {...}}``."""
     from .export import export_model, export_random_reference
-    from .protocol import SCRATCH, pretrained_encoder, run_protocol, task_train_cfg
+    from .protocol import SCRATCH, own_budgets, pretrained_encoder, run_protocol, task_train_cfg
     from .report import write_reports
 
     tasks = resolve_tasks(rcfg.tasks)
@@ -234,7 +234,7 @@ def run_release(
     checkpoints: dict[str, str] = {}
     states: dict[str, dict] = {}
     devices: set[str] = set()
-    own_epochs = {t: int(n) for t, n in pcfg.task_epochs if n != train_cfg.epochs}
+    own_epochs = own_budgets(pcfg.task_epochs, train_cfg.epochs)
     for t in tasks:
         t_cfg = task_train_cfg(train_cfg, t, own_epochs)
         say(f"[release] pretrain {t} ({t_cfg.epochs} epochs)")
