@@ -11,7 +11,8 @@ through Playwright and writes ``reports/app-latency.json`` with, in seconds:
 - ``linear_probe_page``: click on Few-shot lab → scores of probe and scratch shown (compute included);
 - ``linear_probe_compute``: the probe alone (after a warm-up call), in this process, at 10% and 100%;
 - ``finetune_10pct``: Start → both fine-tunes (encoder, then scratch) scored, protocol schedule
-  (the browser shares the CPU with the server here; ``finetune_10pct_compute`` is the job alone);
+  (the browser shares the CPU with the server here; ``finetune_10pct_compute`` is the job alone,
+  ``finetune_10pct_train_in_server`` the training seconds of each phase that the page itself reports);
 
 and the server's peak resident memory (``VmHWM``) before the fine-tune and at the end. Uses the models in ``$PRETEXT_LAB_MODELS``
 (default ``models/``) and the bundled photos.
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -172,6 +174,10 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             page.get_by_text("vs scratch").first.wait_for(timeout=600_000)
             res["finetune_10pct"] = round(time.time() - t, 2)
             wait_idle(page)
+            # the page's own "N of M steps in X s" captions: training time inside the server, to tell the
+            # browser's share of the wall time from training slowed by sharing the CPU
+            res["finetune_10pct_train_in_server"] = [float(m) for m in re.findall(
+                r"steps in ([0-9.]+) s", " ".join(page.get_by_text(re.compile(r"steps in [0-9.]+ s")).all_inner_texts()))]
             if shots:
                 page.screenshot(path=str(shots / "fewshot-finetune-done.jpg"), full_page=True, type="jpeg", quality=80)
                 page.get_by_role("link", name="Talk mode").click()
