@@ -16,11 +16,11 @@
 6. ``python -m app.precompute`` in its own process (the app and the training package meet through
    files), so the app's maps open at once.
 
-Expected time with the defaults (10 tasks, 30 epochs, SimCLR 200 — ``--task-epochs``, its budget chosen on
-validation —, the learning-rate search, 3 seeds, 6 fractions, three methods): about 6 hours on a 2-core
-laptop CPU (measured for the shipped report: pretraining 109 min, SimCLR's 200 epochs 51 of them, the
-learning-rate search 43 min, the protocol's 594 runs 188 min — the 33 fine-tunes at 100% labels, 1320
-steps each, take 75 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
+Expected time with the defaults (10 tasks, 30 epochs, PIRL 60 and SimCLR 200 — ``--task-epochs``, their
+budgets chosen on validation —, the learning-rate search, 3 seeds, 6 fractions, three methods): about 6 hours
+on a 2-core laptop CPU (measured for the shipped report: pretraining 119 min, SimCLR's 200 epochs 51 and
+PIRL's 60 epochs 15 of them, the learning-rate search 45 min, the protocol's 594 runs 193 min — the 33 fine-tunes at 100% labels, 1320
+steps each, take 79 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
 ``--epochs 15 --task-epochs '' --fractions 0.01,0.1``, pretrains in about a third of that and leaves a few
 percent of the protocol's entries: 13 min when there were nine tasks). On a GPU it runs on CUDA with
 bf16; its GPU time is not measured yet. ``--epochs``, ``--task-epochs``, ``--fractions`` and ``--seeds``
