@@ -149,14 +149,14 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             res["pretext_upload"] = round(time.time() - t, 2)
             res["pretext_upload_every_task"] = round(wait_idle(page) - t, 2)  # every task's tab computed for the upload
             if shots:
-                page.screenshot(path=str(shots / "explorer-upload.jpg"), full_page=True, type="jpeg", quality=80)
+                page.screenshot(path=str(shots / "explorer-upload.jpg"), full_page=True, type="jpeg", quality=60)
             t = time.time()
             page.get_by_role("link", name="Embedding map").click()
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=180_000)
             res["map_first_open"] = round(time.time() - t, 2)
             wait_idle(page)
             if shots:
-                page.screenshot(path=str(shots / "embedding-map.jpg"), full_page=True, type="jpeg", quality=80)
+                page.screenshot(path=str(shots / "embedding-map.jpg"), full_page=True, type="jpeg", quality=60)
             t = time.time()
             page.get_by_role("link", name="Few-shot lab").click()
             page.get_by_text("Test accuracy").first.wait_for(timeout=180_000)
@@ -170,7 +170,7 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             page.get_by_role("button", name="Stop").wait_for(timeout=60_000)
             if shots:
                 page.wait_for_timeout(6000)
-                page.screenshot(path=str(shots / "fewshot-finetune-running.jpg"), full_page=True, type="jpeg", quality=80)
+                page.screenshot(path=str(shots / "fewshot-finetune-running.jpg"), full_page=True, type="jpeg", quality=60)
             page.get_by_text("vs scratch").first.wait_for(timeout=600_000)
             res["finetune_10pct"] = round(time.time() - t, 2)
             wait_idle(page)
@@ -179,11 +179,11 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             res["finetune_10pct_train_in_server"] = [float(m) for m in re.findall(
                 r"steps in ([0-9.]+) s", " ".join(page.get_by_text(re.compile(r"steps in [0-9.]+ s")).all_inner_texts()))]
             if shots:
-                page.screenshot(path=str(shots / "fewshot-finetune-done.jpg"), full_page=True, type="jpeg", quality=80)
+                page.screenshot(path=str(shots / "fewshot-finetune-done.jpg"), full_page=True, type="jpeg", quality=60)
                 page.get_by_role("link", name="Talk mode").click()
                 page.get_by_role("heading").first.wait_for(timeout=60_000)
                 wait_idle(page)
-                page.screenshot(path=str(shots / "talk-mode.jpg"), full_page=True, type="jpeg", quality=80)
+                page.screenshot(path=str(shots / "talk-mode.jpg"), full_page=True, type="jpeg", quality=60)
             browser.close()
         res["server_peak_rss_mb"] = peak_rss_mb(proc.pid)
     finally:
