@@ -123,6 +123,14 @@ def wait_count(locator, n: int, timeout: float = 180.0) -> None:
         time.sleep(0.1)
 
 
+SHOT_QUALITY = 60  # JPEG quality of the screenshots: small enough for the tracked repository's size budget
+TRAIN_SECONDS = re.compile(r"steps in ([0-9.]+) s")  # the few-shot page's caption of a finished fine-tune
+
+
+def screenshot(page, path: Path) -> None:
+    page.screenshot(path=str(path), full_page=True, type="jpeg", quality=SHOT_QUALITY)
+
+
 def measure(out: Path, photo: Path, shots: Path | None) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -149,14 +157,14 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             res["pretext_upload"] = round(time.time() - t, 2)
             res["pretext_upload_every_task"] = round(wait_idle(page) - t, 2)  # every task's tab computed for the upload
             if shots:
-                page.screenshot(path=str(shots / "explorer-upload.jpg"), full_page=True, type="jpeg", quality=60)
+                screenshot(page, shots / "explorer-upload.jpg")
             t = time.time()
             page.get_by_role("link", name="Embedding map").click()
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=180_000)
             res["map_first_open"] = round(time.time() - t, 2)
             wait_idle(page)
             if shots:
-                page.screenshot(path=str(shots / "embedding-map.jpg"), full_page=True, type="jpeg", quality=60)
+                screenshot(page, shots / "embedding-map.jpg")
             t = time.time()
             page.get_by_role("link", name="Few-shot lab").click()
             page.get_by_text("Test accuracy").first.wait_for(timeout=180_000)
@@ -170,20 +178,20 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             page.get_by_role("button", name="Stop").wait_for(timeout=60_000)
             if shots:
                 page.wait_for_timeout(6000)
-                page.screenshot(path=str(shots / "fewshot-finetune-running.jpg"), full_page=True, type="jpeg", quality=60)
+                screenshot(page, shots / "fewshot-finetune-running.jpg")
             page.get_by_text("vs scratch").first.wait_for(timeout=600_000)
             res["finetune_10pct"] = round(time.time() - t, 2)
             wait_idle(page)
             # the page's own "N of M steps in X s" captions: training time inside the server, to tell the
             # browser's share of the wall time from training slowed by sharing the CPU
-            res["finetune_10pct_train_in_server"] = [float(m) for m in re.findall(
-                r"steps in ([0-9.]+) s", " ".join(page.get_by_text(re.compile(r"steps in [0-9.]+ s")).all_inner_texts()))]
+            res["finetune_10pct_train_in_server"] = [float(m) for text in page.get_by_text(TRAIN_SECONDS).all_inner_texts()
+                                                     for m in TRAIN_SECONDS.findall(text)]
             if shots:
-                page.screenshot(path=str(shots / "fewshot-finetune-done.jpg"), full_page=True, type="jpeg", quality=60)
+                screenshot(page, shots / "fewshot-finetune-done.jpg")
                 page.get_by_role("link", name="Talk mode").click()
                 page.get_by_role("heading").first.wait_for(timeout=60_000)
                 wait_idle(page)
-                page.screenshot(path=str(shots / "talk-mode.jpg"), full_page=True, type="jpeg", quality=60)
+                screenshot(page, shots / "talk-mode.jpg")
             browser.close()
         res["server_peak_rss_mb"] = peak_rss_mb(proc.pid)
     finally:
