@@ -60,6 +60,25 @@ def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int],
                    f"'' for none (default: {shown or 'none'})%(default).0s")
 
 
+def _task_options_arg(s: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """``rotation.grid=2,rotation.hidden=0`` → (("rotation", (("grid", "2"), ("hidden", "0"))),); empty → ()."""
+    by_task: dict[str, dict[str, str]] = {}
+    for x in _strs(s):
+        lhs, eq, value = x.partition("=")
+        task, dot, key = lhs.strip().partition(".")
+        if not (eq and dot and task and key.strip()):
+            raise argparse.ArgumentTypeError(f"{x!r} is not TASK.OPTION=VALUE, e.g. rotation.grid=2")
+        by_task.setdefault(task, {})[key.strip()] = value.strip()
+    return tuple(sorted((t, tuple(sorted(o.items()))) for t, o in by_task.items()))
+
+
+def _add_task_options(p: argparse.ArgumentParser, default: tuple = ()) -> None:
+    shown = ",".join(f"{t}.{k}={v}" for t, opts in default for k, v in opts)
+    p.add_argument("--task-options", type=_task_options_arg, default=shown, metavar="TASK.OPTION=VALUE,...",
+                   help="task config fields other than the defaults, per task (settings chosen on validation, e.g. with `pretrain --holdout validation`); "
+                   f"'' for none (default: {shown or 'none'})%(default).0s")
+
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default=str(REPO / "data" / "flowers"), help="ImageFolder directory: one sub-folder of photos per class")
@@ -194,11 +213,11 @@ def cmd_pretrain(a) -> int:
     out = Path(a.out or REPO / "runs" / a.task)
     from .distributed import shutdown
 
-    summary = pretrain(task, data, out, enc, tcfg, resume=a.resume, progress=not a.quiet, stop_after_epoch=a.stop_after_epoch)
+    summary = pretrain(task, data, out, enc, tcfg, resume=a.resume, progress=not a.quiet, stop_after_epoch=a.stop_after_epoch, holdout=a.holdout)
     shutdown()  # on an error torchrun stops the other ranks; a barrier then would only hang
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    print(json.dumps({k: summary[k] for k in ("task", "completed_epochs", "train_seconds_total", "device", "peak_rss_mb", "checkpoint") if k in summary} | {"pretext_test": summary.get("pretext_test")}, indent=1))
+    print(json.dumps({k: summary[k] for k in ("task", "completed_epochs", "train_seconds_total", "device", "peak_rss_mb", "checkpoint") if k in summary} | {f"pretext_{a.holdout}": summary.get(f"pretext_{a.holdout}")}, indent=1))
     return 0
 
 
@@ -274,12 +293,14 @@ def cmd_protocol(a) -> int:
     from .protocol import ProtocolConfig, run_protocol
     from .report import write_reports
 
-    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep, task_epochs=a.task_epochs)
+    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep, task_epochs=a.task_epochs,
+                          task_options=a.task_options)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     from .tasks import get_task
 
+    opts = dict(a.task_options)
     for t in pcfg.tasks:
-        get_task(t).config.validate(a.image_size)
+        get_task(t, dict(opts.get(t, ()))).config.validate(a.image_size)
     data = load_split_data(_data_cfg(a))
     out = Path(a.out)
     ft_lrs = None
@@ -321,7 +342,7 @@ def cmd_bench(a) -> int:
 def cmd_release(a) -> int:
     from .data import load_split_data
     from .protocol import ProtocolConfig
-    from .release import RELEASE_TASK_EPOCHS, ReleaseConfig, run_release
+    from .release import RELEASE_TASK_EPOCHS, RELEASE_TASK_OPTIONS, ReleaseConfig, run_release
 
     tasks = tuple(_checked_tasks(a.tasks, a.image_size))
     rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
@@ -329,7 +350,8 @@ def cmd_release(a) -> int:
                          ft_lr_search="" if a.no_ft_lr_search else a.ft_lr_search)
     # the shipped per-task budgets name tasks a smaller release may leave out
     own = tuple((t, n) for t, n in a.task_epochs if t in tasks) if a.task_epochs == RELEASE_TASK_EPOCHS else a.task_epochs
-    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, task_epochs=own)
+    own_opts = tuple((t, o) for t, o in a.task_options if t in tasks) if a.task_options == RELEASE_TASK_OPTIONS else a.task_options
+    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, task_epochs=own, task_options=own_opts)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     data = load_split_data(_data_cfg(a))
     out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line(a))
@@ -359,7 +381,7 @@ def cmd_finetune_lr(a) -> int:
     arms = ([SCRATCH] if SCRATCH in a.arms else []) + (_checked_tasks(names, a.image_size) if names else [])
     out = Path(a.out)
     r = run(arms, list(a.lrs), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction,
-            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep), task_epochs=a.task_epochs)
+            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep), task_epochs=a.task_epochs, task_options=a.task_options)
     md = write_markdown(r, out)
     print(md.read_text())
     print(f"wrote {out}, {md}")
@@ -394,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     s.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     s.add_argument("--stop-after-epoch", type=int, default=None, help="end after this epoch (0-based) as a kill would; resume later with --resume")
+    s.add_argument("--holdout", choices=("test", "validation"), default="test",
+                   help="test: train on the training split, score the pretext task on the test split. validation: train on the fit part of the "
+                        "training split and score on its validation part (the budget study's split), to choose a task's settings without the test photos")
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_pretrain)
 
@@ -422,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep", type=_strs, default=(), help="tasks among --tasks whose finished entries in --out are kept as they are, with the pretraining record they were "
                    "made from, without their runs' checkpoints (to add a new task to a report made on another machine); every entry must be there")
     _add_task_epochs(s)
+    _add_task_options(s)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_protocol)
 
@@ -440,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_bench)
 
-    from .release import RELEASE_EPOCHS, RELEASE_TASK_EPOCHS
+    from .release import RELEASE_EPOCHS, RELEASE_TASK_EPOCHS, RELEASE_TASK_OPTIONS
     from .release import __doc__ as release_doc
 
     s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on this CPU; see --help)",
@@ -454,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before the protocol, choose each encoder's fine-tuning learning rate on a validation split (`finetune-lr`, its default rates) into this report, and fine-tune with those rates")
     s.add_argument("--no-ft-lr-search", action="store_true", help="fine-tune every encoder with --ft-lr instead")
     _add_task_epochs(s, RELEASE_TASK_EPOCHS)
+    _add_task_options(s, RELEASE_TASK_OPTIONS)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=RELEASE_EPOCHS), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
 
@@ -485,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep", type=_strs, default=(), help="arms among --arms whose scores in --out are kept as they are, without their pretraining runs "
                    "(to add a new task to a search made on another machine); each must be there with the same settings, seeds and rates")
     _add_task_epochs(s)
+    _add_task_options(s)
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_finetune_lr)
 

@@ -26,26 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import SplitData, labelled_subset, make_split, near_duplicate_groups
+from .data import VAL_FRACTION, VAL_SEED, SplitData, labelled_subset, validation_split  # noqa: F401  (re-exported)
 from .encoders import EncoderConfig
 from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict
 from .paths import portable
 from .protocol import pretrained_encoder
 from .train import TrainConfig, device_name, resolve_device
-
-VAL_FRACTION = 0.2
-VAL_SEED = 1  # the test split uses split_seed 0; a different stream for the second split
-
-
-def validation_split(data: SplitData, val_fraction: float = VAL_FRACTION, seed: int = VAL_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Training photos → (fit indices, validation indices) into the dataset, disjoint, both sorted;
-    whole near-duplicate groups on one side, every class on both. Test photos are in neither."""
-    tr = data.train_idx
-    groups = near_duplicate_groups(data.ds.hashes[tr], data.cfg.near_dup_bits)
-    is_val = make_split(data.ds.labels[tr], groups, val_fraction, seed)
-    return np.sort(tr[~is_val]), np.sort(tr[is_val])
-
 
 def run(tasks: list[str], budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
         runs_dir: Path, fraction: float, seeds: list[int]) -> list[dict[str, Any]]:

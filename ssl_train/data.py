@@ -320,3 +320,16 @@ class SplitData:
 def load_split_data(cfg: DataConfig) -> SplitData:
     ds = load_dataset(cfg)
     return SplitData(ds, load_or_make_split(ds, cfg), cfg)
+
+
+VAL_FRACTION = 0.2
+VAL_SEED = 1  # the test split uses split_seed 0; a different stream for the second split
+
+
+def validation_split(data: SplitData, val_fraction: float = VAL_FRACTION, seed: int = VAL_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Training photos → (fit indices, validation indices) into the dataset, disjoint, both sorted;
+    whole near-duplicate groups on one side, every class on both. Test photos are in neither."""
+    tr = data.train_idx
+    groups = near_duplicate_groups(data.ds.hashes[tr], data.cfg.near_dup_bits)
+    is_val = make_split(data.ds.labels[tr], groups, val_fraction, seed)
+    return np.sort(tr[~is_val]), np.sort(tr[is_val])

@@ -4,7 +4,7 @@ One fixed learning rate for every encoder is not a neutral choice: a randomly in
 and a pretrained one want different step sizes, and a rate that suits one arm handicaps the other —
 which would make pretraining look better (or worse) than it is. So each arm (scratch and every
 pretrained encoder) gets its own rate, chosen on a *validation* split carved from the training
-photos (``budget.validation_split``; the test photos are never read):
+photos (``data.validation_split``; the test photos are never read):
 
 - for each arm and each rate of ``--lrs``, fine-tune on ``--fraction`` of the fit photos' labels with
   the protocol's schedule, one run per seed, and score validation accuracy;
@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .budget import VAL_FRACTION, VAL_SEED, validation_split
+from .data import VAL_FRACTION, VAL_SEED, validation_split
 from .data import SplitData, labelled_subset
 from .encoders import EncoderConfig
 from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict
 from .model_files import sha256_file
-from .protocol import SCRATCH, STEP_KEYS, _atomic_json, check_task_epochs, own_budgets, pretrained_encoder, task_train_cfg
+from .protocol import SCRATCH, STEP_KEYS, TaskOptions, _atomic_json, check_task_epochs, check_task_options, options_of, own_budgets, pretrained_encoder, task_train_cfg
 from .train import TrainConfig, device_name, resolve_device
 
 # 0.01 joined the grid when rotation's chosen rate sat on its lower edge (0.03): a best value on the
@@ -56,7 +56,7 @@ def at_edge(chosen: float, lrs: list[float]) -> bool:
 
 
 def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
-                   fraction: float, steps: int) -> str:
+                   fraction: float, steps: int, options: dict | None = None) -> str:
     """What one arm's scores depend on, apart from the rate and the seed: the schedule by the number of
     ``steps`` it gives the labelled subset rather than by its clamps (raising a cap the subset never
     reaches changes nothing)."""
@@ -64,17 +64,20 @@ def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg:
     d = {"ft": ft, "enc": enc_cfg.to_dict(), "split": data.split_sha256, "fraction": fraction, "val": [VAL_FRACTION, VAL_SEED]}
     if arm != SCRATCH:
         d |= {"arm": arm, "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}}
+        if options:  # absent otherwise: arms searched before options existed keep their hash
+            d["options"] = options
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
         runs_dir: Path, fraction: float, seeds: list[int], out_json: Path, command: str = "", progress: bool = True,
-        keep: tuple[str, ...] = (), task_epochs: tuple[tuple[str, int], ...] = ()) -> dict[str, Any]:
+        keep: tuple[str, ...] = (), task_epochs: tuple[tuple[str, int], ...] = (), task_options: TaskOptions = ()) -> dict[str, Any]:
     """Validation accuracy of every arm (``scratch`` or a task name) at every rate and seed → the
     report, written to ``out_json`` after every arm. Arms in ``keep`` take their scores from
     ``out_json`` as they are, without their pretraining run (each must be there with the same
     settings, every rate and seed): a new task joins a search made elsewhere. ``task_epochs``
-    ((task, epochs) pairs) pretrains those arms for their own budget instead of ``train_cfg.epochs``."""
+    ((task, epochs) pairs) pretrains those arms for their own budget instead of ``train_cfg.epochs``;
+    ``task_options`` ((task, ((option, value), ...)) pairs) with those config fields."""
     if not lrs or any(not lr > 0 for lr in lrs):
         raise UserError(f"--lrs {lrs} must be positive learning rates, e.g. 0.03,0.1,0.3,1")
     if not seeds:
@@ -86,6 +89,8 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
         raise UserError(f"--keep {','.join(stray)}: not among --arms; a kept arm must be one of the arms")
     check_task_epochs(task_epochs, [a for a in arms if a != SCRATCH], "the pretrained --arms")
     own_epochs = own_budgets(task_epochs, train_cfg.epochs)
+    check_task_options(task_options, [a for a in arms if a != SCRATCH], "the pretrained --arms")
+    own_opts = options_of(task_options)
     lrs = sorted(set(float(x) for x in lrs))
     fit, val = validation_split(data)
     labels, images = data.ds.labels, data.ds.images
@@ -101,10 +106,11 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
     report: dict[str, Any] = {"fraction": fraction, "seeds": list(seeds), "lrs": lrs, "n_fit": int(len(fit)), "n_val": int(len(val)),
                               "val_fraction": VAL_FRACTION, "val_seed": VAL_SEED, "finetune": ft_cfg.to_dict() | {"lr": None},
                               "steps": steps, "pretrain_epochs": train_cfg.epochs,
-                              **({"pretrain_epochs_of": own_epochs} if own_epochs else {}), "device": device_name(dev), "command": command, "arms": {}}
+                              **({"pretrain_epochs_of": own_epochs} if own_epochs else {}),
+                              **({"task_options": own_opts} if own_opts else {}), "device": device_name(dev), "command": command, "arms": {}}
     for arm in arms:
         arm_train = task_train_cfg(train_cfg, arm, own_epochs)
-        h = _settings_hash(arm, data, enc_cfg, arm_train, ft_cfg, fraction, steps)
+        h = _settings_hash(arm, data, enc_cfg, arm_train, ft_cfg, fraction, steps, own_opts.get(arm))
         t0 = time.time()
         state, ck_sha = None, None
         if arm in keep:
@@ -119,7 +125,7 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
             _atomic_json(out_json, report)
             continue
         if arm != SCRATCH:
-            state, summary = pretrained_encoder(arm, data, enc_cfg, arm_train, runs_dir, progress=progress)
+            state, summary = pretrained_encoder(arm, data, enc_cfg, arm_train, runs_dir, task_options=own_opts.get(arm), progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])
         # scores are kept only if made from this very encoder: a task whose code changed pretrains
         # another one under the same settings
@@ -170,6 +176,9 @@ def to_markdown(r: dict[str, Any]) -> str:
     ft = r["finetune"]
     own = r.get("pretrain_epochs_of") or {}
     epochs = f"{r['pretrain_epochs']}" + (f" ({', '.join(f'{t} {n}' for t, n in sorted(own.items()))})" if own else "")
+    opts = r.get("task_options") or {}
+    if opts:
+        epochs += "; " + "; ".join(f"{t} with {', '.join(f'{k}={v}' for k, v in sorted(o.items()))}" for t, o in sorted(opts.items()))
     lines = [
         "# Fine-tuning learning rate per encoder, chosen on a validation split",
         "",

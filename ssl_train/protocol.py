@@ -55,6 +55,9 @@ class ProtocolConfig:
     # (task, epochs) pairs: tasks pretrained for another budget than the pretraining config's, each
     # chosen on a validation split (``python -m ssl_train budget``), never on the test split
     task_epochs: tuple[tuple[str, int], ...] = ()
+    # (task, ((option, value), ...)) pairs: task config fields other than the defaults, e.g. rotation's
+    # grid head, each chosen on a validation split (``pretrain --holdout validation``)
+    task_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         for f in self.fractions:
@@ -70,6 +73,7 @@ class ProtocolConfig:
         if stray:
             raise UserError(f"--keep {','.join(stray)}: not among --tasks; a kept task must be one of the report's tasks")
         check_task_epochs(self.task_epochs, self.tasks)
+        check_task_options(self.task_options, self.tasks)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +91,24 @@ def check_task_epochs(task_epochs: tuple[tuple[str, int], ...], tasks: tuple[str
     bad = [f"{t}={n}" for t, n in task_epochs if not isinstance(n, int) or n < 1]
     if bad:
         raise UserError(f"--task-epochs {','.join(bad)}: epochs must be whole numbers ≥ 1")
+
+
+TaskOptions = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+
+def check_task_options(task_options: TaskOptions, tasks: tuple[str, ...] | list[str], what: str = "--tasks") -> None:
+    """One-line errors for ``--task-options`` that name a task outside ``tasks``, or an option its
+    config does not have or a value it refuses (building the task checks both)."""
+    stray = [t for t, _ in task_options if t not in tasks]
+    if stray:
+        raise UserError(f"--task-options {','.join(stray)}: not among {what}; name a task of this run, e.g. --task-options rotation.grid=2")
+    for t, opts in task_options:
+        get_task(t, dict(opts))
+
+
+def options_of(task_options: TaskOptions) -> dict[str, dict[str, str]]:
+    """``{task: {option: value}}`` of the ``--task-options`` pairs."""
+    return {t: dict(opts) for t, opts in task_options if opts}
 
 
 def own_budgets(task_epochs: tuple[tuple[str, int], ...], common_epochs: int) -> dict[str, int]:
@@ -125,7 +147,10 @@ def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
     fine-tune, the schedule with the arm's own learning rate (``finetune_lr``, else the schedule's)
     minus what only sets the step count (``STEP_KEYS``: checked per entry by ``reusable_runs``)."""
     # portable: an entry written with repository-relative paths is the same entry as one made in memory
-    d = portable({k: v for k, v in config.items() if k not in ("protocol", "finetune_lr", "pretrain_epochs")})
+    d = portable({k: v for k, v in config.items() if k not in ("protocol", "finetune_lr", "pretrain_epochs", "task_options")})
+    opts = (config.get("task_options") or {}).get(task)
+    if opts and task != SCRATCH:  # absent otherwise: entries made before options existed keep their hash
+        d["task_options"] = opts
     # a task pretrained for its own budget hashes as if the whole report had that budget, so its
     # entries are found in (and reused from) a report made with ``--epochs`` set to it
     own = (config.get("pretrain_epochs") or {}).get(task)
@@ -242,6 +267,9 @@ def run_protocol(
     own_epochs = own_budgets(pcfg.task_epochs, train_cfg.epochs)
     if own_epochs:  # absent otherwise: a report without per-task budgets keeps its config hash
         config["pretrain_epochs"] = own_epochs
+    own_opts = options_of(pcfg.task_options)
+    if own_opts:  # the same
+        config["task_options"] = own_opts
     chash = _config_hash(portable({k: v for k, v in config.items() if k != "protocol"}) | {"split": data.split_sha256})
     report: dict[str, Any] = {
         "version": 1,
@@ -306,7 +334,8 @@ def run_protocol(
             report["pretraining"][task_name] = kept_pretraining[task_name]
             ck_sha = kept_pretraining[task_name]["checkpoint_sha256"]
         elif task_name != SCRATCH:
-            state, summary = pretrained_encoder(task_name, data, enc_cfg, task_train_cfg(train_cfg, task_name, own_epochs), runs_dir, progress=progress)
+            state, summary = pretrained_encoder(task_name, data, enc_cfg, task_train_cfg(train_cfg, task_name, own_epochs), runs_dir,
+                                                task_options=own_opts.get(task_name), progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])
             report["pretraining"][task_name] = {k: summary.get(k) for k in ("epochs", "train_seconds_total", "device", "peak_rss_mb", "peak_cuda_mb", "pretext_test", "config", "checkpoint")}
             report["pretraining"][task_name]["checkpoint_sha256"] = ck_sha

@@ -56,6 +56,10 @@ RELEASE_TASK_EPOCHS: tuple[tuple[str, int], ...] = (
     ("pirl", 60),  # reports/budget-pirl.md: +12.6 at 60 vs +5.9 at 30
     ("simclr", 200),  # reports/budget-simclr.md: +20.0 at 200 vs +15.0 at 60
 )
+# Task config fields other than the defaults, per task, each chosen on a validation split of the
+# training photos (``pretrain --holdout validation``). None yet; the shape is
+# (("rotation", (("grid", "2"),)),).
+RELEASE_TASK_OPTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 RANDOM_NOTE = ("not pretrained: random initialisation (seed 0), the scratch reference; the protocol's scratch runs "
                "start from a fresh random initialisation per seed")
 
@@ -229,7 +233,7 @@ def run_release(
 ) -> dict[str, Any]:
     """Steps 1–6 of the module docstring. Returns ``{"models": {...}, "report": path, "seconds": {...}}``."""
     from .export import export_model, export_random_reference
-    from .protocol import SCRATCH, own_budgets, pretrained_encoder, run_protocol, task_train_cfg
+    from .protocol import SCRATCH, options_of, own_budgets, pretrained_encoder, run_protocol, task_train_cfg
     from .report import write_reports
 
     tasks = resolve_tasks(rcfg.tasks)
@@ -241,10 +245,11 @@ def run_release(
     states: dict[str, dict] = {}
     devices: set[str] = set()
     own_epochs = own_budgets(pcfg.task_epochs, train_cfg.epochs)
+    own_opts = options_of(pcfg.task_options)
     for t in tasks:
         t_cfg = task_train_cfg(train_cfg, t, own_epochs)
         say(f"[release] pretrain {t} ({t_cfg.epochs} epochs)")
-        states[t], summary = pretrained_encoder(t, data, enc_cfg, t_cfg, runs_dir, progress=False)
+        states[t], summary = pretrained_encoder(t, data, enc_cfg, t_cfg, runs_dir, task_options=own_opts.get(t), progress=False)
         checkpoints[t] = summary["checkpoint"]
         devices.add(str(summary.get("device", "unknown device")))
         say(f"[release]   {t}: {summary.get('train_seconds_total', 0) / 60:.1f} min, pretext test {summary.get('pretext_test')}")
@@ -293,8 +298,10 @@ def run_release(
             ftlr = f"python -m ssl_train finetune-lr --arms scratch,{','.join(tasks)} --seeds {','.join(map(str, pcfg.seeds))}"
             if own_epochs:
                 ftlr += " --task-epochs " + ",".join(f"{t}={n}" for t, n in sorted(own_epochs.items()))
+            if own_opts:
+                ftlr += " --task-options " + ",".join(f"{t}.{k}={v}" for t, o in sorted(own_opts.items()) for k, v in sorted(o.items()))
             search = search_lrs([SCRATCH, *tasks], list(DEFAULT_LRS), data, enc_cfg, train_cfg, ft_cfg, runs_dir, SEARCH_FRACTION, list(pcfg.seeds),
-                                Path(rcfg.ft_lr_search), progress=False, task_epochs=tuple(own_epochs.items()),
+                                Path(rcfg.ft_lr_search), progress=False, task_epochs=tuple(own_epochs.items()), task_options=pcfg.task_options,
                                 command=ftlr if command == "python -m ssl_train release" else f"{command} (its learning-rate step)")
             write_markdown(search, Path(rcfg.ft_lr_search))
             ft_lrs = {a: v["chosen_lr"] for a, v in search["arms"].items()}

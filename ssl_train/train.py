@@ -22,13 +22,14 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import SplitData
+from .data import SplitData, validation_split
 from .distributed import all_reduce_mean, barrier, init_from_env
 from .encoders import EncoderConfig, build_encoder, pooled
 from .errors import UserError
 from .tasks.base import EncoderInfo, EpochContext, PretextTask, normalize
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+HOLDOUTS = ("test", "validation")  # which photos a pretraining run scores its pretext task on
 
 
 @dataclass(frozen=True)
@@ -207,8 +208,14 @@ def pretrain(
     resume: bool = False,
     progress: bool = True,
     stop_after_epoch: int | None = None,
+    holdout: str = "test",
 ) -> dict[str, Any]:
     """Pretrain an encoder with ``task`` on the training split (labels unused).
+
+    ``holdout="validation"`` trains on the fit photos of ``data.validation_split`` only and scores
+    the pretext task on its validation photos (summary key ``pretext_validation``): for choosing a
+    task's settings by its pretext score without reading a test photo. The default trains on the
+    whole training split and scores the test split (``pretext_test``).
 
     Writes ``<out_dir>/checkpoint.safetensors`` after every epoch and ``metrics.jsonl`` (one JSON
     object per log line). Returns a summary dict (also saved as ``summary.json``).
@@ -216,6 +223,8 @@ def pretrain(
     """
     enc_cfg = enc_cfg or EncoderConfig()
     cfg = cfg or TrainConfig()
+    if holdout not in HOLDOUTS:
+        raise UserError(f"--holdout {holdout!r} is not one of {', '.join(HOLDOUTS)}")
     out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
     if ckpt_path.exists() and not resume:
@@ -239,7 +248,7 @@ def pretrain(
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model.parameters(), cfg)
 
-    train_idx = data.train_idx
+    train_idx, eval_idx = validation_split(data) if holdout == "validation" else (data.train_idx, data.test_idx)
     n = len(train_idx)
     bs = min(cfg.batch_size, n)
     if bs % di.world_size:
@@ -254,6 +263,7 @@ def pretrain(
         "config": {"task": task.config_dict(), "train": cfg.to_dict(), "data": data.cfg.to_dict()},
         "split_sha256": data.split_sha256,
         "classes": data.ds.classes,
+        "holdout": holdout,
     }
     start_epoch = 0
     history: list[dict] = []
@@ -264,7 +274,7 @@ def pretrain(
         now = json.loads(json.dumps(meta_base["config"]))
         if saved.get("task") != now["task"] or {k: v for k, v in saved.get("train", {}).items() if k != "device"} != {
             k: v for k, v in now["train"].items() if k != "device"
-        }:
+        } or ck.meta.get("holdout", "test") != holdout:
             raise UserError(f"{ckpt_path} was made with other settings; resume with the same options, or use --out NEW_DIR")
         model.encoder.load_state_dict(ck.encoder_state)
         model.head.load_state_dict(ck.head_state)
@@ -392,8 +402,9 @@ def pretrain(
         "checkpoint": str(ckpt_path),
     }
     if finished and di.is_main:
-        test_u8 = data.ds.images[torch.as_tensor(data.test_idx)]
-        summary["pretext_test"] = pretext_scores(task, model.encoder, model.head, test_u8, dev)
+        held_u8 = data.ds.images[torch.as_tensor(eval_idx)]
+        summary["holdout"] = holdout
+        summary[f"pretext_{holdout}"] = pretext_scores(task, model.encoder, model.head, held_u8, dev)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if tb is not None:
         tb.close()

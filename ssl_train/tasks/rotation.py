@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import augment
+from ..errors import UserError
 from ..encoders import pooled
 from .base import EncoderInfo, PretextTask, TaskConfig, normalize, register
 
@@ -69,20 +70,47 @@ class RotationConfig(TaskConfig):
     crop_scale_min: float = 0.35  # random-resized-crop area range [min, 1] before rotating
     color_jitter: float = 0.4  # 0 disables
     hidden: int = 0  # 0: linear head on the pooled features; >0: one hidden layer of this width
+    # 1: the head reads the globally pooled feature vector; g > 1: the mean of each cell of a g×g grid
+    # over the last feature map, concatenated (g²·D values), so it can see *where* things are
+    grid: int = 1
+
+    def validate(self, image_size: int) -> None:
+        if not 1 <= self.grid <= 4:
+            raise UserError(f"rotation grid={self.grid} must be 1..4 (1: global pooling)")
+        if self.hidden < 0:
+            raise UserError(f"rotation hidden={self.hidden} must be ≥ 0 (0: linear head)")
+
+
+def grid_pooled(fmap: torch.Tensor, g: int) -> torch.Tensor:
+    """(B, C, h, w) → (B, g·g·C): the mean of each cell of a g×g grid, row-major; cells of an
+    uneven map overlap by a row or column, as ``adaptive_avg_pool2d`` does. Built from slices so that
+    it exports to ONNX for any map size."""
+    if g == 1:
+        return pooled(fmap)
+    h, w = fmap.shape[-2:]
+    cells = []
+    for i in range(g):
+        r0, r1 = (i * h) // g, ((i + 1) * h + g - 1) // g  # ceil without negatives: ONNX's Div truncates
+        for j in range(g):
+            c0, c1 = (j * w) // g, ((j + 1) * w + g - 1) // g
+            cells.append(fmap[:, :, r0:r1, c0:c1].mean(dim=(2, 3)))
+    return torch.cat(cells, dim=1)
 
 
 class RotationHead(nn.Module):
-    """Pooled features (B, D) → 4 logits."""
+    """Last feature map (B, D, h, w) → pooled (B, D), or grid-pooled (B, g²·D) → 4 logits."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, grid: int = 1) -> None:
         super().__init__()
+        self.grid = grid
+        d = dim * grid * grid
         if hidden > 0:
-            self.net: nn.Module = nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4))
+            self.net: nn.Module = nn.Sequential(nn.Linear(d, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4))
         else:
-            self.net = nn.Linear(dim, 4)
+            self.net = nn.Linear(d, 4)
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
-        return self.net(pooled(fmap))
+        return self.net(grid_pooled(fmap, self.grid))
 
 
 @register
@@ -91,7 +119,7 @@ class Rotation(PretextTask):
     Config = RotationConfig
 
     def build_head(self, info: EncoderInfo) -> nn.Module:
-        return RotationHead(info.feature_dim, self.config.hidden)
+        return RotationHead(info.feature_dim, self.config.hidden, self.config.grid)
 
     def make_batch(self, images: torch.Tensor, gen: torch.Generator, index: torch.Tensor):
         cfg: RotationConfig = self.config  # type: ignore[assignment]

@@ -234,3 +234,27 @@ def test_protocol__a_task_with_its_own_budget_is_pretrained_for_it_and_reuses_a_
     plain = {k: v for k, v in rep["config"].items() if k != "pretrain_epochs"}
     assert entry_hash(plain, "s", "rotation", "knn") != entry_hash(rep["config"], "s", "rotation", "knn")
     assert entry_hash(plain, "s", "jigsaw", "finetune") == entry_hash(rep["config"], "s", "jigsaw", "finetune")  # the others unchanged
+
+
+def test_protocol__task_options_pretrain_that_task_with_them_and_leave_the_others_entries_alone(tiny_data, small_encoder, tmp_path):
+    from ssl_train.protocol import entry_hash
+
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    small = dict(fractions=(1.0,), seeds=(0,), modes=("knn",))
+    plain = run_protocol(tiny_data, ProtocolConfig(tasks=("rotation", "jigsaw"), **small), small_encoder, tcfg, ft, tmp_path / "a.json", tmp_path / "runs", progress=False)
+    pcfg = ProtocolConfig(tasks=("rotation", "jigsaw"), task_options=(("rotation", (("grid", "2"),)),), reuse=(str(tmp_path / "a.json"),), **small)
+    rep = run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, tmp_path / "b.json", tmp_path / "runs", progress=False)
+    assert rep["config"]["task_options"] == {"rotation": {"grid": "2"}}
+    assert rep["pretraining"]["rotation"]["config"]["task"]["grid"] == 2 and plain["pretraining"]["rotation"]["config"]["task"]["grid"] == 1
+    assert len(list((tmp_path / "runs").glob("rotation-*"))) == 2  # another encoder, its own run folder
+    old = {(r["task"], r["mode"]): r for r in plain["runs"]}
+    new = {(r["task"], r["mode"]): r for r in rep["runs"]}
+    assert new[("jigsaw", "knn")] == old[("jigsaw", "knn")] and new[("scratch", "knn")] == old[("scratch", "knn")]  # reused as they were
+    assert new[("rotation", "knn")]["wall_seconds"] != old[("rotation", "knn")]["wall_seconds"]  # made again, from the grid encoder
+    assert entry_hash(rep["config"], "s", "rotation", "knn") != entry_hash(plain["config"], "s", "rotation", "knn")
+    assert entry_hash(rep["config"], "s", "jigsaw", "knn") == entry_hash(plain["config"], "s", "jigsaw", "knn")
+    with pytest.raises(UserError, match="--task-options jigsaw: not among --tasks"):
+        ProtocolConfig(tasks=("rotation",), task_options=(("jigsaw", (("n_permutations", "10"),)),))
+    with pytest.raises(UserError, match="unknown option"):
+        ProtocolConfig(tasks=("rotation",), task_options=(("rotation", (("grdi", "2"),)),))

@@ -415,3 +415,22 @@ def test_export__multitask_puts_the_sub_heads_that_fit_in_model_onnx(tiny_folder
     with torch.no_grad():
         want = head["rotation"](encoder(x)).numpy()
     assert got.shape == (4, 4) and np.abs(got - want).max() <= PARITY_TOL
+
+
+def test_export__grid_rotation_head_exports_and_matches_pytorch(tiny_folder, tmp_path):
+    # the 2×2-grid head slices the feature map (3×3 at 96 px: overlapping cells); ONNX must keep every cell
+    cfg = DataConfig(root=str(tiny_folder), image_size=96, split_file=str(tmp_path / "split.csv"))
+    ds = load_dataset(cfg, use_cache=False)
+    from ssl_train.tasks import get_task
+
+    task = get_task("rotation", {"color_jitter": "0", "grid": "2"})
+    pretrain(task, SplitData(ds, load_or_make_split(ds, cfg), cfg), tmp_path / "run", SMALL, TrainConfig(epochs=1, batch_size=8, lr=0.05, device="cpu"), progress=False)
+    out = export_model(tmp_path / "run" / CHECKPOINT_NAME, tmp_path / "models", "rotation", metrics={})
+    encoder, head, _ = load_model_weights(out)
+    assert head.grid == 2
+    files = sorted((FLOWERS / "sunflower").glob("*.jpg"))[:3]
+    photos = np.stack([to_uint8_chw(square_resize(open_rgb(f), 96)) for f in files])
+    with torch.no_grad():
+        want = head(encoder(torch.from_numpy(onnx_input(photos)))).numpy()
+    got = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"]).run(["logits"], {"input": onnx_input(photos)})[0]
+    assert got.shape == (3, 4) and np.abs(got - want).max() <= PARITY_TOL

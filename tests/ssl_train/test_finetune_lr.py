@@ -164,3 +164,18 @@ def test_search__an_arm_with_its_own_budget_is_pretrained_for_it_and_the_report_
     with pytest.raises(UserError, match="--task-epochs simclr: not among the pretrained --arms"):
         finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out,
                         task_epochs=(("simclr", 2),))
+
+
+def test_search__an_arm_with_task_options_is_pretrained_with_them_and_the_report_says_so(tiny_data, small_encoder, tmp_path):
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    r = finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], tmp_path / "f.json",
+                        task_options=(("rotation", (("grid", "2"),)),))
+    assert r["task_options"] == {"rotation": {"grid": "2"}} and "rotation with grid=2" in finetune_lr.to_markdown(r)
+    [summary] = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("rotation-*/summary.json")]
+    assert summary["config"]["task"]["grid"] == 2
+    plain = finetune_lr._settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
+    assert plain != r["arms"]["rotation"]["settings_hash"]  # the default rotation's scores are not taken for it
+    with pytest.raises(UserError, match="--task-options simclr: not among the pretrained --arms"):
+        finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], tmp_path / "f.json",
+                        task_options=(("simclr", (("temperature", "0.2"),)),))

@@ -109,3 +109,16 @@ def test_release_cli__the_shipped_per_task_budgets_are_its_default_and_other_bud
     with pytest.raises(SystemExit):
         build_parser().parse_args(["protocol", "--task-epochs", "simclr=many"])
     assert "is not TASK=EPOCHS" in capsys.readouterr().err
+
+
+def test_cli__task_options_parse_per_task_and_a_malformed_one_is_one_line(capsys):
+    from ssl_train.__main__ import build_parser
+    from ssl_train.release import RELEASE_TASK_OPTIONS
+
+    a = build_parser().parse_args(["protocol", "--task-options", "rotation.grid=2, rotation.hidden=0,jigsaw.n_permutations=30"])
+    assert a.task_options == (("jigsaw", (("n_permutations", "30"),)), ("rotation", (("grid", "2"), ("hidden", "0"))))
+    assert build_parser().parse_args(["release"]).task_options == RELEASE_TASK_OPTIONS
+    assert build_parser().parse_args(["finetune-lr", "--task-options", ""]).task_options == ()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["protocol", "--task-options", "grid=2"])
+    assert "is not TASK.OPTION=VALUE" in capsys.readouterr().err

@@ -69,3 +69,42 @@ def test_four_view_scores__turning_the_input_shifts_the_estimate_by_the_same_tur
     base = estimate(photos)
     for u in (1, 2, 3):
         assert torch.equal(estimate(rotate(photos, u)), (base + u) % 4)
+
+
+def test_grid_head__cells_equal_adaptive_pooling_and_one_cell_is_global_pooling():
+    import torch.nn.functional as F
+
+    from ssl_train.encoders import pooled
+    from ssl_train.tasks.rotation import grid_pooled
+
+    for h, g in ((3, 2), (3, 3), (4, 2), (5, 3)):  # uneven maps overlap their cells as adaptive pooling does
+        x = torch.randn(2, 5, h, h)
+        want = F.adaptive_avg_pool2d(x, g).permute(0, 2, 3, 1).reshape(2, -1)  # cell-major, channels inside
+        assert torch.allclose(grid_pooled(x, g), want, atol=1e-6)
+    x = torch.randn(2, 5, 3, 3)
+    assert torch.equal(grid_pooled(x, 1), pooled(x))
+
+
+def test_grid_head__tells_top_from_bottom_where_global_pooling_cannot():
+    # the same features in the top or the bottom half: a pooled head sees one vector, a 2×2 grid two
+    from ssl_train.tasks.base import EncoderInfo
+
+    top, bottom = torch.zeros(1, 4, 4, 4), torch.zeros(1, 4, 4, 4)
+    top[..., :2, :], bottom[..., 2:, :] = 1.0, 1.0
+    info = EncoderInfo(feature_dim=4, stage_dims=(4, 4, 4, 4), image_size=32, stride=8)
+    torch.manual_seed(0)
+    flat = get_task("rotation").build_head(info).eval()
+    grid = get_task("rotation", {"grid": "2"}).build_head(info).eval()
+    assert torch.equal(flat(top), flat(bottom))
+    assert not torch.allclose(grid(top), grid(bottom))
+    assert grid(top).shape == (1, 4)
+
+
+def test_rotation_config__impossible_grid_or_hidden_fails_early():
+    import pytest
+
+    from ssl_train.errors import UserError
+
+    for opts, msg in (({"grid": "0"}, "grid=0 must be 1..4"), ({"grid": "5"}, "grid=5"), ({"hidden": "-1"}, "hidden=-1")):
+        with pytest.raises(UserError, match=msg):
+            get_task("rotation", opts).config.validate(96)

@@ -151,3 +151,21 @@ def test_pretrain__compile_matches_eager_and_saves_plain_keys(tiny_data, small_e
     assert a.keys() == b.keys() and not any("_orig_mod" in k for k in b)
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-3), k
+
+
+def test_pretrain__validation_holdout_trains_on_fit_photos_and_scores_validation(tiny_data, small_encoder, tmp_path):
+    from ssl_train.data import validation_split
+
+    fit, val = validation_split(tiny_data)
+    assert len(val) and set(fit) | set(val) == set(tiny_data.train_idx) and not set(fit) & set(val)
+    cfg = TrainConfig(epochs=2, **{**FAST, "batch_size": 4})
+    pretrain(_plain_rotation(), tiny_data, tmp_path / "v", small_encoder, cfg, progress=False, holdout="validation", stop_after_epoch=0)
+    with pytest.raises(UserError, match="other settings"):  # the same run cannot be resumed on the other photos
+        pretrain(_plain_rotation(), tiny_data, tmp_path / "v", small_encoder, cfg, resume=True, progress=False, holdout="test")
+    s = pretrain(_plain_rotation(), tiny_data, tmp_path / "v", small_encoder, cfg, resume=True, progress=False, holdout="validation")
+    steps = [json.loads(x)["step"] for x in (tmp_path / "v" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 2 * (len(fit) // 4) < 2 * (len(tiny_data.train_idx) // 4)  # an epoch is the fit photos only
+    assert s["holdout"] == "validation" and "pretext_test" not in s and 0.0 <= s["pretext_validation"]["acc"] <= 1.0
+    assert load_checkpoint(tmp_path / "v" / CHECKPOINT_NAME).meta["holdout"] == "validation"
+    with pytest.raises(UserError, match="--holdout 'val' is not one of"):
+        pretrain(_plain_rotation(), tiny_data, tmp_path / "w", small_encoder, cfg, progress=False, holdout="val")
