@@ -388,6 +388,19 @@ def cmd_finetune_lr(a) -> int:
     return 0
 
 
+def cmd_runs(a) -> int:
+    from .runs_table import collect, to_markdown, write
+
+    rows = collect([Path(d) for d in a.dirs])
+    if a.out:
+        js, md = write(rows, Path(a.out), _command_line(a))
+        print(md.read_text())
+        print(f"wrote {js}, {md}")
+    else:
+        print(to_markdown(rows, _command_line(a)))
+    return 0
+
+
 def cmd_rotation_limits(a) -> int:
     from .data import load_split_data
     from .rotation_limits import run, write
@@ -404,7 +417,7 @@ def cmd_rotation_limits(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits,runs}")
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -524,6 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=str(REPO / "reports"), help="folder for rotation-limits.json and .md")
     _add_data(s)
     s.set_defaults(fn=cmd_rotation_limits)
+
+    from .runs_table import __doc__ as runs_doc
+
+    s = sub.add_parser("runs", help="pretraining runs side by side: options, epochs, pretext scores (validation or test), time",
+                       description=runs_doc, formatter_class=_DocAndDefaults)
+    s.add_argument("dirs", nargs="+", metavar="RUN_DIR", help="run folders (each with its summary.json), e.g. runs/rotval-*")
+    s.add_argument("--out", default="", help="also write this markdown file and a .json beside it, e.g. reports/rotation-head.md")
+    s.set_defaults(fn=cmd_runs)
 
     from .export import add_export_parser
 

@@ -1,0 +1,82 @@
+"""Pretraining runs side by side: ``python -m ssl_train runs DIR... [--out reports/NAME.md]``.
+
+A settings study (e.g. rotation's head, ``pretrain --task-opt grid=2 --holdout validation``) is a few
+pretraining runs; this reads their ``summary.json`` files and tabulates what differs between them:
+task, the task options that are not the defaults, epochs, the photos the pretext task was scored on
+(validation or test), the pretext scores and the training time. Nothing is recomputed.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .paths import portable
+
+
+def _options_off_default(task: str, config: dict) -> dict[str, Any]:
+    from .tasks import get_task
+
+    try:
+        default = get_task(task).config_dict()
+    except UserError:
+        return dict(config)
+    return {k: v for k, v in config.items() if default.get(k) != v}
+
+
+def collect(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """One row per finished run folder, in the order given; a clear error for a folder that is not one."""
+    rows = []
+    for d in run_dirs:
+        path = Path(d) / "summary.json"
+        try:
+            s = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file; {d} is not a finished pretraining run (it writes summary.json when done)") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}: not a readable run summary ({type(e).__name__}); rerun that pretraining") from None
+        holdout = s.get("holdout", "test")
+        rows.append({
+            "run": Path(d).name,
+            "task": s.get("task", "?"),
+            "options": _options_off_default(s.get("task", "?"), (s.get("config") or {}).get("task") or {}),
+            "epochs": s.get("completed_epochs"),
+            "holdout": holdout,
+            "pretext": s.get(f"pretext_{holdout}") or {},
+            "train_minutes": round(float(s.get("train_seconds_total") or 0.0) / 60, 2),
+            "device": s.get("device", "?"),
+        })
+    return rows
+
+
+def _score(p: dict) -> str:
+    if "acc" in p:
+        return f"{100 * p['acc']:.1f}%"
+    return ", ".join(f"{k} {v:.4g}" for k, v in sorted(p.items())) or "–"
+
+
+def to_markdown(rows: list[dict[str, Any]], command: str) -> str:
+    lines = [
+        "# Pretraining runs side by side",
+        "",
+        "| run | task | options (not the defaults) | epochs | scored on | pretext score | pretext loss | training time | device |",
+        "|---|---|---|---:|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(r["options"].items())) or "defaults"
+        loss = r["pretext"].get("loss")
+        lines.append(f"| {r['run']} | {r['task']} | {opts} | {r['epochs']} | {r['holdout']} | {_score(r['pretext'])} | "
+                     f"{'' if loss is None else f'{loss:.3f}'} | {r['train_minutes']:.1f} min | {r['device']} |")
+    lines += ["", "Scored on *validation*: trained on the fit photos of the training split, scored on its validation photos "
+              "(`pretrain --holdout validation`; no test photo is read). *test*: trained on the whole training split, scored on the test split.",
+              "", f"Made by `{command}` from the runs' summary.json files."]
+    return "\n".join(lines) + "\n"
+
+
+def write(rows: list[dict[str, Any]], out_md: Path, command: str) -> tuple[Path, Path]:
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    js = out_md.with_suffix(".json")
+    js.write_text(json.dumps(portable({"command": command, "runs": rows}), separators=(",", ":")))
+    out_md.write_text(portable(to_markdown(rows, command)))
+    return js, out_md
