@@ -417,17 +417,18 @@ def test_export__multitask_puts_the_sub_heads_that_fit_in_model_onnx(tiny_folder
     assert got.shape == (4, 4) and np.abs(got - want).max() <= PARITY_TOL
 
 
-def test_export__grid_rotation_head_exports_and_matches_pytorch(tiny_folder, tmp_path):
-    # the 2×2-grid head slices the feature map (3×3 at 96 px: overlapping cells); ONNX must keep every cell
+def test_export__rotation_grid_and_hidden_head_export_and_match_pytorch(tiny_folder, tmp_path):
+    # the 2×2-grid head slices the feature map (3×3 at 96 px: overlapping cells); ONNX must keep every
+    # cell, and the hidden layer's batch norm must run in eval mode
     cfg = DataConfig(root=str(tiny_folder), image_size=96, split_file=str(tmp_path / "split.csv"))
     ds = load_dataset(cfg, use_cache=False)
     from ssl_train.tasks import get_task
 
-    task = get_task("rotation", {"color_jitter": "0", "grid": "2"})
+    task = get_task("rotation", {"color_jitter": "0", "grid": "2", "hidden": "16"})
     pretrain(task, SplitData(ds, load_or_make_split(ds, cfg), cfg), tmp_path / "run", SMALL, TrainConfig(epochs=1, batch_size=8, lr=0.05, device="cpu"), progress=False)
-    out = export_model(tmp_path / "run" / CHECKPOINT_NAME, tmp_path / "models", "rotation", metrics={})
+    out = export_model(tmp_path / "run" / CHECKPOINT_NAME, tmp_path / "models", "rotation", metrics={}, int8=True)
     encoder, head, _ = load_model_weights(out)
-    assert head.grid == 2
+    assert head.grid == 2 and isinstance(head.net, torch.nn.Sequential)
     files = sorted((FLOWERS / "sunflower").glob("*.jpg"))[:3]
     photos = np.stack([to_uint8_chw(square_resize(open_rgb(f), 96)) for f in files])
     with torch.no_grad():
