@@ -16,6 +16,12 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 MODE_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN (k=20)"}
 
 
+def _signed(points: float) -> str:
+    """``+1.4``, ``-0.8``; a mean that rounds to zero is ``+0.0`` whichever side of it rounding noise fell."""
+    text = f"{points:+.1f}"
+    return "+0.0" if text == "-0.0" else text
+
+
 def _cell(s: dict | None) -> str:
     if s is None:
         return "–"
@@ -79,7 +85,7 @@ def at_fraction_markdown(report: dict[str, Any], fraction: float = 0.1) -> str:
         pt = (report.get("pretraining", {}).get(t) or {}).get("pretext_test")
         ft = by.get((t, "finetune"))
         paired = [g for g in paired_gain(report["runs"], t) if abs(g[0] - fraction) < 1e-9] if t != SCRATCH else []
-        gain = f"{100 * paired[0][1]:+.1f} ± {100 * paired[0][2]:.1f}" if paired else "–"
+        gain = f"{_signed(100 * paired[0][1])} ± {100 * paired[0][2]:.1f}" if paired else "–"
         lines.append(f"| {'scratch (random init)' if t == SCRATCH else t} | {pretext_metric(pt) if t != SCRATCH else '–'} | "
                      f"{_cell(by.get((t, 'knn')))} | {_cell(by.get((t, 'linear')))} | {_cell(ft)} | {gain} |")
     return "\n".join(lines)
@@ -129,7 +135,7 @@ def gains_markdown(report: dict[str, Any]) -> str:
     for m in modes:
         for t in tasks:
             by = {g[0]: g for g in paired_gain(report["runs"], t, m)}
-            cells = [f"{100 * by[f][1]:+.1f} ± {100 * by[f][2]:.1f}" if f in by else "–" for f in fractions]
+            cells = [f"{_signed(100 * by[f][1])} ± {100 * by[f][2]:.1f}" if f in by else "–" for f in fractions]
             lines.append(f"| {t} | {MODE_TITLES.get(m, m)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
