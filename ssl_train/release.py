@@ -16,11 +16,11 @@
 6. ``python -m app.precompute`` in its own process (the app and the training package meet through
    files), so the app's maps open at once.
 
-Expected time with the defaults (10 tasks, 30 epochs, colorization and PIRL 60, SimCLR 200 — ``--task-epochs``,
-their budgets chosen on validation —, the learning-rate search, 3 seeds, 6 fractions, three methods): about
-6.3 hours on a 2-core laptop CPU (measured for the shipped report: pretraining 129 min, SimCLR's 200 epochs 51,
-colorization's 60 epochs 17 and PIRL's 15 of them, the learning-rate search 47 min, the protocol's 594 runs 199 min
-— the 33 fine-tunes at 100% labels, 1320 steps each, take 82 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
+Expected time with the defaults (10 tasks, 30 epochs, colorization, DeepCluster and PIRL 60, SimCLR 200 —
+``--task-epochs``, their budgets chosen on validation —, the learning-rate search, 3 seeds, 6 fractions, three
+methods): about 6.5 hours on a 2-core laptop CPU (measured for the shipped report: pretraining 134 min, SimCLR's
+200 epochs 51, colorization's 60 epochs 17, PIRL's 15 and DeepCluster's 9 of them, the learning-rate search 49 min,
+the protocol's 594 runs 206 min — the 33 fine-tunes at 100% labels, 1320 steps each, take 85 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
 ``--epochs 15 --task-epochs '' --fractions 0.01,0.1``, pretrains in about a third of that and leaves a few
 percent of the protocol's entries: 13 min when there were nine tasks). On a GPU it runs on CUDA with
 bf16; its GPU time is not measured yet. ``--epochs``, ``--task-epochs``, ``--fractions`` and ``--seeds``
@@ -49,31 +49,34 @@ RELEASE_EPOCHS = 30
 # pretrained for the budget it chose there. Context, inpainting and superres chose 15 epochs, but
 # neither 15 nor 30 gains over scratch on validation (+0.1 to +0.7 ± 0.7–1.7 points), so
 # they stay at the common budget rather than be retrained for a difference inside the noise.
-# DeepCluster also chose 60 (reports/budget-deepcluster.md: +2.3 vs +1.0) but is not retrained yet: the
-# shipped report has it at 30, and these defaults say what was shipped.
 RELEASE_TASK_EPOCHS: tuple[tuple[str, int], ...] = (
     ("colorization", 60),  # reports/budget-colorization.md: +8.7 at 60 vs +5.6 at 30
+    ("deepcluster", 60),  # reports/budget-deepcluster.md: +2.3 at 60 vs +1.0 at 30
     ("pirl", 60),  # reports/budget-pirl.md: +12.6 at 60 vs +5.9 at 30
     ("simclr", 200),  # reports/budget-simclr.md: +20.0 at 200 vs +15.0 at 60
 )
 # Task config fields other than the defaults, per task, each chosen on a validation split of the
-# training photos (``pretrain --holdout validation``). None yet; the shape is
-# (("rotation", (("grid", "2"),)),).
+# training photos (``pretrain --holdout validation``). None: reports/rotation-head.md found no rotation
+# head better than the pooled default at 30 epochs (70.7% pooled, 70.9% hidden layer, 70.6% 2×2 grid). The shape
+# is (("rotation", (("grid", "2"),)),).
 RELEASE_TASK_OPTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 RANDOM_NOTE = ("not pretrained: random initialisation (seed 0), the scratch reference; the protocol's scratch runs "
                "start from a fresh random initialisation per seed")
 
 
-def budget_note(epochs: int, devices: set[str], own_budget_of: str = "") -> str:
+def budget_note(epochs: int, devices: set[str], own_budget_of: str = "", task_epochs: dict[str, int] | None = None) -> str:
     """The sentence every model.json carries about the budget its encoder was pretrained with
     (``devices``: where the pretraining runs ran, e.g. ``{"cpu (2 cores, x86_64)"}``; ``own_budget_of``:
-    the task, when it was pretrained for its own budget rather than the release's common one)."""
+    the task, when it was pretrained for its own budget rather than the release's common one;
+    ``task_epochs``: every task's own budget in this release, so that the retrain command keeps them)."""
     where = ", ".join(sorted(devices)) or "an unknown device"
     what = (f"{epochs} epochs, this task's own budget (chosen on a validation split: reports/budget-{own_budget_of}.md)"
             if own_budget_of else f"{epochs} epochs per task")
     if devices and all(d.startswith("cuda") for d in devices):
         return f"{what.replace(' epochs', ' pretraining epochs', 1)} on {where}"
-    retrain = f"`python -m ssl_train release --task-epochs {own_budget_of}=N`, N larger" if own_budget_of else "`python -m ssl_train release --epochs 200`"
+    others = ",".join(f"{t}={n}" for t, n in sorted((task_epochs or {}).items()) if t != own_budget_of)
+    spec = ",".join(x for x in (others, f"{own_budget_of}=N") if x)
+    retrain = f"`python -m ssl_train release --task-epochs {spec}`, N larger" if own_budget_of else "`python -m ssl_train release --epochs 200`"
     return (f"pretrained on a CPU ({where}), not a GPU, so with a smaller budget than a GPU affords: {what}; "
             f"on a GPU, retrain with {retrain}")
 
@@ -258,7 +261,9 @@ def run_release(
         "epochs": train_cfg.epochs, "protocol_seeds": list(pcfg.seeds), "protocol_fractions": list(pcfg.fractions),
         "made_by": "python -m ssl_train release", "pretrained_on": sorted(devices), "note": budget_note(train_cfg.epochs, devices),
     }
-    budgets = {t: {**budget, "epochs": own_epochs[t], "note": budget_note(own_epochs[t], devices, own_budget_of=t)} if t in own_epochs else budget
+    # the retrain hint names every task's own budget, the shipped ones of tasks outside this release included
+    hint_epochs = {**{t: n for t, n in RELEASE_TASK_EPOCHS if t not in tasks}, **own_epochs}
+    budgets = {t: {**budget, "epochs": own_epochs[t], "note": budget_note(own_epochs[t], devices, own_budget_of=t, task_epochs=hint_epochs)} if t in own_epochs else budget
                for t in tasks}
 
     t0 = time.time()

@@ -173,6 +173,7 @@ def fake_task(models_dir: Path, task: str = "jigsaw") -> Path:
     shutil.copytree(models_dir / "rotation", dst)
     card = json.loads((dst / "model.json").read_text())
     card["task"] = task
+    card["task_config"] = {}  # rotation's own fields (e.g. grid) are not the other task's: its defaults
     card["output_names"] = ["features"]
     (dst / "model.json").write_text(json.dumps(card))
     return dst
