@@ -296,11 +296,12 @@ def cmd_protocol(a) -> int:
     pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep, task_epochs=a.task_epochs,
                           task_options=a.task_options)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
+    from .protocol import options_of
     from .tasks import get_task
 
-    opts = dict(a.task_options)
+    opts = options_of(pcfg.task_options)
     for t in pcfg.tasks:
-        get_task(t, dict(opts.get(t, ()))).config.validate(a.image_size)
+        get_task(t, opts.get(t)).config.validate(a.image_size)
     data = load_split_data(_data_cfg(a))
     out = Path(a.out)
     ft_lrs = None

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import VAL_FRACTION, VAL_SEED, SplitData, labelled_subset, validation_split  # noqa: F401  (re-exported)
+from .data import VAL_FRACTION, VAL_SEED, SplitData, labelled_subset, validation_split
 from .encoders import EncoderConfig
 from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict

@@ -16,10 +16,12 @@ from ssl_train.data import (
     FRACTIONS,
     labelled_subset,
     load_dataset,
+    load_split_data,
     load_or_make_split,
     make_split,
     near_duplicate_groups,
     scan_image_folder,
+    validation_split,
 )
 from ssl_train.errors import UserError
 from ssl_train.images import BadImage, open_rgb
@@ -244,3 +246,25 @@ def test_split__class_with_one_photo_refused():
     labels = np.array([0, 0, 0, 1])
     with pytest.raises(UserError, match="at least 2"):
         make_split(labels, np.arange(4), 0.2, 0)
+
+
+def test_validation_split__disjoint_inside_train_every_class_near_dups_same_side(tmp_path):
+    folder = copy_photos(tmp_path / "flowers", per_class=12)
+    for c in ("daisy", "rose", "tulip"):  # an exact copy of each class's first photo: a near-duplicate pair
+        first = sorted((folder / c).glob("*.jpg"))[0]
+        shutil.copy(first, first.with_name("copy_" + first.name))
+    data = load_split_data(DataConfig(root=str(folder), image_size=32, split_file=str(tmp_path / "split.csv")))
+    fit, val = validation_split(data)
+    assert len(val) > 0 and not set(fit) & set(val)
+    assert set(fit) | set(val) == set(data.train_idx)  # every training photo, no test photo
+    labels = data.ds.labels
+    assert set(labels[fit]) == set(labels[val]) == set(labels[data.train_idx])
+    side = {i: "fit" for i in fit} | {i: "val" for i in val}
+    checked = 0
+    for c in ("daisy", "rose", "tulip"):
+        first = sorted(f for f in data.ds.files if f.startswith(c + "/") and not f.split("/")[1].startswith("copy_"))[0]
+        a, b = data.ds.files.index(first), data.ds.files.index(first.replace("/", "/copy_"))
+        if not data.is_test[a]:
+            assert side[a] == side[b], first
+            checked += 1
+    assert checked > 0

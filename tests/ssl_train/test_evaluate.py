@@ -258,3 +258,17 @@ def test_protocol__task_options_pretrain_that_task_with_them_and_leave_the_other
         ProtocolConfig(tasks=("rotation",), task_options=(("jigsaw", (("n_permutations", "10"),)),))
     with pytest.raises(UserError, match="unknown option"):
         ProtocolConfig(tasks=("rotation",), task_options=(("rotation", (("grdi", "2"),)),))
+
+
+def test_protocol__entries_keep_six_significant_digits_and_settings_stay_exact(tiny_data, small_encoder, tmp_path):
+    from ssl_train.protocol import _round_floats
+
+    rounded = _round_floats({"runs": [{"test_accuracy": 0.5901639344262295, "n_labelled": 27}], "summary": [{"mean": 0.12345678912}]})
+    assert rounded == {"runs": [{"test_accuracy": 0.590164, "n_labelled": 27}], "summary": [{"mean": 0.123457}]}
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, lr=0.123456789, device="cpu")
+    pcfg = ProtocolConfig(tasks=("rotation",), fractions=(1.0,), seeds=(0,), modes=("finetune", "knn"))
+    rep = run_protocol(tiny_data, pcfg, small_encoder, TrainConfig(epochs=1, batch_size=8, device="cpu"), ft, tmp_path / "p.json", tmp_path / "runs", progress=False)
+    back = json.loads((tmp_path / "p.json").read_text())
+    assert back["runs"] == rep["runs"] == _round_floats(rep["runs"]) and back["summary"] == rep["summary"] == _round_floats(rep["summary"])
+    assert any(isinstance(v, float) and v != round(v) for r in back["runs"] for v in r.values())  # measured floats are there
+    assert back["config"]["finetune"]["lr"] == 0.123456789  # settings exact
