@@ -39,16 +39,22 @@ def _strs(s: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in s.split(",") if x.strip())
 
 
-def _task_epochs(s: str) -> tuple[tuple[str, int], ...]:
-    """``simclr=60,rotation=50`` → (("rotation", 50), ("simclr", 60)); empty → ()."""
-    out = []
-    for x in _strs(s):
-        name, _, n = x.partition("=")
-        try:
-            out.append((name.strip(), int(n)))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{x!r} is not TASK=EPOCHS, e.g. simclr=60") from None
-    return tuple(sorted(out))
+def _task_numbers(unit: str, example: str):
+    """A parser of ``simclr=60,rotation=50`` → (("rotation", 50), ("simclr", 60)); empty → ()."""
+    def parse(s: str) -> tuple[tuple[str, int], ...]:
+        out = []
+        for x in _strs(s):
+            name, _, n = x.partition("=")
+            try:
+                out.append((name.strip(), int(n)))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{x!r} is not TASK={unit}, e.g. {example}") from None
+        return tuple(sorted(out))
+    return parse
+
+
+_task_epochs = _task_numbers("EPOCHS", "simclr=60")
+_task_batch_sizes = _task_numbers("PHOTOS", "rotation=32")
 
 
 def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
@@ -58,6 +64,13 @@ def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int],
     p.add_argument("--task-epochs", type=_task_epochs, default=shown, metavar="TASK=N,...",
                    help="pretraining epochs of the named tasks instead of --epochs (a per-task budget chosen on validation by `budget`); "
                    f"'' for none (default: {shown or 'none'})%(default).0s")
+
+
+def _add_task_batch_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
+    shown = ",".join(f"{t}={n}" for t, n in default)
+    p.add_argument("--task-batch-sizes", type=_task_batch_sizes, default=shown, metavar="TASK=N,...",
+                   help="photos per pretraining step of the named tasks instead of --batch-size (chosen on validation with "
+                   f"`pretrain --holdout validation`); '' for none (default: {shown or 'none'})%(default).0s")
 
 
 def _task_options_arg(s: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
@@ -294,7 +307,7 @@ def cmd_protocol(a) -> int:
     from .report import write_reports
 
     pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep, task_epochs=a.task_epochs,
-                          task_options=a.task_options)
+                          task_batch_sizes=a.task_batch_sizes, task_options=a.task_options)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     from .protocol import options_of
     from .tasks import get_task
@@ -343,7 +356,7 @@ def cmd_bench(a) -> int:
 def cmd_release(a) -> int:
     from .data import load_split_data
     from .protocol import ProtocolConfig
-    from .release import RELEASE_TASK_EPOCHS, RELEASE_TASK_OPTIONS, ReleaseConfig, run_release
+    from .release import RELEASE_TASK_BATCH_SIZES, RELEASE_TASK_EPOCHS, RELEASE_TASK_OPTIONS, ReleaseConfig, run_release
 
     tasks = tuple(_checked_tasks(a.tasks, a.image_size))
     rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
@@ -351,8 +364,10 @@ def cmd_release(a) -> int:
                          ft_lr_search="" if a.no_ft_lr_search else a.ft_lr_search)
     # the shipped per-task budgets name tasks a smaller release may leave out
     own = tuple((t, n) for t, n in a.task_epochs if t in tasks) if a.task_epochs == RELEASE_TASK_EPOCHS else a.task_epochs
+    own_batch = tuple((t, n) for t, n in a.task_batch_sizes if t in tasks) if a.task_batch_sizes == RELEASE_TASK_BATCH_SIZES else a.task_batch_sizes
     own_opts = tuple((t, o) for t, o in a.task_options if t in tasks) if a.task_options == RELEASE_TASK_OPTIONS else a.task_options
-    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, task_epochs=own, task_options=own_opts)
+    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, task_epochs=own,
+                          task_batch_sizes=own_batch, task_options=own_opts)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     data = load_split_data(_data_cfg(a))
     out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line(a))
@@ -382,7 +397,8 @@ def cmd_finetune_lr(a) -> int:
     arms = ([SCRATCH] if SCRATCH in a.arms else []) + (_checked_tasks(names, a.image_size) if names else [])
     out = Path(a.out)
     r = run(arms, list(a.lrs), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction,
-            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep), task_epochs=a.task_epochs, task_options=a.task_options)
+            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep), task_epochs=a.task_epochs, task_options=a.task_options,
+            task_batch_sizes=a.task_batch_sizes)
     md = write_markdown(r, out)
     print(md.read_text())
     print(f"wrote {out}, {md}")
@@ -461,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep", type=_strs, default=(), help="tasks among --tasks whose finished entries in --out are kept as they are, with the pretraining record they were "
                    "made from, without their runs' checkpoints (to add a new task to a report made on another machine); every entry must be there")
     _add_task_epochs(s)
+    _add_task_batch_sizes(s)
     _add_task_options(s)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_protocol)
@@ -480,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_bench)
 
-    from .release import RELEASE_EPOCHS, RELEASE_TASK_EPOCHS, RELEASE_TASK_OPTIONS
+    from .release import RELEASE_EPOCHS, RELEASE_TASK_BATCH_SIZES, RELEASE_TASK_EPOCHS, RELEASE_TASK_OPTIONS
     from .release import __doc__ as release_doc
 
     s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on this CPU; see --help)",
@@ -494,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before the protocol, choose each encoder's fine-tuning learning rate on a validation split (`finetune-lr`, its default rates) into this report, and fine-tune with those rates")
     s.add_argument("--no-ft-lr-search", action="store_true", help="fine-tune every encoder with --ft-lr instead")
     _add_task_epochs(s, RELEASE_TASK_EPOCHS)
+    _add_task_batch_sizes(s, RELEASE_TASK_BATCH_SIZES)
     _add_task_options(s, RELEASE_TASK_OPTIONS)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=RELEASE_EPOCHS), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
@@ -526,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep", type=_strs, default=(), help="arms among --arms whose scores in --out are kept as they are, without their pretraining runs "
                    "(to add a new task to a search made on another machine); each must be there with the same settings, seeds and rates")
     _add_task_epochs(s)
+    _add_task_batch_sizes(s)
     _add_task_options(s)
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_finetune_lr)

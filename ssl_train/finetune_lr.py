@@ -71,13 +71,15 @@ def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg:
 
 def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
         runs_dir: Path, fraction: float, seeds: list[int], out_json: Path, command: str = "", progress: bool = True,
-        keep: tuple[str, ...] = (), task_epochs: tuple[tuple[str, int], ...] = (), task_options: TaskOptions = ()) -> dict[str, Any]:
+        keep: tuple[str, ...] = (), task_epochs: tuple[tuple[str, int], ...] = (), task_options: TaskOptions = (),
+        task_batch_sizes: tuple[tuple[str, int], ...] = ()) -> dict[str, Any]:
     """Validation accuracy of every arm (``scratch`` or a task name) at every rate and seed → the
     report, written to ``out_json`` after every arm. Arms in ``keep`` take their scores from
     ``out_json`` as they are, without their pretraining run (each must be there with the same
     settings, every rate and seed): a new task joins a search made elsewhere. ``task_epochs``
-    ((task, epochs) pairs) pretrains those arms for their own budget instead of ``train_cfg.epochs``;
-    ``task_options`` ((task, ((option, value), ...)) pairs) with those config fields."""
+    ((task, epochs) pairs) pretrains those arms for their own budget instead of ``train_cfg.epochs``,
+    ``task_batch_sizes`` ((task, photos per step) pairs) in their own batches instead of
+    ``train_cfg.batch_size``; ``task_options`` ((task, ((option, value), ...)) pairs) with those config fields."""
     if not lrs or any(not lr > 0 for lr in lrs):
         raise UserError(f"--lrs {lrs} must be positive learning rates, e.g. 0.03,0.1,0.3,1")
     if not seeds:
@@ -89,6 +91,8 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
         raise UserError(f"--keep {','.join(stray)}: not among --arms; a kept arm must be one of the arms")
     check_task_epochs(task_epochs, [a for a in arms if a != SCRATCH], "the pretrained --arms")
     own_epochs = own_budgets(task_epochs, train_cfg.epochs)
+    check_task_epochs(task_batch_sizes, [a for a in arms if a != SCRATCH], "the pretrained --arms", flag="--task-batch-sizes")
+    own_batch = own_budgets(task_batch_sizes, train_cfg.batch_size)
     check_task_options(task_options, [a for a in arms if a != SCRATCH], "the pretrained --arms")
     own_opts = options_of(task_options)
     lrs = sorted(set(float(x) for x in lrs))
@@ -107,9 +111,10 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
                               "val_fraction": VAL_FRACTION, "val_seed": VAL_SEED, "finetune": ft_cfg.to_dict() | {"lr": None},
                               "steps": steps, "pretrain_epochs": train_cfg.epochs,
                               **({"pretrain_epochs_of": own_epochs} if own_epochs else {}),
+                              **({"pretrain_batch_size_of": own_batch} if own_batch else {}),
                               **({"task_options": own_opts} if own_opts else {}), "device": device_name(dev), "command": command, "arms": {}}
     for arm in arms:
-        arm_train = task_train_cfg(train_cfg, arm, own_epochs)
+        arm_train = task_train_cfg(train_cfg, arm, own_epochs, own_batch)
         h = _settings_hash(arm, data, enc_cfg, arm_train, ft_cfg, fraction, steps, own_opts.get(arm))
         t0 = time.time()
         state, ck_sha = None, None
@@ -176,15 +181,15 @@ def to_markdown(r: dict[str, Any]) -> str:
     ft = r["finetune"]
     own = r.get("pretrain_epochs_of") or {}
     epochs = f"{r['pretrain_epochs']}" + (f" ({', '.join(f'{t} {n}' for t, n in sorted(own.items()))})" if own else "")
-    opts = r.get("task_options") or {}
-    if opts:
-        epochs += "; " + "; ".join(f"{t} with {', '.join(f'{k}={v}' for k, v in sorted(o.items()))}" for t, o in sorted(opts.items()))
+    extra = [f"{t} with {', '.join(f'{k}={v}' for k, v in sorted(o.items()))}" for t, o in sorted((r.get("task_options") or {}).items())]
+    extra += [f"{t} in batches of {n} photos" for t, n in sorted((r.get("pretrain_batch_size_of") or {}).items())]
+    epochs += " epochs" + "".join(f"; {x}" for x in extra)
     lines = [
         "# Fine-tuning learning rate per encoder, chosen on a validation split",
         "",
         f"Fine-tuned on {r['fraction']:.0%} of the labels of {r['n_fit']} fit photos, scored on {r['n_val']} validation photos "
-        f"(both from the training split; no test photo is read); seeds {r['seeds']}; pretrained arms after {epochs} "
-        f"epochs; schedule otherwise the protocol's ({ft['epochs']} epochs clamped to {ft['min_steps']}–{ft['max_steps']} steps"
+        f"(both from the training split; no test photo is read); seeds {r['seeds']}; pretrained arms after {epochs}; "
+        f"schedule otherwise the protocol's ({ft['epochs']} epochs clamped to {ft['min_steps']}–{ft['max_steps']} steps"
         + (f": {r['steps']} here" if r.get("steps") else "") + ", "
         f"batch {ft['batch_size']}, SGD + Nesterov, weight decay {ft['weight_decay']}); {r['device']}.",
         "",

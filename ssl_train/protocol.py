@@ -55,6 +55,9 @@ class ProtocolConfig:
     # (task, epochs) pairs: tasks pretrained for another budget than the pretraining config's, each
     # chosen on a validation split (``python -m ssl_train budget``), never on the test split
     task_epochs: tuple[tuple[str, int], ...] = ()
+    # (task, photos per step) pairs: tasks pretrained in other batches than the pretraining config's,
+    # each chosen on a validation split (``pretrain --holdout validation``)
+    task_batch_sizes: tuple[tuple[str, int], ...] = ()
     # (task, ((option, value), ...)) pairs: task config fields other than the defaults, e.g. rotation's
     # grid head, each chosen on a validation split (``pretrain --holdout validation``)
     task_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
@@ -73,24 +76,27 @@ class ProtocolConfig:
         if stray:
             raise UserError(f"--keep {','.join(stray)}: not among --tasks; a kept task must be one of the report's tasks")
         check_task_epochs(self.task_epochs, self.tasks)
+        check_task_epochs(self.task_batch_sizes, self.tasks, flag="--task-batch-sizes")
         check_task_options(self.task_options, self.tasks)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def check_task_epochs(task_epochs: tuple[tuple[str, int], ...], tasks: tuple[str, ...] | list[str], what: str = "--tasks") -> None:
-    """One-line errors for ``--task-epochs`` pairs that name a task outside ``tasks``, twice, or give
-    fewer than one epoch."""
+def check_task_epochs(task_epochs: tuple[tuple[str, int], ...], tasks: tuple[str, ...] | list[str], what: str = "--tasks",
+                      flag: str = "--task-epochs") -> None:
+    """One-line errors for ``--task-epochs`` (or ``--task-batch-sizes``: ``flag``) pairs that name a
+    task outside ``tasks``, twice, or give a number below its minimum (1 epoch, 2 photos per step)."""
+    low, unit, eg = (2, "photos per step", "rotation=32") if flag == "--task-batch-sizes" else (1, "epochs", "simclr=60")
     names = [t for t, _ in task_epochs]
     stray = [t for t in names if t not in tasks]
     if stray:
-        raise UserError(f"--task-epochs {','.join(stray)}: not among {what}; name a task of this run, e.g. --task-epochs simclr=60")
+        raise UserError(f"{flag} {','.join(stray)}: not among {what}; name a task of this run, e.g. {flag} {eg}")
     if len(set(names)) != len(names):
-        raise UserError(f"--task-epochs names {', '.join(sorted({t for t in names if names.count(t) > 1}))} twice; give each task once")
-    bad = [f"{t}={n}" for t, n in task_epochs if not isinstance(n, int) or n < 1]
+        raise UserError(f"{flag} names {', '.join(sorted({t for t in names if names.count(t) > 1}))} twice; give each task once")
+    bad = [f"{t}={n}" for t, n in task_epochs if not isinstance(n, int) or n < low]
     if bad:
-        raise UserError(f"--task-epochs {','.join(bad)}: epochs must be whole numbers ≥ 1")
+        raise UserError(f"{flag} {','.join(bad)}: {unit} must be whole numbers ≥ {low}")
 
 
 TaskOptions = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
@@ -113,15 +119,19 @@ def options_of(task_options: TaskOptions) -> dict[str, dict[str, str]]:
 
 def own_budgets(task_epochs: tuple[tuple[str, int], ...], common_epochs: int) -> dict[str, int]:
     """``{task: epochs}`` of the ``--task-epochs`` pairs that differ from the common ``--epochs``
-    (one equal to it is no budget of its own: its runs and entries stay the common budget's)."""
+    (one equal to it is no budget of its own: its runs and entries stay the common budget's); the same
+    for ``--task-batch-sizes`` against ``--batch-size``."""
     return {t: int(n) for t, n in task_epochs if n != common_epochs}
 
 
-def task_train_cfg(train_cfg: TrainConfig, task: str, task_epochs: dict[str, int] | tuple[tuple[str, int], ...]) -> TrainConfig:
-    """The pretraining settings of ``task``: ``train_cfg`` with its own epochs where ``task_epochs``
-    names it (a per-task budget), else ``train_cfg`` itself (so its runs' settings hash is unchanged)."""
-    n = dict(task_epochs).get(task)
-    return train_cfg if n is None or n == train_cfg.epochs else replace(train_cfg, epochs=int(n))
+def task_train_cfg(train_cfg: TrainConfig, task: str, task_epochs: dict[str, int] | tuple[tuple[str, int], ...],
+                   task_batch_sizes: dict[str, int] | tuple[tuple[str, int], ...] = ()) -> TrainConfig:
+    """The pretraining settings of ``task``: ``train_cfg`` with its own epochs and photos per step
+    where ``task_epochs`` and ``task_batch_sizes`` name it, else ``train_cfg`` itself (so its runs'
+    settings hash is unchanged)."""
+    own = {"epochs": dict(task_epochs).get(task), "batch_size": dict(task_batch_sizes).get(task)}
+    own = {k: int(v) for k, v in own.items() if v is not None and v != getattr(train_cfg, k)}
+    return replace(train_cfg, **own) if own else train_cfg
 
 
 def _config_hash(d: dict) -> str:
@@ -147,15 +157,17 @@ def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
     fine-tune, the schedule with the arm's own learning rate (``finetune_lr``, else the schedule's)
     minus what only sets the step count (``STEP_KEYS``: checked per entry by ``reusable_runs``)."""
     # portable: an entry written with repository-relative paths is the same entry as one made in memory
-    d = portable({k: v for k, v in config.items() if k not in ("protocol", "finetune_lr", "pretrain_epochs", "task_options")})
+    d = portable({k: v for k, v in config.items() if k not in ("protocol", "finetune_lr", "pretrain_epochs", "pretrain_batch_size", "task_options")})
     opts = (config.get("task_options") or {}).get(task)
     if opts and task != SCRATCH:  # absent otherwise: entries made before options existed keep their hash
         d["task_options"] = opts
     # a task pretrained for its own budget hashes as if the whole report had that budget, so its
     # entries are found in (and reused from) a report made with ``--epochs`` set to it
-    own = (config.get("pretrain_epochs") or {}).get(task)
-    if own is not None and isinstance(d.get("pretrain"), dict):
-        d["pretrain"] = {**d["pretrain"], "epochs": own}
+    # (and so does one pretrained in its own batch size)
+    for key, field in (("pretrain_epochs", "epochs"), ("pretrain_batch_size", "batch_size")):
+        own = (config.get(key) or {}).get(task)
+        if own is not None and isinstance(d.get("pretrain"), dict):
+            d["pretrain"] = {**d["pretrain"], field: own}
     if task == SCRATCH:
         d.pop("pretrain", None)
     if mode == "finetune":
@@ -284,6 +296,9 @@ def run_protocol(
     own_epochs = own_budgets(pcfg.task_epochs, train_cfg.epochs)
     if own_epochs:  # absent otherwise: a report without per-task budgets keeps its config hash
         config["pretrain_epochs"] = own_epochs
+    own_batch = own_budgets(pcfg.task_batch_sizes, train_cfg.batch_size)
+    if own_batch:  # the same
+        config["pretrain_batch_size"] = own_batch
     own_opts = options_of(pcfg.task_options)
     if own_opts:  # the same
         config["task_options"] = own_opts
@@ -351,7 +366,7 @@ def run_protocol(
             report["pretraining"][task_name] = kept_pretraining[task_name]
             ck_sha = kept_pretraining[task_name]["checkpoint_sha256"]
         elif task_name != SCRATCH:
-            state, summary = pretrained_encoder(task_name, data, enc_cfg, task_train_cfg(train_cfg, task_name, own_epochs), runs_dir,
+            state, summary = pretrained_encoder(task_name, data, enc_cfg, task_train_cfg(train_cfg, task_name, own_epochs, own_batch), runs_dir,
                                                 task_options=own_opts.get(task_name), progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])
             report["pretraining"][task_name] = {k: summary.get(k) for k in ("epochs", "train_seconds_total", "device", "peak_rss_mb", "peak_cuda_mb", "pretext_test", "config", "checkpoint")}

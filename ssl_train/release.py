@@ -55,6 +55,9 @@ RELEASE_TASK_EPOCHS: tuple[tuple[str, int], ...] = (
     ("pirl", 60),  # reports/budget-pirl.md: +12.6 at 60 vs +5.9 at 30
     ("simclr", 200),  # reports/budget-simclr.md: +20.0 at 200 vs +15.0 at 60
 )
+# Tasks pretrained in batches of other than the common 128 photos per step, each chosen on a validation
+# split of the training photos (``pretrain --holdout validation``).
+RELEASE_TASK_BATCH_SIZES: tuple[tuple[str, int], ...] = ()
 # Task config fields other than the defaults, per task, each chosen on a validation split of the
 # training photos (``pretrain --holdout validation``). None: reports/rotation-head.md found no rotation
 # head better than the pooled default at 30 epochs (70.7% pooled, 70.9% hidden layer, 70.6% 2×2 grid). The shape
@@ -248,10 +251,11 @@ def run_release(
     states: dict[str, dict] = {}
     devices: set[str] = set()
     own_epochs = own_budgets(pcfg.task_epochs, train_cfg.epochs)
+    own_batch = own_budgets(pcfg.task_batch_sizes, train_cfg.batch_size)
     own_opts = options_of(pcfg.task_options)
     for t in tasks:
-        t_cfg = task_train_cfg(train_cfg, t, own_epochs)
-        say(f"[release] pretrain {t} ({t_cfg.epochs} epochs)")
+        t_cfg = task_train_cfg(train_cfg, t, own_epochs, own_batch)
+        say(f"[release] pretrain {t} ({t_cfg.epochs} epochs, {t_cfg.batch_size} photos per step)")
         states[t], summary = pretrained_encoder(t, data, enc_cfg, t_cfg, runs_dir, task_options=own_opts.get(t), progress=False)
         checkpoints[t] = summary["checkpoint"]
         devices.add(str(summary.get("device", "unknown device")))
@@ -303,10 +307,13 @@ def run_release(
             ftlr = f"python -m ssl_train finetune-lr --arms scratch,{','.join(tasks)} --seeds {','.join(map(str, pcfg.seeds))}"
             if own_epochs:
                 ftlr += " --task-epochs " + ",".join(f"{t}={n}" for t, n in sorted(own_epochs.items()))
+            if own_batch:
+                ftlr += " --task-batch-sizes " + ",".join(f"{t}={n}" for t, n in sorted(own_batch.items()))
             if own_opts:
                 ftlr += " --task-options " + ",".join(f"{t}.{k}={v}" for t, o in sorted(own_opts.items()) for k, v in sorted(o.items()))
             search = search_lrs([SCRATCH, *tasks], list(DEFAULT_LRS), data, enc_cfg, train_cfg, ft_cfg, runs_dir, SEARCH_FRACTION, list(pcfg.seeds),
                                 Path(rcfg.ft_lr_search), progress=False, task_epochs=tuple(own_epochs.items()), task_options=pcfg.task_options,
+                                task_batch_sizes=tuple(own_batch.items()),
                                 command=ftlr if command == "python -m ssl_train release" else f"{command} (its learning-rate step)")
             write_markdown(search, Path(rcfg.ft_lr_search))
             ft_lrs = {a: v["chosen_lr"] for a, v in search["arms"].items()}

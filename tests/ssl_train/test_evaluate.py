@@ -177,7 +177,9 @@ def test_protocol__entries_of_another_encoder_with_the_same_settings_are_not_reu
 
 @pytest.mark.parametrize("kw,msg", [({"fractions": (0.0,)}, "outside"), ({"modes": ("svm",)}, "unknown mode"), ({"seeds": (1, 1)}, "repeats"),
                                     ({"task_epochs": (("simclr", 60),)}, "not among --tasks"), ({"task_epochs": (("rotation", 0),)}, "≥ 1"),
-                                    ({"task_epochs": (("rotation", 5), ("rotation", 6))}, "twice")])
+                                    ({"task_epochs": (("rotation", 5), ("rotation", 6))}, "twice"),
+                                    ({"task_batch_sizes": (("simclr", 32),)}, "--task-batch-sizes simclr: not among --tasks"),
+                                    ({"task_batch_sizes": (("rotation", 1),)}, "photos per step must be whole numbers ≥ 2")])
 def test_protocol_config__bad_values(kw, msg):
     with pytest.raises(UserError, match=msg):
         ProtocolConfig(**kw)
@@ -234,6 +236,26 @@ def test_protocol__a_task_with_its_own_budget_is_pretrained_for_it_and_reuses_a_
     plain = {k: v for k, v in rep["config"].items() if k != "pretrain_epochs"}
     assert entry_hash(plain, "s", "rotation", "knn") != entry_hash(rep["config"], "s", "rotation", "knn")
     assert entry_hash(plain, "s", "jigsaw", "finetune") == entry_hash(rep["config"], "s", "jigsaw", "finetune")  # the others unchanged
+
+
+def test_protocol__a_task_with_its_own_batch_size_is_pretrained_in_it_and_its_entries_hash_as_at_that_batch_size(tiny_data, small_encoder, tmp_path):
+    from ssl_train.protocol import entry_hash
+
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    pcfg = ProtocolConfig(tasks=("rotation", "jigsaw"), task_batch_sizes=(("rotation", 4),), fractions=(1.0,), seeds=(0,), modes=("knn",))
+    rep = run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, tmp_path / "p.json", tmp_path / "runs", progress=False)
+    assert rep["pretraining"]["rotation"]["config"]["train"]["batch_size"] == 4
+    assert rep["pretraining"]["jigsaw"]["config"]["train"]["batch_size"] == 8
+    assert rep["config"]["pretrain_batch_size"] == {"rotation": 4} and rep["config"]["pretrain"]["batch_size"] == 8
+    plain = {k: v for k, v in rep["config"].items() if k != "pretrain_batch_size"}
+    at4 = {**plain, "pretrain": {**plain["pretrain"], "batch_size": 4}}  # a report made with --batch-size 4 for every task
+    assert entry_hash(rep["config"], "s", "rotation", "knn") == entry_hash(at4, "s", "rotation", "knn")
+    assert entry_hash(rep["config"], "s", "rotation", "knn") != entry_hash(plain, "s", "rotation", "knn")
+    assert entry_hash(rep["config"], "s", "jigsaw", "knn") == entry_hash(plain, "s", "jigsaw", "knn")  # the others unchanged
+    # the same batch size as the common one is no batch size of its own: the report's config is unchanged
+    same = ProtocolConfig(tasks=("rotation",), task_batch_sizes=(("rotation", 8),), fractions=(1.0,), seeds=(0,), modes=("knn",))
+    assert "pretrain_batch_size" not in run_protocol(tiny_data, same, small_encoder, tcfg, ft, tmp_path / "q.json", tmp_path / "runs", progress=False)["config"]
 
 
 def test_protocol__task_options_pretrain_that_task_with_them_and_leave_the_others_entries_alone(tiny_data, small_encoder, tmp_path):

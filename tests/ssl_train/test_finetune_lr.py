@@ -166,6 +166,21 @@ def test_search__an_arm_with_its_own_budget_is_pretrained_for_it_and_the_report_
                         task_epochs=(("simclr", 2),))
 
 
+def test_search__an_arm_with_its_own_batch_size_is_pretrained_in_it_and_the_report_says_so(tiny_data, small_encoder, tmp_path):
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    r = finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], tmp_path / "f.json",
+                        task_batch_sizes=(("rotation", 4),))
+    assert r["pretrain_batch_size_of"] == {"rotation": 4} and "rotation in batches of 4 photos" in finetune_lr.to_markdown(r)
+    [summary] = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("rotation-*/summary.json")]
+    assert summary["config"]["train"]["batch_size"] == 4
+    plain = finetune_lr._settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
+    assert plain != r["arms"]["rotation"]["settings_hash"]  # the common batch size's scores are not taken for it
+    with pytest.raises(UserError, match="--task-batch-sizes rotation=1: photos per step"):
+        finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], tmp_path / "f.json",
+                        task_batch_sizes=(("rotation", 1),))
+
+
 def test_search__an_arm_with_task_options_is_pretrained_with_them_and_the_report_says_so(tiny_data, small_encoder, tmp_path):
     tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
     ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")

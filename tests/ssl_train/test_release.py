@@ -114,6 +114,21 @@ def test_release_cli__the_shipped_per_task_budgets_are_its_default_and_other_bud
     assert "is not TASK=EPOCHS" in capsys.readouterr().err
 
 
+def test_release_cli__the_shipped_per_task_batch_sizes_are_its_default_and_bad_ones_are_refused_clearly(capsys):
+    from ssl_train.__main__ import build_parser
+    from ssl_train.release import RELEASE_TASK_BATCH_SIZES
+
+    assert build_parser().parse_args(["release"]).task_batch_sizes == RELEASE_TASK_BATCH_SIZES
+    assert build_parser().parse_args(["release", "--task-batch-sizes", ""]).task_batch_sizes == ()
+    assert build_parser().parse_args(["finetune-lr", "--task-batch-sizes", "rotation=32"]).task_batch_sizes == (("rotation", 32),)
+    assert main(["protocol", "--tasks", "rotation", "--task-batch-sizes", "simclr=32"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--task-batch-sizes simclr: not among --tasks" in err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["protocol", "--task-batch-sizes", "rotation=few"])
+    assert "is not TASK=PHOTOS" in capsys.readouterr().err
+
+
 def test_cli__task_options_parse_per_task_and_a_malformed_one_is_one_line(capsys):
     from ssl_train.__main__ import build_parser
     from ssl_train.release import RELEASE_TASK_OPTIONS
