@@ -2,7 +2,7 @@
 
 A settings study (e.g. rotation's head, ``pretrain --task-opt grid=2 --holdout validation``) is a few
 pretraining runs; this reads their ``summary.json`` files and tabulates what differs between them:
-task, the task options that are not the defaults, epochs, the photos the pretext task was scored on
+task, the task options that are not the defaults, epochs, photos per step, the photos the pretext task was scored on
 (validation or test), the pretext scores and the training time. Nothing is recomputed.
 """
 from __future__ import annotations
@@ -42,6 +42,7 @@ def collect(run_dirs: list[Path]) -> list[dict[str, Any]]:
             "task": s.get("task", "?"),
             "options": _options_off_default(s.get("task", "?"), (s.get("config") or {}).get("task") or {}),
             "epochs": s.get("completed_epochs"),
+            "batch_size": ((s.get("config") or {}).get("train") or {}).get("batch_size"),
             "holdout": holdout,
             "pretext": s.get(f"pretext_{holdout}") or {},
             "train_minutes": round(float(s.get("train_seconds_total") or 0.0) / 60, 2),
@@ -60,13 +61,13 @@ def to_markdown(rows: list[dict[str, Any]], command: str) -> str:
     lines = [
         "# Pretraining runs side by side",
         "",
-        "| run | task | options (not the defaults) | epochs | scored on | pretext score | pretext loss | training time | device |",
-        "|---|---|---|---:|---|---:|---:|---:|---|",
+        "| run | task | options (not the defaults) | epochs | photos per step | scored on | pretext score | pretext loss | training time | device |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for r in rows:
         opts = ", ".join(f"{k}={v}" for k, v in sorted(r["options"].items())) or "defaults"
         loss = r["pretext"].get("loss")
-        lines.append(f"| {r['run']} | {r['task']} | {opts} | {r['epochs']} | {r['holdout']} | {_score(r['pretext'])} | "
+        lines.append(f"| {r['run']} | {r['task']} | {opts} | {r['epochs']} | {r.get('batch_size') or '–'} | {r['holdout']} | {_score(r['pretext'])} | "
                      f"{'' if loss is None else f'{loss:.3f}'} | {r['train_minutes']:.1f} min | {r['device']} |")
     lines += ["", "Scored on *validation*: trained on the fit photos of the training split, scored on its validation photos "
               "(`pretrain --holdout validation`; no test photo is read). *test*: trained on the whole training split, scored on the test split.",

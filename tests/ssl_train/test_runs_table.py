@@ -7,22 +7,22 @@ from ssl_train.__main__ import main
 from ssl_train.runs_table import collect, to_markdown
 
 
-def _summary(path, grid: int, holdout: str, acc: float) -> None:
+def _summary(path, grid: int, holdout: str, acc: float, batch_size: int = 128) -> None:
     path.mkdir(parents=True)
     s = {"task": "rotation", "completed_epochs": 15, "holdout": holdout, f"pretext_{holdout}": {"acc": acc, "loss": 1.0},
          "train_seconds_total": 120.0, "device": "cpu (2 cores, x86_64)",
-         "config": {"task": {"crop_scale_min": 0.35, "color_jitter": 0.4, "hidden": 0, "grid": grid}}}
+         "config": {"task": {"crop_scale_min": 0.35, "color_jitter": 0.4, "hidden": 0, "grid": grid}, "train": {"batch_size": batch_size}}}
     (path / "summary.json").write_text(json.dumps(s))
 
 
 def test_runs__shows_only_options_off_the_defaults_and_the_photos_each_was_scored_on(tmp_path):
     _summary(tmp_path / "a", 1, "validation", 0.559)
-    _summary(tmp_path / "b", 2, "test", 0.7)
+    _summary(tmp_path / "b", 2, "test", 0.7, batch_size=32)
     rows = collect([tmp_path / "a", tmp_path / "b"])
     assert [r["options"] for r in rows] == [{}, {"grid": 2}]
     md = to_markdown(rows, "python -m ssl_train runs a b")
-    assert "| a | rotation | defaults | 15 | validation | 55.9% | 1.000 | 2.0 min |" in md
-    assert "| b | rotation | grid=2 | 15 | test | 70.0% |" in md
+    assert "| a | rotation | defaults | 15 | 128 | validation | 55.9% | 1.000 | 2.0 min |" in md
+    assert "| b | rotation | grid=2 | 15 | 32 | test | 70.0% |" in md
 
 
 def test_runs__an_unfinished_run_is_one_line_and_nothing_is_written(tmp_path, capsys):
