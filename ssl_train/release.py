@@ -1,7 +1,8 @@
 """``python -m ssl_train release``: every shipped model and the results report, from nothing.
 
 1. pretrain one encoder per registered task on the training split of the data (labels unused), each
-   for ``--epochs`` or, for the tasks ``--task-epochs`` names, their own budget;
+   for ``--epochs`` or, for the tasks ``--task-epochs`` names, their own budget, in batches of
+   ``--batch-size`` photos or, for the tasks ``--task-batch-sizes`` names, their own;
    runs live in ``runs/<task>-<settings hash>/`` and a finished run with the same settings is reused,
    so a killed release continues where it stopped;
 2. export each to ``models/<task>/`` plus the untrained reference ``models/random_init/`` (int8
@@ -57,6 +58,9 @@ RELEASE_TASK_EPOCHS: tuple[tuple[str, int], ...] = (
 )
 # Tasks pretrained in batches of other than the common 128 photos per step, each chosen on a validation
 # split of the training photos (``pretrain --holdout validation``).
+# reports/rotation-batch.md found rotation better with 16 (validation at 30 epochs: 75.8% with 16 photos
+# per step, 75.2% with 32, 70.7% with 128 — the same compute in 8× the steps); it ships with 16 once its
+# protocol entries are made (README, "What limits rotation's pretext accuracy"). The shape is (("rotation", 16),).
 RELEASE_TASK_BATCH_SIZES: tuple[tuple[str, int], ...] = ()
 # Task config fields other than the defaults, per task, each chosen on a validation split of the
 # training photos (``pretrain --holdout validation``). None: reports/rotation-head.md found no rotation
