@@ -57,20 +57,22 @@ _task_epochs = _task_numbers("EPOCHS", "simclr=60")
 _task_batch_sizes = _task_numbers("PHOTOS", "rotation=32")
 
 
-def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
+def _add_per_task(p: argparse.ArgumentParser, flag: str, parse, metavar: str, what: str, shown: str) -> None:
     # a string default goes through ``type`` too, and the help shows it as it is typed ("%(default).0s"
     # prints nothing but stops the formatter from adding an empty "(default: )")
-    shown = ",".join(f"{t}={n}" for t, n in default)
-    p.add_argument("--task-epochs", type=_task_epochs, default=shown, metavar="TASK=N,...",
-                   help="pretraining epochs of the named tasks instead of --epochs (a per-task budget chosen on validation by `budget`); "
-                   f"'' for none (default: {shown or 'none'})%(default).0s")
+    p.add_argument(flag, type=parse, default=shown, metavar=metavar, help=f"{what}; '' for none (default: {shown or 'none'})%(default).0s")
+
+
+def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
+    _add_per_task(p, "--task-epochs", _task_epochs, "TASK=N,...",
+                  "pretraining epochs of the named tasks instead of --epochs (a per-task budget chosen on validation by `budget`)",
+                  ",".join(f"{t}={n}" for t, n in default))
 
 
 def _add_task_batch_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
-    shown = ",".join(f"{t}={n}" for t, n in default)
-    p.add_argument("--task-batch-sizes", type=_task_batch_sizes, default=shown, metavar="TASK=N,...",
-                   help="photos per pretraining step of the named tasks instead of --batch-size (chosen on validation with "
-                   f"`pretrain --holdout validation`); '' for none (default: {shown or 'none'})%(default).0s")
+    _add_per_task(p, "--task-batch-sizes", _task_batch_sizes, "TASK=N,...",
+                  "photos per pretraining step of the named tasks instead of --batch-size (chosen on validation with `pretrain --holdout validation`)",
+                  ",".join(f"{t}={n}" for t, n in default))
 
 
 def _task_options_arg(s: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
@@ -86,10 +88,9 @@ def _task_options_arg(s: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], 
 
 
 def _add_task_options(p: argparse.ArgumentParser, default: tuple = ()) -> None:
-    shown = ",".join(f"{t}.{k}={v}" for t, opts in default for k, v in opts)
-    p.add_argument("--task-options", type=_task_options_arg, default=shown, metavar="TASK.OPTION=VALUE,...",
-                   help="task config fields other than the defaults, per task (settings chosen on validation, e.g. with `pretrain --holdout validation`); "
-                   f"'' for none (default: {shown or 'none'})%(default).0s")
+    _add_per_task(p, "--task-options", _task_options_arg, "TASK.OPTION=VALUE,...",
+                  "task config fields other than the defaults, per task (settings chosen on validation, e.g. with `pretrain --holdout validation`)",
+                  ",".join(f"{t}.{k}={v}" for t, opts in default for k, v in opts))
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -362,12 +363,14 @@ def cmd_release(a) -> int:
     rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
                          protocol=not a.no_protocol, precompute=not a.no_precompute, readme=not a.no_readme,
                          ft_lr_search="" if a.no_ft_lr_search else a.ft_lr_search)
-    # the shipped per-task budgets name tasks a smaller release may leave out
-    own = tuple((t, n) for t, n in a.task_epochs if t in tasks) if a.task_epochs == RELEASE_TASK_EPOCHS else a.task_epochs
-    own_batch = tuple((t, n) for t, n in a.task_batch_sizes if t in tasks) if a.task_batch_sizes == RELEASE_TASK_BATCH_SIZES else a.task_batch_sizes
-    own_opts = tuple((t, o) for t, o in a.task_options if t in tasks) if a.task_options == RELEASE_TASK_OPTIONS else a.task_options
-    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, task_epochs=own,
-                          task_batch_sizes=own_batch, task_options=own_opts)
+    def of_tasks(given: tuple, shipped: tuple) -> tuple:
+        # the shipped per-task settings name tasks a smaller release may leave out; given ones must fit
+        return tuple((t, x) for t, x in given if t in tasks) if given == shipped else given
+
+    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse,
+                          task_epochs=of_tasks(a.task_epochs, RELEASE_TASK_EPOCHS),
+                          task_batch_sizes=of_tasks(a.task_batch_sizes, RELEASE_TASK_BATCH_SIZES),
+                          task_options=of_tasks(a.task_options, RELEASE_TASK_OPTIONS))
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     data = load_split_data(_data_cfg(a))
     out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line(a))

@@ -89,11 +89,12 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
     stray = [k for k in keep if k not in arms]
     if stray:
         raise UserError(f"--keep {','.join(stray)}: not among --arms; a kept arm must be one of the arms")
-    check_task_epochs(task_epochs, [a for a in arms if a != SCRATCH], "the pretrained --arms")
+    pretrained = [a for a in arms if a != SCRATCH]
+    check_task_epochs(task_epochs, pretrained, "the pretrained --arms")
     own_epochs = own_budgets(task_epochs, train_cfg.epochs)
-    check_task_epochs(task_batch_sizes, [a for a in arms if a != SCRATCH], "the pretrained --arms", flag="--task-batch-sizes")
+    check_task_epochs(task_batch_sizes, pretrained, "the pretrained --arms", flag="--task-batch-sizes")
     own_batch = own_budgets(task_batch_sizes, train_cfg.batch_size)
-    check_task_options(task_options, [a for a in arms if a != SCRATCH], "the pretrained --arms")
+    check_task_options(task_options, pretrained, "the pretrained --arms")
     own_opts = options_of(task_options)
     lrs = sorted(set(float(x) for x in lrs))
     fit, val = validation_split(data)

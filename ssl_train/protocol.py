@@ -83,11 +83,15 @@ class ProtocolConfig:
         return asdict(self)
 
 
+# the per-task numbers of the pretraining config: flag → (least value, what it counts, an example)
+PER_TASK_NUMBERS = {"--task-epochs": (1, "epochs", "simclr=60"), "--task-batch-sizes": (2, "photos per step", "rotation=32")}
+
+
 def check_task_epochs(task_epochs: tuple[tuple[str, int], ...], tasks: tuple[str, ...] | list[str], what: str = "--tasks",
                       flag: str = "--task-epochs") -> None:
-    """One-line errors for ``--task-epochs`` (or ``--task-batch-sizes``: ``flag``) pairs that name a
-    task outside ``tasks``, twice, or give a number below its minimum (1 epoch, 2 photos per step)."""
-    low, unit, eg = (2, "photos per step", "rotation=32") if flag == "--task-batch-sizes" else (1, "epochs", "simclr=60")
+    """One-line errors for ``flag`` (``PER_TASK_NUMBERS``: ``--task-epochs``, ``--task-batch-sizes``)
+    pairs that name a task outside ``tasks``, twice, or give a number below its least value."""
+    low, unit, eg = PER_TASK_NUMBERS[flag]
     names = [t for t, _ in task_epochs]
     stray = [t for t in names if t not in tasks]
     if stray:

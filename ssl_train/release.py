@@ -309,10 +309,9 @@ def run_release(
             # the equivalent finetune-lr command holds only for release's defaults (its other options, e.g.
             # --epochs or --data, would be missing from it); otherwise the report names this very command
             ftlr = f"python -m ssl_train finetune-lr --arms scratch,{','.join(tasks)} --seeds {','.join(map(str, pcfg.seeds))}"
-            if own_epochs:
-                ftlr += " --task-epochs " + ",".join(f"{t}={n}" for t, n in sorted(own_epochs.items()))
-            if own_batch:
-                ftlr += " --task-batch-sizes " + ",".join(f"{t}={n}" for t, n in sorted(own_batch.items()))
+            for flag, own in (("--task-epochs", own_epochs), ("--task-batch-sizes", own_batch)):
+                if own:
+                    ftlr += f" {flag} " + ",".join(f"{t}={n}" for t, n in sorted(own.items()))
             if own_opts:
                 ftlr += " --task-options " + ",".join(f"{t}.{k}={v}" for t, o in sorted(own_opts.items()) for k, v in sorted(o.items()))
             search = search_lrs([SCRATCH, *tasks], list(DEFAULT_LRS), data, enc_cfg, train_cfg, ft_cfg, runs_dir, SEARCH_FRACTION, list(pcfg.seeds),
