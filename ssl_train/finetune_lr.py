@@ -117,7 +117,6 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
     for arm in arms:
         arm_train = task_train_cfg(train_cfg, arm, own_epochs, own_batch)
         h = _settings_hash(arm, data, enc_cfg, arm_train, ft_cfg, fraction, steps, own_opts.get(arm))
-        t0 = time.time()
         state, ck_sha = None, None
         if arm in keep:
             prev = old.get(arm) or {}
@@ -133,6 +132,7 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
         if arm != SCRATCH:
             state, summary = pretrained_encoder(arm, data, enc_cfg, arm_train, runs_dir, task_options=own_opts.get(arm), progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])
+        t0 = time.time()  # an arm's seconds are its fine-tunes': pretraining has its own record in the run's summary.json
         # scores are kept only if made from this very encoder: a task whose code changed pretrains
         # another one under the same settings
         prev = old.get(arm, {})
@@ -214,7 +214,8 @@ def to_markdown(r: dict[str, Any]) -> str:
                   "rerun with a wider `--lrs` (scores already made are kept)."]
     lines += ["", "Validation accuracy %, mean ± std over seeds; bold: the chosen rate (highest mean; ties go to the smaller rate). "
               "`python -m ssl_train protocol --ft-lrs reports/finetune-lr.json` fine-tunes each encoder with its rate at every fraction.",
-              "", f"Made by `{r['command']}` in {total / 60:.0f} min.", ""]
+              # an arm's seconds add up over every run that scored it, so a --keep rerun is not the whole total
+              "", f"Made by `{r['command']}`; its fine-tunes took {total / 60:.0f} min in all, kept arms' included (pretraining not counted).", ""]
     return "\n".join(lines)
 
 

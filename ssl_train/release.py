@@ -17,10 +17,11 @@
 6. ``python -m app.precompute`` in its own process (the app and the training package meet through
    files), so the app's maps open at once.
 
-Expected time with the defaults (10 tasks, 30 epochs, colorization, DeepCluster and PIRL 60, SimCLR 200 —
-``--task-epochs``, their budgets chosen on validation —, the learning-rate search, 3 seeds, 6 fractions, three
-methods): about 6.5 hours on a 2-core laptop CPU (measured for the shipped report: pretraining 134 min, SimCLR's
-200 epochs 51, colorization's 60 epochs 17, PIRL's 15 and DeepCluster's 9 of them, the learning-rate search 49 min,
+Expected time with the defaults (10 tasks, 30 epochs, colorization, DeepCluster, PIRL and rotation 60, SimCLR 200 —
+``--task-epochs``, their budgets chosen on validation —, rotation in batches of 16 photos — ``--task-batch-sizes`` —,
+the learning-rate search, 3 seeds, 6 fractions, three methods): about 7 hours on a 2-core laptop CPU (measured for
+the shipped report: pretraining 151 min, SimCLR's 200 epochs 51, rotation's 60 epochs 29, colorization's 60 epochs 17,
+PIRL's 15 and DeepCluster's 9 of them, the learning-rate search 51 min,
 the protocol's 594 runs 206 min — the 33 fine-tunes at 100% labels, 1320 steps each, take 85 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
 ``--epochs 15 --task-epochs '' --fractions 0.01,0.1``, pretrains in about a third of that and leaves a few
 percent of the protocol's entries: 13 min when there were nine tasks). On a GPU it runs on CUDA with
@@ -54,14 +55,16 @@ RELEASE_TASK_EPOCHS: tuple[tuple[str, int], ...] = (
     ("colorization", 60),  # reports/budget-colorization.md: +8.7 at 60 vs +5.6 at 30
     ("deepcluster", 60),  # reports/budget-deepcluster.md: +2.3 at 60 vs +1.0 at 30
     ("pirl", 60),  # reports/budget-pirl.md: +12.6 at 60 vs +5.9 at 30
+    ("rotation", 60),  # reports/rotation-batch.md: pretext 78.0% on validation at 60 vs 75.8% at 30 (16 photos per step)
     ("simclr", 200),  # reports/budget-simclr.md: +20.0 at 200 vs +15.0 at 60
 )
 # Tasks pretrained in batches of other than the common 128 photos per step, each chosen on a validation
 # split of the training photos (``pretrain --holdout validation``).
-# reports/rotation-batch.md found rotation better with 16 (validation at 30 epochs: 75.8% with 16 photos
-# per step, 75.2% with 32, 70.7% with 128 — the same compute in 8× the steps); it ships with 16 once its
-# protocol entries are made (README, "What limits rotation's pretext accuracy"). The shape is (("rotation", 16),).
-RELEASE_TASK_BATCH_SIZES: tuple[tuple[str, int], ...] = ()
+# reports/rotation-batch.md: rotation at 30 epochs scores 75.8% on validation with 16 photos per step, 75.2%
+# with 32, 70.7% with 128 — the same compute in 8× the steps; with 16, 60 epochs reach 78.0%.
+RELEASE_TASK_BATCH_SIZES: tuple[tuple[str, int], ...] = (
+    ("rotation", 16),
+)
 # Task config fields other than the defaults, per task, each chosen on a validation split of the
 # training photos (``pretrain --holdout validation``). None: reports/rotation-head.md found no rotation
 # head better than the pooled default at 30 epochs (70.7% pooled, 70.9% hidden layer, 70.6% 2×2 grid). The shape
@@ -71,14 +74,23 @@ RANDOM_NOTE = ("not pretrained: random initialisation (seed 0), the scratch refe
                "start from a fresh random initialisation per seed")
 
 
-def budget_note(epochs: int, devices: set[str], own_budget_of: str = "", task_epochs: dict[str, int] | None = None) -> str:
+# The validation study a task's own budget was chosen in, where it is not ``python -m ssl_train budget``'s
+# reports/budget-<task>.md (rotation's budget went with its batch size: pretext accuracy on validation).
+BUDGET_STUDIES = {"rotation": "reports/rotation-batch.md"}
+
+
+def budget_note(epochs: int, devices: set[str], own_budget_of: str = "", task_epochs: dict[str, int] | None = None,
+                batch_size: int = 0) -> str:
     """The sentence every model.json carries about the budget its encoder was pretrained with
     (``devices``: where the pretraining runs ran, e.g. ``{"cpu (2 cores, x86_64)"}``; ``own_budget_of``:
     the task, when it was pretrained for its own budget rather than the release's common one;
-    ``task_epochs``: every task's own budget in this release, so that the retrain command keeps them)."""
+    ``task_epochs``: every task's own budget in this release, so that the retrain command keeps them;
+    ``batch_size``: photos per step, when the task has its own)."""
     where = ", ".join(sorted(devices)) or "an unknown device"
-    what = (f"{epochs} epochs, this task's own budget (chosen on a validation split: reports/budget-{own_budget_of}.md)"
-            if own_budget_of else f"{epochs} epochs per task")
+    per_step = f" in batches of {batch_size} photos" if batch_size else ""
+    study = BUDGET_STUDIES.get(own_budget_of, f"reports/budget-{own_budget_of}.md")
+    what = (f"{epochs} epochs{per_step}, this task's own budget (chosen on a validation split: {study})"
+            if own_budget_of else f"{epochs} epochs{per_step} per task")
     if devices and all(d.startswith("cuda") for d in devices):
         return f"{what.replace(' epochs', ' pretraining epochs', 1)} on {where}"
     others = ",".join(f"{t}={n}" for t, n in sorted((task_epochs or {}).items()) if t != own_budget_of)
@@ -271,7 +283,8 @@ def run_release(
     }
     # the retrain hint names every task's own budget, the shipped ones of tasks outside this release included
     hint_epochs = {**{t: n for t, n in RELEASE_TASK_EPOCHS if t not in tasks}, **own_epochs}
-    budgets = {t: {**budget, "epochs": own_epochs[t], "note": budget_note(own_epochs[t], devices, own_budget_of=t, task_epochs=hint_epochs)} if t in own_epochs else budget
+    budgets = {t: {**budget, "epochs": own_epochs[t], "note": budget_note(own_epochs[t], devices, own_budget_of=t, task_epochs=hint_epochs,
+                                                                          batch_size=own_batch.get(t, 0))} if t in own_epochs else budget
                for t in tasks}
 
     t0 = time.time()

@@ -97,6 +97,9 @@ def test_budget_note__says_cpu_and_how_to_retrain_unless_every_run_was_on_a_gpu(
     # the retrain command keeps the other tasks' own budgets (a bare --task-epochs simclr=N would drop them)
     kept = budget_note(200, {"cpu (2 cores, x86_64)"}, own_budget_of="simclr", task_epochs={"pirl": 60, "simclr": 200, "colorization": 60})
     assert "`python -m ssl_train release --task-epochs colorization=60,pirl=60,simclr=N`, N larger" in kept
+    # rotation's budget was chosen with its batch size, in its own study, and its card says both
+    rot = budget_note(60, {"cpu (2 cores, x86_64)"}, own_budget_of="rotation", batch_size=16)
+    assert "60 epochs in batches of 16 photos, this task's own budget" in rot and "reports/rotation-batch.md" in rot
 
 
 def test_release_cli__the_shipped_per_task_budgets_are_its_default_and_other_budgets_are_refused_clearly(capsys):
