@@ -22,7 +22,7 @@ Expected time with the defaults (10 tasks, 30 epochs, colorization, DeepCluster,
 the learning-rate search, 3 seeds, 6 fractions, three methods): about 7 hours on a 2-core laptop CPU (measured for
 the shipped report: pretraining 151 min, SimCLR's 200 epochs 51, rotation's 60 epochs 29, colorization's 60 epochs 17,
 PIRL's 15 and DeepCluster's 9 of them, the learning-rate search 51 min,
-the protocol's 594 runs 206 min — the 33 fine-tunes at 100% labels, 1320 steps each, take 85 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
+the protocol's 594 runs 215 min — the 33 fine-tunes at 100% labels, 1320 steps each, take 89 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
 ``--epochs 15 --task-epochs '' --fractions 0.01,0.1``, pretrains in about a third of that and leaves a few
 percent of the protocol's entries: 13 min when there were nine tasks). On a GPU it runs on CUDA with
 bf16; its GPU time is not measured yet. ``--epochs``, ``--task-epochs``, ``--fractions`` and ``--seeds``
