@@ -85,12 +85,12 @@ def budget_note(epochs: int, devices: set[str], own_budget_of: str = "", task_ep
     (``devices``: where the pretraining runs ran, e.g. ``{"cpu (2 cores, x86_64)"}``; ``own_budget_of``:
     the task, when it was pretrained for its own budget rather than the release's common one;
     ``task_epochs``: every task's own budget in this release, so that the retrain command keeps them;
-    ``batch_size``: photos per step, when the task has its own)."""
+    ``batch_size``: the photos per step of a task with its own budget, when it has its own)."""
     where = ", ".join(sorted(devices)) or "an unknown device"
     per_step = f" in batches of {batch_size} photos" if batch_size else ""
     study = BUDGET_STUDIES.get(own_budget_of, f"reports/budget-{own_budget_of}.md")
     what = (f"{epochs} epochs{per_step}, this task's own budget (chosen on a validation split: {study})"
-            if own_budget_of else f"{epochs} epochs{per_step} per task")
+            if own_budget_of else f"{epochs} epochs per task")
     if devices and all(d.startswith("cuda") for d in devices):
         return f"{what.replace(' epochs', ' pretraining epochs', 1)} on {where}"
     others = ",".join(f"{t}={n}" for t, n in sorted((task_epochs or {}).items()) if t != own_budget_of)
