@@ -2,7 +2,7 @@
 
 A settings study (e.g. rotation's head, ``pretrain --task-opt grid=2 --holdout validation``) is a few
 pretraining runs; this reads their ``summary.json`` files and tabulates what differs between them:
-task, the task options that are not the defaults, epochs, photos per step, the photos the pretext task was scored on
+task, the task options and optimisation settings (learning rate, weight decay, …) that are not the defaults, epochs, photos per step, the photos the pretext task was scored on
 (validation or test), the pretext scores and the training time. Nothing is recomputed.
 """
 from __future__ import annotations
@@ -25,6 +25,18 @@ def _options_off_default(task: str, config: dict) -> dict[str, Any]:
     return {k: v for k, v in config.items() if default.get(k) != v}
 
 
+# Optimisation settings a study may vary; epochs and photos per step have their own columns, and the
+# rest (device, amp, compile, …) change speed, not what is learnt.
+TRAIN_STUDY_FIELDS = ("optimizer", "lr", "momentum", "weight_decay", "warmup_epochs", "seed")
+
+
+def _train_off_default(train: dict) -> dict[str, Any]:
+    from .train import TrainConfig
+
+    default = TrainConfig().to_dict()
+    return {k: train[k] for k in TRAIN_STUDY_FIELDS if k in train and train[k] != default[k]}
+
+
 def collect(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """One row per finished run folder, in the order given; a clear error for a folder that is not one."""
     rows = []
@@ -41,6 +53,7 @@ def collect(run_dirs: list[Path]) -> list[dict[str, Any]]:
             "run": Path(d).name,
             "task": s.get("task", "?"),
             "options": _options_off_default(s.get("task", "?"), (s.get("config") or {}).get("task") or {}),
+            "train_options": _train_off_default((s.get("config") or {}).get("train") or {}),
             "epochs": s.get("completed_epochs"),
             "batch_size": ((s.get("config") or {}).get("train") or {}).get("batch_size"),
             "holdout": holdout,
@@ -65,7 +78,10 @@ def to_markdown(rows: list[dict[str, Any]], command: str) -> str:
         "|---|---|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for r in rows:
-        opts = ", ".join(f"{k}={v}" for k, v in sorted(r["options"].items())) or "defaults"
+        # task options as `--task-opt` takes them, optimisation settings as their flags (`--weight-decay 0.002`)
+        opts = ", ".join([f"{k}={v}" for k, v in sorted(r["options"].items())]
+                         + [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+                            for k, v in sorted(r.get("train_options", {}).items())]) or "defaults"
         loss = r["pretext"].get("loss")
         lines.append(f"| {r['run']} | {r['task']} | {opts} | {r['epochs']} | {r.get('batch_size') or '–'} | {r['holdout']} | {_score(r['pretext'])} | "
                      f"{'' if loss is None else f'{loss:.3f}'} | {r['train_minutes']:.1f} min | {r['device']} |")

@@ -7,11 +7,11 @@ from ssl_train.__main__ import main
 from ssl_train.runs_table import collect, to_markdown
 
 
-def _summary(path, grid: int, holdout: str, acc: float, batch_size: int = 128) -> None:
+def _summary(path, grid: int, holdout: str, acc: float, batch_size: int = 128, **train) -> None:
     path.mkdir(parents=True)
     s = {"task": "rotation", "completed_epochs": 15, "holdout": holdout, f"pretext_{holdout}": {"acc": acc, "loss": 1.0},
          "train_seconds_total": 120.0, "device": "cpu (2 cores, x86_64)",
-         "config": {"task": {"crop_scale_min": 0.35, "color_jitter": 0.4, "hidden": 0, "grid": grid}, "train": {"batch_size": batch_size}}}
+         "config": {"task": {"crop_scale_min": 0.35, "color_jitter": 0.4, "hidden": 0, "grid": grid}, "train": {"batch_size": batch_size, "lr": 0.1, "weight_decay": 5e-4, **train}}}
     (path / "summary.json").write_text(json.dumps(s))
 
 
@@ -30,3 +30,15 @@ def test_runs__an_unfinished_run_is_one_line_and_nothing_is_written(tmp_path, ca
     assert main(["runs", str(tmp_path / "half"), "--out", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a finished pretraining run" in err and not (tmp_path / "r.md").exists()
+
+
+def test_runs__a_learning_rate_or_weight_decay_off_the_defaults_is_named_as_its_flag(tmp_path):
+    _summary(tmp_path / "base", 1, "validation", 0.78, batch_size=16)
+    _summary(tmp_path / "wd", 1, "validation", 0.77, batch_size=16, weight_decay=2e-3)
+    _summary(tmp_path / "lr", 2, "validation", 0.79, batch_size=16, lr=0.05)
+    rows = collect([tmp_path / "base", tmp_path / "wd", tmp_path / "lr"])
+    assert [r["train_options"] for r in rows] == [{}, {"weight_decay": 2e-3}, {"lr": 0.05}]
+    md = to_markdown(rows, "python -m ssl_train runs base wd lr")
+    assert "| base | rotation | defaults | 15 | 16 |" in md
+    assert "| wd | rotation | --weight-decay 0.002 | 15 | 16 |" in md
+    assert "| lr | rotation | grid=2, --lr 0.05 | 15 | 16 |" in md
