@@ -25,9 +25,9 @@ def _options_off_default(task: str, config: dict) -> dict[str, Any]:
     return {k: v for k, v in config.items() if default.get(k) != v}
 
 
-# Optimisation settings a study may vary; epochs and photos per step have their own columns, and the
-# rest (device, amp, compile, …) change speed, not what is learnt.
-TRAIN_STUDY_FIELDS = ("optimizer", "lr", "momentum", "weight_decay", "warmup_epochs", "seed")
+# Optimisation settings a study may vary with `pretrain`'s flags; epochs and photos per step have their own
+# columns, the rest (device, amp, compile, …) change speed, not what is learnt, and momentum has no flag.
+TRAIN_STUDY_FIELDS = ("optimizer", "lr", "weight_decay", "warmup_epochs", "seed")
 
 
 def _train_off_default(train: dict) -> dict[str, Any]:
@@ -35,6 +35,11 @@ def _train_off_default(train: dict) -> dict[str, Any]:
 
     default = TrainConfig().to_dict()
     return {k: train[k] for k in TRAIN_STUDY_FIELDS if k in train and train[k] != default[k]}
+
+
+def _as_flag(field: str, value: Any) -> str:
+    """A TrainConfig field as the `pretrain` flag that sets it: ("weight_decay", 0.002) → "--weight-decay 0.002"."""
+    return f"--{field.replace('_', '-')} {f'{value:g}' if isinstance(value, float) else value}"
 
 
 def collect(run_dirs: list[Path]) -> list[dict[str, Any]]:
@@ -49,13 +54,15 @@ def collect(run_dirs: list[Path]) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"{path}: not a readable run summary ({type(e).__name__}); rerun that pretraining") from None
         holdout = s.get("holdout", "test")
+        config = s.get("config") or {}
+        train = config.get("train") or {}
         rows.append({
             "run": Path(d).name,
             "task": s.get("task", "?"),
-            "options": _options_off_default(s.get("task", "?"), (s.get("config") or {}).get("task") or {}),
-            "train_options": _train_off_default((s.get("config") or {}).get("train") or {}),
+            "options": _options_off_default(s.get("task", "?"), config.get("task") or {}),
+            "train_options": _train_off_default(train),
             "epochs": s.get("completed_epochs"),
-            "batch_size": ((s.get("config") or {}).get("train") or {}).get("batch_size"),
+            "batch_size": train.get("batch_size"),
             "holdout": holdout,
             "pretext": s.get(f"pretext_{holdout}") or {},
             "train_minutes": round(float(s.get("train_seconds_total") or 0.0) / 60, 2),
@@ -80,8 +87,7 @@ def to_markdown(rows: list[dict[str, Any]], command: str) -> str:
     for r in rows:
         # task options as `--task-opt` takes them, optimisation settings as their flags (`--weight-decay 0.002`)
         opts = ", ".join([f"{k}={v}" for k, v in sorted(r["options"].items())]
-                         + [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
-                            for k, v in sorted(r.get("train_options", {}).items())]) or "defaults"
+                         + [_as_flag(k, v) for k, v in sorted(r.get("train_options", {}).items())]) or "defaults"
         loss = r["pretext"].get("loss")
         lines.append(f"| {r['run']} | {r['task']} | {opts} | {r['epochs']} | {r.get('batch_size') or '–'} | {r['holdout']} | {_score(r['pretext'])} | "
                      f"{'' if loss is None else f'{loss:.3f}'} | {r['train_minutes']:.1f} min | {r['device']} |")
