@@ -236,6 +236,23 @@ def rotation_grid(model: OnnxModel, image_u8: np.ndarray) -> tuple[np.ndarray, n
     return rotated, turn_probabilities(model, rotated)
 
 
+def with_mirror_probabilities(model: OnnxModel, image_u8: np.ndarray) -> np.ndarray:
+    """One photo (3, S, S) → (4, 4) like ``rotation_grid``'s probabilities, but each of the four
+    turns judged together with its mirror image (``ssl_train.tasks.rotation.with_mirror_scores``):
+    a mirrored upright flower is still upright, and two looks err less often than one
+    (``reports/rotation-limits.md``). Row k: the photo turned k·90°; column j: P(turned j·90°)."""
+    import torch
+
+    from ssl_train.tasks.rotation import MIRROR_TURN, mirror, with_mirror_scores
+
+    u8 = np.asarray(image_u8)
+    _, probs = rotation_grid(model, u8)
+    _, probs_m = rotation_grid(model, mirror(torch.from_numpy(np.ascontiguousarray(u8))).numpy())
+    # the photo turned k·90°, mirrored, is its mirror image turned (−k)·90°: row MIRROR_TURN[k]
+    log_p, log_pm = (torch.from_numpy(np.log(np.clip(p, 1e-12, 1.0)).astype(np.float32)) for p in (probs, probs_m[list(MIRROR_TURN)]))
+    return softmax(with_mirror_scores(log_p, log_pm).numpy())
+
+
 def turn(image_u8: np.ndarray, k: int) -> np.ndarray:
     """(3, H, W) uint8 turned k·90° counter-clockwise with ``ssl_train.tasks.rotation.rotate``."""
     import torch
@@ -413,5 +430,5 @@ class HeadGraph:
 __all__ = [
     "ANGLE_LABELS", "EncoderGraph", "HeadGraph", "ModelEntry", "ModelFileError", "OnnxModel", "auto_upright", "card_summary",
     "display_square", "folder_signature", "list_models", "read_card", "rotation_grid", "softmax", "to_pil", "turn",
-    "turn_probabilities",
+    "turn_probabilities", "with_mirror_probabilities",
 ]

@@ -62,14 +62,30 @@ def load(path: str | Path) -> tuple[pd.DataFrame | None, str]:
     return summ, note
 
 
-def rotation_accuracy_per_class(path: str | Path, weights_sha256: str | None) -> dict[str, float] | None:
-    """{class: pretext accuracy} from ``reports/rotation-limits.json`` (``python -m ssl_train
-    rotation-limits``) when it was made from the weights with ``weights_sha256``, else None (absent,
-    unreadable, or about other weights)."""
+def _rotation_limits(path: str | Path, weights_sha256: str | None) -> dict | None:
+    """``reports/rotation-limits.json`` (``python -m ssl_train rotation-limits``) when it was made
+    from the weights with ``weights_sha256``, else None (absent, unreadable, or about other weights)."""
     try:
         r = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not weights_sha256 or r.get("weights_sha256") != weights_sha256:
-            return None
-        return {c: float(v["accuracy"]) for c, v in r["per_class"].items() if v.get("accuracy") is not None}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    if not isinstance(r, dict) or not weights_sha256 or r.get("weights_sha256") != weights_sha256:
+        return None
+    return r
+
+
+def rotation_accuracy_per_class(path: str | Path, weights_sha256: str | None) -> dict[str, float] | None:
+    """{class: pretext accuracy} from the rotation-limits report of these weights, else None."""
+    r = _rotation_limits(path, weights_sha256)
+    try:
+        return None if r is None else {c: float(v["accuracy"]) for c, v in r["per_class"].items() if v.get("accuracy") is not None}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def rotation_accuracy_with_mirror(path: str | Path, weights_sha256: str | None) -> float | None:
+    """The test-split share of views judged right together with their mirror image, from the
+    rotation-limits report of these weights, else None."""
+    r = _rotation_limits(path, weights_sha256)
+    v = None if r is None else r.get("accuracy_with_mirror")
+    return float(v) if isinstance(v, (int, float)) else None

@@ -423,13 +423,16 @@ def cmd_runs(a) -> int:
 
 def cmd_rotation_limits(a) -> int:
     from .data import load_split_data
-    from .rotation_limits import run, write
+    from .rotation_limits import run, run_checkpoint, write
 
-    model = Path(a.model)
     cfg = _data_cfg(a)
     data = load_split_data(cfg)
-    r = run(model, data)
-    js, md = write(r, Path(a.out), _command_line(a))
+    if a.run:
+        r = run_checkpoint(Path(a.run), data)
+        js, md = write(r, Path(a.out), _command_line(a), stem=f"rotation-limits-{Path(a.run).name}")
+    else:
+        r = run(Path(a.model), data)
+        js, md = write(r, Path(a.out), _command_line(a))
     print(md.read_text())
     print(f"wrote {js}, {md}")
     return 0
@@ -557,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("rotation-limits", help="why rotation prediction errs on these photos: angle confusion, per class, vs rotational self-similarity",
                        description=limits_doc, formatter_class=_DocAndDefaults)
     s.add_argument("--model", default=str(REPO / "models" / "rotation"), help="rotation model folder (model.json + weights)")
+    s.add_argument("--run", default="", help="score a rotation pretraining run's checkpoint instead, on the photos it held out "
+                   "(its validation photos after `pretrain --holdout validation`); writes rotation-limits-RUNNAME.json and .md")
     s.add_argument("--out", default=str(REPO / "reports"), help="folder for rotation-limits.json and .md")
     _add_data(s)
     s.set_defaults(fn=cmd_rotation_limits)

@@ -793,41 +793,25 @@ def _load_metrics(metrics: dict | None) -> dict | None:
         raise UserError("metrics must be JSON-serialisable numbers/strings") from None
 
 
-def export_model(
-    checkpoint_path: str | Path,
-    out_dir: str | Path,
-    name: str,
-    metrics: dict | None = None,
-    fp16_storage: bool = True,
-    *,
-    parity_data: str | Path | None = None,
-    int8: bool = False,
-) -> Path:
-    """Export a pretraining checkpoint to ``<out_dir>/<name>/`` (model.onnx, weights.safetensors,
-    model.json, maybe head.onnx) and return that folder.
-
-    The ONNX graph is checked against PyTorch on a few real photos (from ``parity_data``, else the
-    checkpoint's data folder, else data/flowers); the folder is replaced only if every step passed.
-    One-line ``UserError`` for anything a user can fix (missing checkpoint, unknown task, bad name).
-    """
+def load_checkpoint_model(checkpoint_path: str | Path):
+    """Rebuild a pretraining checkpoint's model → (checkpoint, task, encoder, head, image size in px),
+    encoder and head in float32 train mode as saved. One-line ``UserError`` for a missing or foreign
+    checkpoint, an unregistered task, or weights that do not fit the recorded task and encoder."""
     import torch
 
     from .checkpoint import load_checkpoint
     from .encoders import EncoderConfig, build_encoder
+    from .tasks import load_all, task_names
+    from .tasks.base import TASKS
     from .train import encoder_info
 
     ckpt_path = Path(checkpoint_path)
-    _check_name(name)
-    metrics = _load_metrics(metrics)
     ck = load_checkpoint(ckpt_path)
     meta = ck.meta
     for key in ("task", "encoder", "config"):
         if key not in meta:
             raise UserError(f"checkpoint {ckpt_path} has no {key!r} in its metadata; export a checkpoint written by `python -m ssl_train pretrain`")
     task_name = meta["task"]
-    from .tasks import load_all, task_names
-    from .tasks.base import TASKS
-
     load_all()
     if task_name not in TASKS:
         raise UserError(
@@ -852,6 +836,37 @@ def export_model(
         head.load_state_dict(ck.head_state)
     except RuntimeError as e:
         raise UserError(f"checkpoint {ckpt_path} does not fit task {task_name!r} with encoder {meta['encoder']} ({str(e).splitlines()[0][:120]}); re-create it") from None
+    return ck, task, encoder, head, image_size
+
+
+def export_model(
+    checkpoint_path: str | Path,
+    out_dir: str | Path,
+    name: str,
+    metrics: dict | None = None,
+    fp16_storage: bool = True,
+    *,
+    parity_data: str | Path | None = None,
+    int8: bool = False,
+) -> Path:
+    """Export a pretraining checkpoint to ``<out_dir>/<name>/`` (model.onnx, weights.safetensors,
+    model.json, maybe head.onnx) and return that folder.
+
+    The ONNX graph is checked against PyTorch on a few real photos (from ``parity_data``, else the
+    checkpoint's data folder, else data/flowers); the folder is replaced only if every step passed.
+    One-line ``UserError`` for anything a user can fix (missing checkpoint, unknown task, bad name).
+    """
+    from .encoders import EncoderConfig
+
+    ckpt_path = Path(checkpoint_path)
+    _check_name(name)
+    metrics = _load_metrics(metrics)
+    ck, task, encoder, head, image_size = load_checkpoint_model(ckpt_path)
+    meta = ck.meta
+    task_name = task.name
+    cfg = meta["config"]
+    data_cfg = cfg.get("data") or {}
+    enc_cfg = EncoderConfig.from_dict(meta["encoder"])
 
     summary = _summary_beside(ckpt_path, meta)
     history = meta.get("history") or []

@@ -62,6 +62,17 @@ def rotation_log_probs(encoder, head, images_u8: torch.Tensor, batch: int = 128)
     return np.concatenate(rows) if rows else np.zeros((0, 4, 4), np.float32)
 
 
+def with_mirror_log_probs(log_probs: np.ndarray, log_probs_mirrored: np.ndarray) -> np.ndarray:
+    """``log_probs`` (N, 4, 4) of each photo's four turns and ``log_probs_mirrored`` (N, 4, 4) of its
+    mirror image's four turns (both from ``rotation_log_probs``) → (N, 4, 4) joint scores of each
+    view with its own mirror image (``tasks.rotation.with_mirror_scores``). The mirror of the photo
+    turned k·90° is the mirror image turned (−k)·90°: row (−k) mod 4 of ``log_probs_mirrored``."""
+    from .tasks.rotation import MIRROR_TURN, with_mirror_scores
+
+    aligned = np.asarray(log_probs_mirrored)[:, list(MIRROR_TURN)]
+    return with_mirror_scores(torch.as_tensor(log_probs), torch.as_tensor(aligned)).numpy()
+
+
 def four_view_estimate(log_probs: np.ndarray) -> np.ndarray:
     """(N, 4, 4) log-probabilities of each upright photo's four rotations → (N,) the turn the
     four-view judgement (``tasks.rotation.four_view_turn_scores``) gives the upright photo; 0 is right.
@@ -72,17 +83,24 @@ def four_view_estimate(log_probs: np.ndarray) -> np.ndarray:
     return four_view_turn_scores(torch.as_tensor(log_probs)).argmax(1).numpy()
 
 
-def analyse(pred: np.ndarray, labels: np.ndarray, classes: list[str], similarity: np.ndarray, four_view: np.ndarray | None = None) -> dict[str, Any]:
+def analyse(pred: np.ndarray, labels: np.ndarray, classes: list[str], similarity: np.ndarray, four_view: np.ndarray | None = None,
+            mirror_pred: np.ndarray | None = None, eight_view: np.ndarray | None = None) -> dict[str, Any]:
     """``pred`` (N, 4) predicted angle index per true angle index, ``labels`` (N,) flower classes,
-    ``similarity`` (N,), ``four_view`` (N,) the four-view estimate per photo (0 = right) →
-    confusion, per-class and per-similarity-quartile accuracy, one view and four views."""
+    ``similarity`` (N,), ``four_view`` (N,) the four-view estimate per photo (0 = right),
+    ``mirror_pred`` (N, 4) like ``pred`` but judged from each view with its mirror image,
+    ``eight_view`` (N,) like ``four_view`` from the four turns and their mirror images →
+    confusion, per-class and per-similarity-quartile accuracy, one view, with its mirror, four views."""
     n = len(pred)
     fv = np.zeros(n, dtype=bool) if four_view is None else (np.asarray(four_view) == 0)
+    truth = np.tile(np.arange(4), (n, 1))
+    mv = np.zeros((n, 4), dtype=bool) if mirror_pred is None else (np.asarray(mirror_pred) == truth)
 
     def fv_acc(mask: np.ndarray) -> float | None:
         return float(fv[mask].mean()) if four_view is not None and mask.any() else None
 
-    truth = np.tile(np.arange(4), (n, 1))
+    def mv_acc(mask: np.ndarray) -> float | None:
+        return float(mv[mask].mean()) if mirror_pred is not None and mask.any() else None
+
     correct = pred == truth
     conf = np.zeros((4, 4), dtype=int)
     np.add.at(conf, (truth.ravel(), pred.ravel()), 1)
@@ -94,23 +112,61 @@ def analyse(pred: np.ndarray, labels: np.ndarray, classes: list[str], similarity
         "n_photos": int(n),
         "accuracy": float(correct.mean()) if n else 0.0,
         "accuracy_four_view": fv_acc(np.ones(n, dtype=bool)),
+        "accuracy_with_mirror": mv_acc(np.ones(n, dtype=bool)),
+        "accuracy_eight_view": float((np.asarray(eight_view) == 0).mean()) if eight_view is not None and n else None,
         "accuracy_per_angle": {f"{a}°": float(correct[:, i].mean()) for i, a in enumerate(ANGLES)} if n else {},
         "confusion_true_by_predicted": conf.tolist(),
         "errors_quarter_turn": float(((offset == 1) | (offset == 3))[wrong].mean()) if wrong.any() else 0.0,
         "errors_half_turn": float((offset == 2)[wrong].mean()) if wrong.any() else 0.0,
         "photos_all_four_right": float(correct.all(1).mean()) if n else 0.0,
         "per_class": {c: {"n": int((labels == i).sum()), "accuracy": float(correct[labels == i].mean()) if (labels == i).any() else None,
-                          "accuracy_four_view": fv_acc(labels == i),
+                          "accuracy_four_view": fv_acc(labels == i), "accuracy_with_mirror": mv_acc(labels == i),
                           "median_self_similarity": float(np.median(similarity[labels == i])) if (labels == i).any() else None}
                       for i, c in enumerate(classes)},
         "by_self_similarity_quartile": [
             {"quartile": q + 1, "self_similarity_range": [float(similarity[quart == q].min()), float(similarity[quart == q].max())] if (quart == q).any() else None,
              "n": int((quart == q).sum()), "accuracy": float(correct[quart == q].mean()) if (quart == q).any() else None,
-             "accuracy_four_view": fv_acc(quart == q)}
+             "accuracy_four_view": fv_acc(quart == q), "accuracy_with_mirror": mv_acc(quart == q)}
             for q in range(4)
         ],
         "correlation_similarity_vs_photo_accuracy": float(np.corrcoef(similarity, correct.mean(1))[0, 1]) if n > 2 and correct.mean(1).std() > 0 else None,
     }
+
+
+def score(encoder, head, data, idx: np.ndarray) -> dict[str, Any]:
+    """``analyse`` of the rotation model (encoder, head) on the photos ``data.ds`` rows ``idx``: each
+    photo in its four turns, one look, with its mirror image, and four (eight) views at once."""
+    from .tasks.rotation import mirror
+
+    imgs = data.ds.images[torch.as_tensor(idx)]
+    sim = self_similarity(imgs).numpy()
+    lp = rotation_log_probs(encoder, head, imgs)
+    both = with_mirror_log_probs(lp, rotation_log_probs(encoder, head, mirror(imgs)))
+    return analyse(lp.argmax(2), data.ds.labels[idx], list(data.ds.classes), sim, four_view_estimate(lp),
+                   mirror_pred=both.argmax(2), eight_view=four_view_estimate(both))
+
+
+def run_checkpoint(run_dir: Path, data) -> dict[str, Any]:
+    """The analysis of a rotation pretraining run (``run_dir``/checkpoint.safetensors) on the photos
+    it held out: its validation photos for ``pretrain --holdout validation`` (how a way of judging
+    is chosen without the test split), else the test split. Refuses another task or split."""
+    from .data import validation_split
+    from .export import load_checkpoint_model
+    from .train import CHECKPOINT_NAME
+
+    ckpt = Path(run_dir) / CHECKPOINT_NAME
+    ck, task, encoder, head, _ = load_checkpoint_model(ckpt)
+    if task.name != "rotation":
+        raise UserError(f"{ckpt} is a {task.name!r} run; pass a rotation run, e.g. --run runs/rotation")
+    if ck.meta.get("split_sha256") and ck.meta["split_sha256"] != data.split_sha256:
+        raise UserError(f"{ckpt} was trained on another split (sha256 {ck.meta['split_sha256'][:12]}, this data's is {data.split_sha256[:12]}); "
+                        "pass the --data/--split it was trained with")
+    holdout = ck.meta.get("holdout", "test")
+    idx = validation_split(data)[1] if holdout == "validation" else data.test_idx
+    out = score(encoder.eval(), head.eval(), data, idx)
+    out.update(model=str(run_dir), weights="float32 (checkpoint)", epochs=int(ck.meta.get("epoch", -1)) + 1, holdout=holdout,
+               split_sha256=data.split_sha256)
+    return out
 
 
 def run(model_dir: Path, data) -> dict[str, Any]:
@@ -126,11 +182,7 @@ def run(model_dir: Path, data) -> dict[str, Any]:
         raise UserError(f"{model_dir} was trained on another split (sha256 {card['split_sha256'][:12]}, this data's is {data.split_sha256[:12]}); "
                         "its test photos may have been training photos — pass the --data/--split it was trained with")
     encoder, head, _ = load_model_weights(model_dir, card)
-    te = data.test_idx
-    imgs = data.ds.images[torch.as_tensor(te)]
-    sim = self_similarity(imgs).numpy()
-    lp = rotation_log_probs(encoder, head, imgs)
-    out = analyse(lp.argmax(2), data.ds.labels[te], list(data.ds.classes), sim, four_view_estimate(lp))
+    out = score(encoder, head, data, data.test_idx)
     wfile = card.get("weights", {}).get("file")
     dtypes = card.get("weights", {}).get("storage_dtype")
     try:
@@ -150,7 +202,7 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
         "# What limits rotation prediction on these photos",
         "",
         f"Made by `{command}` — model `{r['model']}` ({r['epochs']} epochs, {r['weights']} weights), "
-        f"{r['n_photos']} test photos × 4 angles.",
+        f"{r['n_photos']} {r.get('holdout', 'test')} photos × 4 angles.",
         "",
         f"Pretext accuracy **{pct(r['accuracy'])}**; all four angles right for {pct(r['photos_all_four_right'])} of photos. "
         f"Of the mistakes, {pct(r['errors_quarter_turn'])} are a quarter turn off and {pct(r['errors_half_turn'])} upside down.",
@@ -158,28 +210,32 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
         *([f"Judged from all four turns of a photo at once (which of the four views is upright? — "
            f"`ssl_train.tasks.rotation.four_view_turn_scores`, what the app's auto-upright does): **{pct(r['accuracy_four_view'])}** "
            "of photos put upright, at every input angle alike.", ""] if r.get("accuracy_four_view") is not None else []),
+        *([f"Judged from one view and its mirror image together (a mirrored upright flower is still upright — "
+           f"`ssl_train.tasks.rotation.with_mirror_scores`, what the app's rotation page shows): **{pct(r['accuracy_with_mirror'])}** "
+           f"of views; from all four turns and their mirror images at once: {pct(r.get('accuracy_eight_view'))} of photos put upright.", ""]
+          if r.get("accuracy_with_mirror") is not None else []),
         "| true \\ predicted | " + " | ".join(f"{a}°" for a in ANGLES) + " |",
         "|---|" + "---:|" * 4,
     ]
     for i, row in enumerate(r["confusion_true_by_predicted"]):
         lines.append(f"| {ANGLES[i]}° | " + " | ".join(str(v) for v in row) + " |")
-    lines += ["", "| class | photos | pretext accuracy | four views | median self-similarity |", "|---|---:|---:|---:|---:|"]
+    lines += ["", "| class | photos | pretext accuracy | with mirror | four views | median self-similarity |", "|---|---:|---:|---:|---:|---:|"]
     for c, v in r["per_class"].items():
         med = "–" if v["median_self_similarity"] is None else f"{v['median_self_similarity']:.2f}"
-        lines.append(f"| {c} | {v['n']} | {pct(v['accuracy'])} | {pct(v.get('accuracy_four_view'))} | {med} |")
-    lines += ["", "| self-similarity quartile | range | photos | pretext accuracy | four views |", "|---|---|---:|---:|---:|"]
+        lines.append(f"| {c} | {v['n']} | {pct(v['accuracy'])} | {pct(v.get('accuracy_with_mirror'))} | {pct(v.get('accuracy_four_view'))} | {med} |")
+    lines += ["", "| self-similarity quartile | range | photos | pretext accuracy | with mirror | four views |", "|---|---|---:|---:|---:|---:|"]
     for q in r["by_self_similarity_quartile"]:
         rng = "–" if q["self_similarity_range"] is None else f"{q['self_similarity_range'][0]:.2f} – {q['self_similarity_range'][1]:.2f}"
-        lines.append(f"| {q['quartile']} | {rng} | {q['n']} | {pct(q['accuracy'])} | {pct(q.get('accuracy_four_view'))} |")
+        lines.append(f"| {q['quartile']} | {rng} | {q['n']} | {pct(q['accuracy'])} | {pct(q.get('accuracy_with_mirror'))} | {pct(q.get('accuracy_four_view'))} |")
     c = r.get("correlation_similarity_vs_photo_accuracy")
     lines += ["", "Self-similarity: the larger Pearson correlation of a photo's grey pixels with itself turned by 90° or 180° "
               "(1: the pixels carry no angle)." + ("" if c is None else f" Its correlation with a photo's share of right angles: {c:+.2f}."), ""]
     return "\n".join(lines)
 
 
-def write(r: dict[str, Any], out_dir: Path, command: str) -> tuple[Path, Path]:
+def write(r: dict[str, Any], out_dir: Path, command: str, stem: str = "rotation-limits") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    js, md = out_dir / "rotation-limits.json", out_dir / "rotation-limits.md"
+    js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     js.write_text(json.dumps(portable(r | {"command": command}), indent=1) + "\n")
     md.write_text(to_markdown(r, command))
     return js, md

@@ -24,11 +24,13 @@ def rotation_panel(entry, items, k_user: int) -> None:
         return
     pt = (entry.card.get("pretext_test") or {})
     acc = next((pt[k] for k in ("acc", "rotation_acc") if isinstance(pt.get(k), (int, float))), None)  # a multi-task card prefixes it
+    weights = (entry.card.get("files") or {}).get((entry.card.get("weights") or {}).get("file", ""))
+    acc_m = reference.rotation_accuracy_with_mirror(reports_dir() / "rotation-limits.json", weights)
     st.caption(
         f"**{md_escape(entry.label())}** · sees {model.image_size}×{model.image_size} px"
         + (f" · rotation accuracy on the test split: {ui.percent(acc)}" if acc is not None else "")
+        + (f" ({ui.percent(acc_m)} with each view's mirror image)" if acc_m is not None else "")
     )
-    weights = (entry.card.get("files") or {}).get((entry.card.get("weights") or {}).get("file", ""))
     per_class = reference.rotation_accuracy_per_class(reports_dir() / "rotation-limits.json", weights)
     if per_class:
         by_class = " · ".join(f"{c} {ui.percent(a)}" for c, a in sorted(per_class.items(), key=lambda kv: -kv[1]))
@@ -40,15 +42,21 @@ def rotation_panel(entry, items, k_user: int) -> None:
             u8 = model.prepare(img)
             shown = inference.display_square(img, 192)
             _, probs = inference.rotation_grid(model, u8)
+            probs_m = inference.with_mirror_probabilities(model, u8)
             right = int(sum(int(np.argmax(probs[k])) == k for k in range(4)))
-            st.markdown(f"**The four rotations** — the model names the turn of **{right} of 4** correctly")
-            st.caption("↺ = counter-clockwise. Bars: the model's probability for each possible turn.")
+            right_m = int(sum(int(np.argmax(probs_m[k])) == k for k in range(4)))
+            st.markdown(f"**The four rotations** — the model names the turn of **{right} of 4** correctly; "
+                        f"looking at each with its mirror image too, **{right_m} of 4**")
+            st.caption("↺ = counter-clockwise. Bars: the model's probability for each possible turn, from one look. "
+                       "A mirrored upright flower is still upright, so the mirror image is a second look at the same question.")
             cols = st.columns(4)
             for k, col in enumerate(cols):
                 with col:
                     guess = int(np.argmax(probs[k]))
                     st.image(inference.to_pil(inference.turn(shown, k)), caption=f"turned {ANGLE_LABELS[k]}", width=150)
                     st.markdown(f"Model's guess: **{ANGLE_LABELS[guess]}** {'✅' if guess == k else '❌'}")
+                    guess_m = int(np.argmax(probs_m[k]))
+                    st.caption(f"with its mirror image: {ANGLE_LABELS[guess_m]} {'✅' if guess_m == k else '❌'}")
                     for j in range(4):
                         st.progress(float(probs[k, j]), text=f"{ANGLE_LABELS[j]}: {probs[k, j]:.0%}")
             st.markdown(f"**Auto-upright** — the photo turned {ANGLE_LABELS[k_user]}, then turned back by the model's guess")

@@ -60,6 +60,28 @@ def four_view_turn_scores(log_probs: torch.Tensor) -> torch.Tensor:
     return picked.sum(2)
 
 
+MIRROR_TURN = (0, 3, 2, 1)  # a photo turned j·90° and then mirrored is its mirror image turned (−j)·90°
+
+
+def mirror(images: torch.Tensor) -> torch.Tensor:
+    """Mirror (…, H, W) images left to right. A mirrored upright flower is still upright, and
+    mirroring a photo turned k·90° gives its mirror image turned (−k)·90°."""
+    return torch.flip(images, dims=(-1,))
+
+
+def with_mirror_scores(log_probs: torch.Tensor, log_probs_mirrored: torch.Tensor) -> torch.Tensor:
+    """Judge a view's turn from the view and its mirror image together.
+
+    ``log_probs`` (…, 4): the model's log-probabilities for a view, column j "turned j·90°";
+    ``log_probs_mirrored`` (…, 4): the same for ``mirror(view)``. If the view is turned j·90°, its
+    mirror image is turned (−j)·90°, so the joint log-likelihood of j is
+    log_probs[j] + log_probs_mirrored[(−j) mod 4]. Returns (…, 4) scores over j; ``argmax(-1)`` is
+    the estimate. Needs one image only (unlike ``four_view_turn_scores``, which judges a photo
+    from all four of its turns): the two looks' mistakes differ, so together they err less often.
+    """
+    return log_probs + log_probs_mirrored[..., list(MIRROR_TURN)]
+
+
 def upright(images: torch.Tensor, predicted_k: torch.Tensor) -> torch.Tensor:
     """Undo a predicted rotation: rotate each image clockwise by its predicted k·90°."""
     return rotate(images, (-predicted_k) % 4)

@@ -79,6 +79,24 @@ def test_rotation__app_probabilities_equal_pytorch_for_shipped_model():
     assert _parity(REPO / "models" / "rotation") <= 1e-4
 
 
+def test_with_mirror_probabilities__equal_the_training_side_judgement_and_are_mirror_symmetric(models):
+    from ssl_train.rotation_limits import rotation_log_probs, with_mirror_log_probs
+    from ssl_train.tasks.rotation import MIRROR_TURN, mirror
+
+    m = inference.OnnxModel(models / "rotation")
+    u8 = m.prepare(open_upload(*photo_bytes("sunflower")).image)
+    probs = inference.with_mirror_probabilities(m, u8)
+    assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    encoder, head, _ = load_model_weights(models / "rotation")
+    x = torch.from_numpy(u8)[None]
+    ref = with_mirror_log_probs(rotation_log_probs(encoder, head, x), rotation_log_probs(encoder, head, mirror(x)))[0]
+    assert np.array_equal(probs.argmax(1), ref.argmax(1))
+    assert np.abs(probs - F.softmax(torch.from_numpy(ref), 1).numpy()).max() <= 1e-4
+    # the mirror image's pair of looks is the same two images: its answers are the mirrored answers
+    pm = inference.with_mirror_probabilities(m, mirror(x)[0].numpy())
+    assert np.allclose(pm, probs[list(MIRROR_TURN)][:, list(MIRROR_TURN)], atol=1e-5)
+
+
 def test_auto_upright__turns_back_by_the_predicted_angle_with_ssl_train_upright(models):
     m = inference.OnnxModel(models / "rotation")
     img = open_upload(*photo_bytes("daisy")).image

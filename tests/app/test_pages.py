@@ -24,6 +24,7 @@ def test_explorer__loads_with_bundled_photos_and_rotation_guesses(app):
     assert not at.exception
     t = texts(at)
     assert "Pretext explorer" in t and "Model's guess" in t and "Auto-upright" in t
+    assert "with its mirror image:" in t and "looking at each with its mirror image too" in t
     assert len(at.multiselect(key=state.EXPLORER_PICKS).value) == 2
     assert [tab.label for tab in at.tabs] == ["rotation", "random_init"]
     assert "no-pretraining reference" in t
@@ -37,14 +38,15 @@ def test_explorer__rotation_limits_report_shown_only_beside_the_weights_it_measu
     shutil.copytree(app_env["reports"], reports)
     monkeypatch.setenv("PRETEXT_LAB_REPORTS", str(reports))
     report = {"accuracy": 0.7, "errors_half_turn": 0.3, "weights_sha256": card["files"]["weights.safetensors"],
-              "per_class": {"tulip": {"accuracy": 0.857}, "daisy": {"accuracy": 0.643}}}
+              "per_class": {"tulip": {"accuracy": 0.857}, "daisy": {"accuracy": 0.643}}, "accuracy_with_mirror": 0.723}
     (reports / "rotation-limits.json").write_text(json.dumps(report))
     at = app.run()
     assert not at.exception
     assert "Why it errs — per class on the test split: tulip 85.7% · daisy 64.3%" in texts(at)
+    assert "(72.3% with each view's mirror image)" in texts(at)
     (reports / "rotation-limits.json").write_text(json.dumps(report | {"weights_sha256": "0" * 64}))  # made from other weights
     at = app.run()
-    assert not at.exception and "Why it errs" not in texts(at)
+    assert not at.exception and "Why it errs" not in texts(at) and "72.3%" not in texts(at)
 
 
 def test_explorer__upload_real_photo_and_bad_file_gives_one_error_and_a_prediction(app):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ssl_train.tasks import get_task
-from ssl_train.tasks.rotation import all_rotations, four_view_turn_scores, rotate, upright
+from ssl_train.tasks.rotation import MIRROR_TURN, all_rotations, four_view_turn_scores, mirror, rotate, upright, with_mirror_scores
 
 
 def test_rotation__targets_exact_and_all_four_in_batch():
@@ -48,16 +48,22 @@ def test_four_view_scores__three_right_views_outvote_one_confident_wrong_one():
     assert four_view_turn_scores(p.log()).argmax(1).item() == 0
 
 
-def test_four_view_scores__turning_the_input_shifts_the_estimate_by_the_same_turn():
-    # a real (random) encoder + head: the four views of a turned photo are the same four images,
-    # so the judgement must move with the turn exactly
+def _random_rotation_model(seed: int):
+    """(task, encoder, head): a small randomly initialised rotation model at 32 px, eval mode."""
     from ssl_train.encoders import EncoderConfig, build_encoder
     from ssl_train.tasks.base import EncoderInfo
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     task = get_task("rotation")
     enc = build_encoder(EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))).eval()
     head = task.build_head(EncoderInfo(feature_dim=32, stage_dims=(8, 16, 16, 32), image_size=32, stride=32)).eval()
+    return task, enc, head
+
+
+def test_four_view_scores__turning_the_input_shifts_the_estimate_by_the_same_turn():
+    # a real (random) encoder + head: the four views of a turned photo are the same four images,
+    # so the judgement must move with the turn exactly
+    task, enc, head = _random_rotation_model(seed=0)
     photos = torch.rand(6, 3, 32, 32)
 
     def estimate(x: torch.Tensor) -> torch.Tensor:
@@ -69,6 +75,33 @@ def test_four_view_scores__turning_the_input_shifts_the_estimate_by_the_same_tur
     base = estimate(photos)
     for u in (1, 2, 3):
         assert torch.equal(estimate(rotate(photos, u)), (base + u) % 4)
+
+
+def test_mirror__of_a_photo_turned_k_is_the_mirror_image_turned_minus_k():
+    x = torch.rand(3, 3, 10, 10)
+    for k in range(4):
+        assert torch.equal(mirror(rotate(x, k)), rotate(mirror(x), MIRROR_TURN[k]))
+        assert MIRROR_TURN[k] == (-k) % 4
+
+
+def test_with_mirror_scores__a_sure_mirror_look_corrects_an_unsure_wrong_view():
+    # the view is turned 90°: alone the model leans to 270°, its mirror image (turned 270°) is sure of 270°
+    view = torch.tensor([0.1, 0.4, 0.1, 0.4001]).log()
+    mirrored = torch.tensor([0.05, 0.05, 0.05, 0.85]).log()
+    assert view.argmax().item() == 3
+    assert with_mirror_scores(view, mirrored).argmax().item() == 1
+
+
+def test_with_mirror_scores__a_mirror_symmetric_model_answer_is_unchanged_and_shapes_broadcast():
+    # a real (random) encoder + head on real mirror pairs: the joint estimate of a view and of its
+    # mirror image agree up to the mirror of the turn (the pair is the same two images)
+    task, enc, head = _random_rotation_model(seed=1)
+    views = torch.rand(5, 3, 32, 32)
+    with torch.no_grad():
+        lp, lpm = (task.forward(enc, head, v).log_softmax(1) for v in (views, mirror(views)))
+    a, b = with_mirror_scores(lp, lpm), with_mirror_scores(lpm, lp)
+    assert a.shape == (5, 4)
+    assert torch.allclose(b, a[:, list(MIRROR_TURN)])
 
 
 def test_grid_head__cells_equal_adaptive_pooling_and_one_cell_is_global_pooling():

@@ -104,3 +104,37 @@ def test_rotation_limits_cli__other_task_or_other_split_refused_in_one_line(tiny
     err = capsys.readouterr().err.strip()
     assert "another split" in err and "\n" not in err
     assert not (tmp_path / "out" / "rotation-limits.json").exists()
+
+
+def test_analyse__with_mirror_accuracy_counts_views_and_eight_views_counts_photos():
+    pred = np.array([[0, 1, 2, 3], [1, 2, 3, 0], [2, 1, 2, 3]])
+    mirror_pred = np.array([[0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 2, 3]])  # the mirror look fixes four of the five wrong views
+    r = analyse(pred, np.array([0, 1, 1]), ["a", "b"], similarity=np.array([0.0, 0.9, 0.5]), four_view=np.array([0, 1, 0]),
+                mirror_pred=mirror_pred, eight_view=np.array([0, 0, 0]))
+    assert r["accuracy"] == pytest.approx(7 / 12) and r["accuracy_with_mirror"] == pytest.approx(11 / 12)
+    assert r["per_class"]["b"]["accuracy_with_mirror"] == pytest.approx(7 / 8)
+    assert r["accuracy_eight_view"] == 1.0 and r["accuracy_four_view"] == pytest.approx(2 / 3)
+    assert analyse(pred, np.array([0, 1, 1]), ["a", "b"], similarity=np.array([0.0, 0.9, 0.5]))["accuracy_with_mirror"] is None
+
+
+def test_rotation_limits_cli__a_validation_run_is_scored_on_its_validation_photos_only(tiny_folder, tmp_path, capsys):
+    from ssl_train.data import validation_split
+
+    data = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=str(tmp_path / "split.csv")))
+    pretrain(get_task("rotation"), data, tmp_path / "rotval", SMALL, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False,
+             holdout="validation")
+    args = ["rotation-limits", "--run", str(tmp_path / "rotval"), "--data", str(tiny_folder), "--split", str(tmp_path / "split.csv"),
+            "--image-size", str(SIZE), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    r = json.loads((tmp_path / "out" / "rotation-limits-rotval.json").read_text())
+    assert r["holdout"] == "validation" and r["n_photos"] == len(validation_split(data)[1]) > 0
+    assert 0 <= r["accuracy_with_mirror"] <= 1 and 0 <= r["accuracy_eight_view"] <= 1
+    assert "validation photos × 4 angles" in (tmp_path / "out" / "rotation-limits-rotval.md").read_text()
+    assert not (tmp_path / "out" / "rotation-limits.json").exists()  # the shipped model's report is left alone
+
+    jig = tmp_path / "jig"
+    pretrain(get_task("jigsaw"), data, jig, SMALL, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False)
+    capsys.readouterr()
+    assert main(args[:2] + [str(jig)] + args[3:]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'jigsaw' run" in err and "\n" not in err
