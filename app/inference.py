@@ -236,21 +236,28 @@ def rotation_grid(model: OnnxModel, image_u8: np.ndarray) -> tuple[np.ndarray, n
     return rotated, turn_probabilities(model, rotated)
 
 
-def with_mirror_probabilities(model: OnnxModel, image_u8: np.ndarray) -> np.ndarray:
+def with_mirror_probabilities(model: OnnxModel, image_u8: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray:
     """One photo (3, S, S) → (4, 4) like ``rotation_grid``'s probabilities, but each of the four
-    turns judged together with its mirror image (``ssl_train.tasks.rotation.with_mirror_scores``):
+    turns judged together with its mirror image (``ssl_train.tasks.rotation.turns_with_mirror_scores``):
     a mirrored upright flower is still upright, and two looks err less often than one
-    (``reports/rotation-limits.md``). Row k: the photo turned k·90°; column j: P(turned j·90°)."""
+    (``reports/rotation-limits.md``). Row k: the photo turned k·90°; column j: P(turned j·90°).
+    ``probs``: ``rotation_grid``'s probabilities of this photo when already computed."""
     import torch
 
-    from ssl_train.tasks.rotation import MIRROR_TURN, mirror, with_mirror_scores
+    from ssl_train.tasks.rotation import mirror, turns_with_mirror_scores
 
     u8 = np.asarray(image_u8)
-    _, probs = rotation_grid(model, u8)
+    if probs is None:
+        _, probs = rotation_grid(model, u8)
     _, probs_m = rotation_grid(model, mirror(torch.from_numpy(np.ascontiguousarray(u8))).numpy())
-    # the photo turned k·90°, mirrored, is its mirror image turned (−k)·90°: row MIRROR_TURN[k]
-    log_p, log_pm = (torch.from_numpy(np.log(np.clip(p, 1e-12, 1.0)).astype(np.float32)) for p in (probs, probs_m[list(MIRROR_TURN)]))
-    return softmax(with_mirror_scores(log_p, log_pm).numpy())
+    return softmax(turns_with_mirror_scores(_log(probs), _log(probs_m)).numpy())
+
+
+def _log(probs: np.ndarray):
+    """Probabilities → float32 torch log-probabilities (0 clipped to 1e-12, so no −inf)."""
+    import torch
+
+    return torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0)).astype(np.float32))
 
 
 def turn(image_u8: np.ndarray, k: int) -> np.ndarray:
@@ -276,8 +283,7 @@ def auto_upright(model: OnnxModel, image_u8: np.ndarray, shown_u8: np.ndarray | 
     from ssl_train.tasks.rotation import four_view_turn_scores, upright
 
     _, probs = rotation_grid(model, np.asarray(image_u8))
-    log_p = np.log(np.clip(probs, 1e-12, 1.0)).astype(np.float32)
-    scores = four_view_turn_scores(torch.from_numpy(log_p)[None])[0].numpy()
+    scores = four_view_turn_scores(_log(probs)[None])[0].numpy()
     joint = softmax(scores[None])[0]
     k = int(np.argmax(joint))
     shown = image_u8 if shown_u8 is None else shown_u8

@@ -62,7 +62,7 @@ def load(path: str | Path) -> tuple[pd.DataFrame | None, str]:
     return summ, note
 
 
-def _rotation_limits(path: str | Path, weights_sha256: str | None) -> dict | None:
+def rotation_limits(path: str | Path, weights_sha256: str | None) -> dict | None:
     """``reports/rotation-limits.json`` (``python -m ssl_train rotation-limits``) when it was made
     from the weights with ``weights_sha256``, else None (absent, unreadable, or about other weights)."""
     try:
@@ -74,18 +74,16 @@ def _rotation_limits(path: str | Path, weights_sha256: str | None) -> dict | Non
     return r
 
 
-def rotation_accuracy_per_class(path: str | Path, weights_sha256: str | None) -> dict[str, float] | None:
-    """{class: pretext accuracy} from the rotation-limits report of these weights, else None."""
-    r = _rotation_limits(path, weights_sha256)
+def rotation_accuracy_per_class(report: dict | None) -> dict[str, float] | None:
+    """{class: pretext accuracy} from a ``rotation_limits`` report, else None."""
     try:
-        return None if r is None else {c: float(v["accuracy"]) for c, v in r["per_class"].items() if v.get("accuracy") is not None}
+        return None if report is None else {c: float(v["accuracy"]) for c, v in report["per_class"].items() if v.get("accuracy") is not None}
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
-def rotation_accuracy_with_mirror(path: str | Path, weights_sha256: str | None) -> float | None:
-    """The test-split share of views judged right together with their mirror image, from the
-    rotation-limits report of these weights, else None."""
-    r = _rotation_limits(path, weights_sha256)
-    v = None if r is None else r.get("accuracy_with_mirror")
+def rotation_accuracy_with_mirror(report: dict | None) -> float | None:
+    """The test-split share of views judged right together with their mirror image, from a
+    ``rotation_limits`` report, else None."""
+    v = None if report is None else report.get("accuracy_with_mirror")
     return float(v) if isinstance(v, (int, float)) else None

@@ -66,11 +66,10 @@ def with_mirror_log_probs(log_probs: np.ndarray, log_probs_mirrored: np.ndarray)
     """``log_probs`` (N, 4, 4) of each photo's four turns and ``log_probs_mirrored`` (N, 4, 4) of its
     mirror image's four turns (both from ``rotation_log_probs``) → (N, 4, 4) joint scores of each
     view with its own mirror image (``tasks.rotation.with_mirror_scores``). The mirror of the photo
-    turned k·90° is the mirror image turned (−k)·90°: row (−k) mod 4 of ``log_probs_mirrored``."""
-    from .tasks.rotation import MIRROR_TURN, with_mirror_scores
+    turned k·90° is the mirror image turned (−k)·90° (``tasks.rotation.turns_with_mirror_scores``)."""
+    from .tasks.rotation import turns_with_mirror_scores
 
-    aligned = np.asarray(log_probs_mirrored)[:, list(MIRROR_TURN)]
-    return with_mirror_scores(torch.as_tensor(log_probs), torch.as_tensor(aligned)).numpy()
+    return turns_with_mirror_scores(torch.as_tensor(log_probs), torch.as_tensor(log_probs_mirrored)).numpy()
 
 
 def four_view_estimate(log_probs: np.ndarray) -> np.ndarray:
@@ -146,6 +145,13 @@ def score(encoder, head, data, idx: np.ndarray) -> dict[str, Any]:
                    mirror_pred=both.argmax(2), eight_view=four_view_estimate(both))
 
 
+def _refuse_other_split(source: Path, recorded_sha256: str | None, data) -> None:
+    """One-line ``UserError`` when ``source`` records a split other than ``data``'s."""
+    if recorded_sha256 and recorded_sha256 != data.split_sha256:
+        raise UserError(f"{source} was trained on another split (sha256 {recorded_sha256[:12]}, this data's is {data.split_sha256[:12]}); "
+                        "its held-out photos may have been training photos — pass the --data/--split it was trained with")
+
+
 def run_checkpoint(run_dir: Path, data) -> dict[str, Any]:
     """The analysis of a rotation pretraining run (``run_dir``/checkpoint.safetensors) on the photos
     it held out: its validation photos for ``pretrain --holdout validation`` (how a way of judging
@@ -158,9 +164,7 @@ def run_checkpoint(run_dir: Path, data) -> dict[str, Any]:
     ck, task, encoder, head, _ = load_checkpoint_model(ckpt)
     if task.name != "rotation":
         raise UserError(f"{ckpt} is a {task.name!r} run; pass a rotation run, e.g. --run runs/rotation")
-    if ck.meta.get("split_sha256") and ck.meta["split_sha256"] != data.split_sha256:
-        raise UserError(f"{ckpt} was trained on another split (sha256 {ck.meta['split_sha256'][:12]}, this data's is {data.split_sha256[:12]}); "
-                        "pass the --data/--split it was trained with")
+    _refuse_other_split(ckpt, ck.meta.get("split_sha256"), data)
     holdout = ck.meta.get("holdout", "test")
     idx = validation_split(data)[1] if holdout == "validation" else data.test_idx
     out = score(encoder.eval(), head.eval(), data, idx)
@@ -178,9 +182,7 @@ def run(model_dir: Path, data) -> dict[str, Any]:
     card = verify_model_dir(model_dir)  # refuses altered files before any weight is read
     if card.get("task") != "rotation":
         raise UserError(f"{model_dir} holds a {card.get('task')!r} model; pass a rotation model, e.g. --model models/rotation")
-    if card.get("split_sha256") and card["split_sha256"] != data.split_sha256:
-        raise UserError(f"{model_dir} was trained on another split (sha256 {card['split_sha256'][:12]}, this data's is {data.split_sha256[:12]}); "
-                        "its test photos may have been training photos — pass the --data/--split it was trained with")
+    _refuse_other_split(model_dir, card.get("split_sha256"), data)
     encoder, head, _ = load_model_weights(model_dir, card)
     out = score(encoder, head, data, data.test_idx)
     wfile = card.get("weights", {}).get("file")

@@ -25,13 +25,14 @@ def rotation_panel(entry, items, k_user: int) -> None:
     pt = (entry.card.get("pretext_test") or {})
     acc = next((pt[k] for k in ("acc", "rotation_acc") if isinstance(pt.get(k), (int, float))), None)  # a multi-task card prefixes it
     weights = (entry.card.get("files") or {}).get((entry.card.get("weights") or {}).get("file", ""))
-    acc_m = reference.rotation_accuracy_with_mirror(reports_dir() / "rotation-limits.json", weights)
+    limits = reference.rotation_limits(reports_dir() / "rotation-limits.json", weights)
+    acc_m = reference.rotation_accuracy_with_mirror(limits)
     st.caption(
         f"**{md_escape(entry.label())}** · sees {model.image_size}×{model.image_size} px"
         + (f" · rotation accuracy on the test split: {ui.percent(acc)}" if acc is not None else "")
         + (f" ({ui.percent(acc_m)} with each view's mirror image)" if acc_m is not None else "")
     )
-    per_class = reference.rotation_accuracy_per_class(reports_dir() / "rotation-limits.json", weights)
+    per_class = reference.rotation_accuracy_per_class(limits)
     if per_class:
         by_class = " · ".join(f"{c} {ui.percent(a)}" for c, a in sorted(per_class.items(), key=lambda kv: -kv[1]))
         st.caption(f"Why it errs — per class on the test split: {by_class}. A flower head seen from above looks alike at "
@@ -42,7 +43,7 @@ def rotation_panel(entry, items, k_user: int) -> None:
             u8 = model.prepare(img)
             shown = inference.display_square(img, 192)
             _, probs = inference.rotation_grid(model, u8)
-            probs_m = inference.with_mirror_probabilities(model, u8)
+            probs_m = inference.with_mirror_probabilities(model, u8, probs)
             right = int(sum(int(np.argmax(probs[k])) == k for k in range(4)))
             right_m = int(sum(int(np.argmax(probs_m[k])) == k for k in range(4)))
             st.markdown(f"**The four rotations** — the model names the turn of **{right} of 4** correctly; "

@@ -82,6 +82,16 @@ def with_mirror_scores(log_probs: torch.Tensor, log_probs_mirrored: torch.Tensor
     return log_probs + log_probs_mirrored[..., list(MIRROR_TURN)]
 
 
+def turns_with_mirror_scores(log_probs: torch.Tensor, log_probs_mirrored: torch.Tensor) -> torch.Tensor:
+    """``with_mirror_scores`` for all four turns of a photo at once.
+
+    ``log_probs`` (…, 4, 4): row k the photo turned k·90° (the order of ``all_rotations``);
+    ``log_probs_mirrored`` (…, 4, 4): the same rows for the photo's mirror image. The mirror of the
+    photo turned k·90° is the mirror image turned (−k)·90°, row ``MIRROR_TURN[k]``. Returns
+    (…, 4, 4) scores, row k judged from that turn and its mirror image together."""
+    return with_mirror_scores(log_probs, log_probs_mirrored[..., list(MIRROR_TURN), :])
+
+
 def upright(images: torch.Tensor, predicted_k: torch.Tensor) -> torch.Tensor:
     """Undo a predicted rotation: rotate each image clockwise by its predicted k·90°."""
     return rotate(images, (-predicted_k) % 4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ssl_train.tasks import get_task
-from ssl_train.tasks.rotation import MIRROR_TURN, all_rotations, four_view_turn_scores, mirror, rotate, upright, with_mirror_scores
+from ssl_train.tasks.rotation import MIRROR_TURN, all_rotations, four_view_turn_scores, mirror, rotate, turns_with_mirror_scores, upright, with_mirror_scores
 
 
 def test_rotation__targets_exact_and_all_four_in_batch():
@@ -102,6 +102,22 @@ def test_with_mirror_scores__a_mirror_symmetric_model_answer_is_unchanged_and_sh
     a, b = with_mirror_scores(lp, lpm), with_mirror_scores(lpm, lp)
     assert a.shape == (5, 4)
     assert torch.allclose(b, a[:, list(MIRROR_TURN)])
+
+
+def test_turns_with_mirror_scores__row_k_pairs_the_turned_photo_with_its_own_mirror_image():
+    task, enc, head = _random_rotation_model(seed=2)
+    photos = torch.rand(3, 3, 32, 32)
+
+    def lp(x: torch.Tensor) -> torch.Tensor:  # (B, 4 turns, 4) in the order of all_rotations
+        with torch.no_grad():
+            return task.forward(enc, head, all_rotations(x)[0]).log_softmax(1).view(4, len(x), 4).transpose(0, 1)
+
+    joint = turns_with_mirror_scores(lp(photos), lp(mirror(photos)))
+    for k in range(4):
+        view = rotate(photos, k)
+        with torch.no_grad():
+            one, its_mirror = (task.forward(enc, head, v).log_softmax(1) for v in (view, mirror(view)))
+        assert torch.allclose(joint[:, k], with_mirror_scores(one, its_mirror), atol=1e-5)
 
 
 def test_grid_head__cells_equal_adaptive_pooling_and_one_cell_is_global_pooling():
