@@ -422,11 +422,13 @@ def cmd_runs(a) -> int:
 
 
 def cmd_rotation_limits(a) -> int:
-    from .data import load_split_data
-    from .rotation_limits import run, run_checkpoint, write
+    from dataclasses import replace
 
-    cfg = _data_cfg(a)
-    data = load_split_data(cfg)
+    from .data import load_split_data
+    from .rotation_limits import model_image_size, run, run_checkpoint, write
+
+    size = model_image_size(run_dir=Path(a.run)) if a.run else model_image_size(model_dir=Path(a.model))
+    data = load_split_data(replace(_data_cfg(a), image_size=size))  # scored at the size it was trained at
     if a.run:
         r = run_checkpoint(Path(a.run), data)
         js, md = write(r, Path(a.out), _command_line(a), stem=f"rotation-limits-{Path(a.run).name}")

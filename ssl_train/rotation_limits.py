@@ -12,7 +12,9 @@ rotation model's error that explains, on the test split only:
   carry no angle at all; photos are split into quartiles of it.
 
 It reads a model folder (``models/rotation`` by default, the shipped weights as stored) and writes
-``reports/rotation-limits.json`` and ``.md``.
+``reports/rotation-limits.json`` and ``.md``. Photos are decoded at the size the model or run was
+trained at (``model_image_size``), whatever ``--image-size`` says: scored at another size, a model
+trained at 128 px loses several points and the report would blame the photos for it.
 """
 from __future__ import annotations
 
@@ -145,6 +147,32 @@ def score(encoder, head, data, idx: np.ndarray) -> dict[str, Any]:
                    mirror_pred=both.argmax(2), eight_view=four_view_estimate(both))
 
 
+def model_image_size(model_dir: Path | None = None, run_dir: Path | None = None) -> int:
+    """The side in px a rotation model folder (its model.json) or pretraining run (its checkpoint's
+    recorded config) was trained at — the size its photos must be scored at. One-line ``UserError``
+    when the file is missing or records none."""
+    from .train import CHECKPOINT_NAME
+
+    if run_dir is not None:
+        from .export import load_checkpoint_model
+
+        return int(load_checkpoint_model(Path(run_dir) / CHECKPOINT_NAME)[4])
+    card_path = Path(model_dir) / "model.json"
+    try:
+        return int(json.loads(card_path.read_text())["input"]["image_size"])
+    except FileNotFoundError:
+        raise UserError(f"{card_path} not found; pass a model folder, e.g. --model models/rotation") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{card_path} records no input image size (input.image_size); re-export the model") from None
+
+
+def _refuse_other_size(source: Path, image_size: int, data) -> None:
+    """One-line ``UserError`` when ``data``'s photos are not at the size ``source`` was trained at."""
+    if data.cfg.image_size != image_size:
+        raise UserError(f"{source} was trained on {image_size}-px photos, these are {data.cfg.image_size} px; "
+                        f"load the data with image_size={image_size} (`rotation-limits` does so itself)")
+
+
 def _refuse_other_split(source: Path, recorded_sha256: str | None, data) -> None:
     """One-line ``UserError`` when ``source`` records a split other than ``data``'s."""
     if recorded_sha256 and recorded_sha256 != data.split_sha256:
@@ -161,15 +189,16 @@ def run_checkpoint(run_dir: Path, data) -> dict[str, Any]:
     from .train import CHECKPOINT_NAME
 
     ckpt = Path(run_dir) / CHECKPOINT_NAME
-    ck, task, encoder, head, _ = load_checkpoint_model(ckpt)
+    ck, task, encoder, head, image_size = load_checkpoint_model(ckpt)
     if task.name != "rotation":
         raise UserError(f"{ckpt} is a {task.name!r} run; pass a rotation run, e.g. --run runs/rotation")
     _refuse_other_split(ckpt, ck.meta.get("split_sha256"), data)
+    _refuse_other_size(ckpt, image_size, data)
     holdout = ck.meta.get("holdout", "test")
     idx = validation_split(data)[1] if holdout == "validation" else data.test_idx
     out = score(encoder.eval(), head.eval(), data, idx)
     out.update(model=str(run_dir), weights="float32 (checkpoint)", epochs=int(ck.meta.get("epoch", -1)) + 1, holdout=holdout,
-               split_sha256=data.split_sha256)
+               split_sha256=data.split_sha256, image_size=image_size)
     return out
 
 
@@ -183,6 +212,7 @@ def run(model_dir: Path, data) -> dict[str, Any]:
     if card.get("task") != "rotation":
         raise UserError(f"{model_dir} holds a {card.get('task')!r} model; pass a rotation model, e.g. --model models/rotation")
     _refuse_other_split(model_dir, card.get("split_sha256"), data)
+    _refuse_other_size(model_dir, int(card["input"]["image_size"]), data)
     encoder, head, _ = load_model_weights(model_dir, card)
     out = score(encoder, head, data, data.test_idx)
     wfile = card.get("weights", {}).get("file")
@@ -192,7 +222,7 @@ def run(model_dir: Path, data) -> dict[str, Any]:
     except ValueError:
         shown = model_dir
     out.update(model=str(shown), weights=" + ".join(dtypes) if isinstance(dtypes, list) else dtypes, epochs=card.get("epochs"),
-               split_sha256=data.split_sha256, recorded_pretext_test=card.get("pretext_test"),
+               split_sha256=data.split_sha256, image_size=data.cfg.image_size, recorded_pretext_test=card.get("pretext_test"),
                weights_sha256=card["files"].get(wfile) if wfile else None)  # the app shows this report only beside these weights
     return out
 
@@ -203,7 +233,8 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
     lines = [
         "# What limits rotation prediction on these photos",
         "",
-        f"Made by `{command}` — model `{r['model']}` ({r['epochs']} epochs, {r['weights']} weights), "
+        f"Made by `{command}` — model `{r['model']}` ({r['epochs']} epochs, {r['weights']} weights"
+        f"{', %d px' % r['image_size'] if r.get('image_size') else ''}), "
         f"{r['n_photos']} {r.get('holdout', 'test')} photos × 4 angles.",
         "",
         f"Pretext accuracy **{pct(r['accuracy'])}**; all four angles right for {pct(r['photos_all_four_right'])} of photos. "

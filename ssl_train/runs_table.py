@@ -2,7 +2,7 @@
 
 A settings study (e.g. rotation's head, ``pretrain --task-opt grid=2 --holdout validation``) is a few
 pretraining runs; this reads their ``summary.json`` files and tabulates what differs between them:
-task, the task options and optimisation settings (learning rate, weight decay, …) that are not the defaults, epochs, photos per step, the photos the pretext task was scored on
+task, the task options, optimisation settings (learning rate, weight decay, …) and input size that are not the defaults, epochs, photos per step, the photos the pretext task was scored on
 (validation or test), the pretext scores and the training time. Nothing is recomputed.
 """
 from __future__ import annotations
@@ -37,6 +37,17 @@ def _train_off_default(train: dict) -> dict[str, Any]:
     return {k: train[k] for k in TRAIN_STUDY_FIELDS if k in train and train[k] != default[k]}
 
 
+# Data settings a study may vary; the rest (where the photos are, how they are split) must match for runs to compare.
+DATA_STUDY_FIELDS = ("image_size",)
+
+
+def _data_off_default(data: dict) -> dict[str, Any]:
+    from .data import DataConfig
+
+    default = DataConfig()
+    return {k: data[k] for k in DATA_STUDY_FIELDS if k in data and data[k] != getattr(default, k)}
+
+
 def _as_flag(field: str, value: Any) -> str:
     """A TrainConfig field as the `pretrain` flag that sets it: ("weight_decay", 0.002) → "--weight-decay 0.002"."""
     return f"--{field.replace('_', '-')} {f'{value:g}' if isinstance(value, float) else value}"
@@ -61,6 +72,7 @@ def collect(run_dirs: list[Path]) -> list[dict[str, Any]]:
             "task": s.get("task", "?"),
             "options": _options_off_default(s.get("task", "?"), config.get("task") or {}),
             "train_options": _train_off_default(train),
+            "data_options": _data_off_default(config.get("data") or {}),
             "epochs": s.get("completed_epochs"),
             "batch_size": train.get("batch_size"),
             "holdout": holdout,
@@ -87,7 +99,8 @@ def to_markdown(rows: list[dict[str, Any]], command: str) -> str:
     for r in rows:
         # task options as `--task-opt` takes them, optimisation settings as their flags (`--weight-decay 0.002`)
         opts = ", ".join([f"{k}={v}" for k, v in sorted(r["options"].items())]
-                         + [_as_flag(k, v) for k, v in sorted(r.get("train_options", {}).items())]) or "defaults"
+                         + [_as_flag(k, v) for k, v in sorted(r.get("train_options", {}).items())]
+                         + [_as_flag(k, v) for k, v in sorted(r.get("data_options", {}).items())]) or "defaults"
         loss = r["pretext"].get("loss")
         lines.append(f"| {r['run']} | {r['task']} | {opts} | {r['epochs']} | {r.get('batch_size') or '–'} | {r['holdout']} | {_score(r['pretext'])} | "
                      f"{'' if loss is None else f'{loss:.3f}'} | {r['train_minutes']:.1f} min | {r['device']} |")

@@ -138,3 +138,23 @@ def test_rotation_limits_cli__a_validation_run_is_scored_on_its_validation_photo
     assert main(args[:2] + [str(jig)] + args[3:]) == 2
     err = capsys.readouterr().err.strip()
     assert "'jigsaw' run" in err and "\n" not in err
+
+
+def test_rotation_limits_cli__a_run_is_scored_at_the_size_it_was_trained_at_whatever_image_size_says(tiny_folder, tmp_path, capsys):
+    from ssl_train.errors import UserError
+    from ssl_train.rotation_limits import run_checkpoint
+
+    split = str(tmp_path / "split.csv")
+    data = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=split))
+    pretrain(get_task("rotation"), data, tmp_path / "rot", SMALL, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False,
+             holdout="validation")
+    # no --image-size: the default (96) is not what this run saw
+    assert main(["rotation-limits", "--run", str(tmp_path / "rot"), "--data", str(tiny_folder), "--split", split,
+                 "--out", str(tmp_path / "out")]) == 0
+    r = json.loads((tmp_path / "out" / "rotation-limits-rot.json").read_text())
+    assert r["image_size"] == SIZE
+    assert f"{SIZE} px" in (tmp_path / "out" / "rotation-limits-rot.md").read_text()
+    # called directly with photos of another size: refused, not silently scored
+    other = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE * 2, split_file=split))
+    with pytest.raises(UserError, match=f"trained on {SIZE}-px photos"):
+        run_checkpoint(tmp_path / "rot", other)

@@ -7,11 +7,12 @@ from ssl_train.__main__ import main
 from ssl_train.runs_table import collect, to_markdown
 
 
-def _summary(path, grid: int, holdout: str, acc: float, batch_size: int = 128, **train) -> None:
+def _summary(path, grid: int, holdout: str, acc: float, batch_size: int = 128, image_size: int = 96, **train) -> None:
     path.mkdir(parents=True)
     s = {"task": "rotation", "completed_epochs": 15, "holdout": holdout, f"pretext_{holdout}": {"acc": acc, "loss": 1.0},
          "train_seconds_total": 120.0, "device": "cpu (2 cores, x86_64)",
-         "config": {"task": {"crop_scale_min": 0.35, "color_jitter": 0.4, "hidden": 0, "grid": grid}, "train": {"batch_size": batch_size, "lr": 0.1, "weight_decay": 5e-4, **train}}}
+         "config": {"task": {"crop_scale_min": 0.35, "color_jitter": 0.4, "hidden": 0, "grid": grid}, "train": {"batch_size": batch_size, "lr": 0.1, "weight_decay": 5e-4, **train},
+                    "data": {"root": "data/flowers", "image_size": image_size}}}
     (path / "summary.json").write_text(json.dumps(s))
 
 
@@ -42,3 +43,13 @@ def test_runs__a_learning_rate_or_weight_decay_off_the_defaults_is_named_as_its_
     assert "| base | rotation | defaults | 15 | 16 |" in md
     assert "| wd | rotation | --weight-decay 0.002 | 15 | 16 |" in md
     assert "| lr | rotation | grid=2, --lr 0.05 | 15 | 16 |" in md
+
+
+def test_runs__a_larger_input_size_is_named_as_its_flag_not_shown_as_defaults(tmp_path):
+    _summary(tmp_path / "base", 1, "validation", 0.78, batch_size=16)
+    _summary(tmp_path / "px", 1, "validation", 0.789, batch_size=16, image_size=128, seed=1)
+    rows = collect([tmp_path / "base", tmp_path / "px"])
+    assert [r["data_options"] for r in rows] == [{}, {"image_size": 128}]
+    md = to_markdown(rows, "python -m ssl_train runs base px")
+    assert "| base | rotation | defaults | 15 | 16 |" in md
+    assert "| px | rotation | --seed 1, --image-size 128 | 15 | 16 |" in md
