@@ -428,7 +428,11 @@ def cmd_rotation_limits(a) -> int:
     from .rotation_limits import model_image_size, run, run_checkpoint, write
 
     size = model_image_size(run_dir=Path(a.run)) if a.run else model_image_size(model_dir=Path(a.model))
-    data = load_split_data(replace(_data_cfg(a), image_size=size))  # scored at the size it was trained at
+    if a.image_size is not None and a.image_size != size:
+        raise UserError(f"{a.run or a.model} was trained on {size}-px photos; drop --image-size {a.image_size} "
+                        "(rotation-limits scores a model at the size it was trained at)")
+    a.image_size = size
+    data = load_split_data(replace(_data_cfg(a), image_size=size))
     if a.run:
         r = run_checkpoint(Path(a.run), data)
         js, md = write(r, Path(a.out), _command_line(a), stem=f"rotation-limits-{Path(a.run).name}")
@@ -566,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(its validation photos after `pretrain --holdout validation`); writes rotation-limits-RUNNAME.json and .md")
     s.add_argument("--out", default=str(REPO / "reports"), help="folder for rotation-limits.json and .md")
     _add_data(s)
-    s.set_defaults(fn=cmd_rotation_limits)
+    s.set_defaults(fn=cmd_rotation_limits, image_size=None)  # None: the size the model or run was trained at
 
     from .runs_table import __doc__ as runs_doc
 

@@ -13,7 +13,7 @@ rotation model's error that explains, on the test split only:
 
 It reads a model folder (``models/rotation`` by default, the shipped weights as stored) and writes
 ``reports/rotation-limits.json`` and ``.md``. Photos are decoded at the size the model or run was
-trained at (``model_image_size``), whatever ``--image-size`` says: scored at another size, a model
+trained at (``model_image_size``; a differing ``--image-size`` is refused): scored at another size, a model
 trained at 128 px loses several points and the report would blame the photos for it.
 """
 from __future__ import annotations

@@ -154,6 +154,12 @@ def test_rotation_limits_cli__a_run_is_scored_at_the_size_it_was_trained_at_what
     r = json.loads((tmp_path / "out" / "rotation-limits-rot.json").read_text())
     assert r["image_size"] == SIZE
     assert f"{SIZE} px" in (tmp_path / "out" / "rotation-limits-rot.md").read_text()
+    # asked for another size: refused in one line, nothing written
+    capsys.readouterr()
+    assert main(["rotation-limits", "--run", str(tmp_path / "rot"), "--data", str(tiny_folder), "--split", split,
+                 "--image-size", str(SIZE * 2), "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"trained on {SIZE}-px photos" in err and "\n" not in err and not (tmp_path / "out2").exists()
     # called directly with photos of another size: refused, not silently scored
     other = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE * 2, split_file=split))
     with pytest.raises(UserError, match=f"trained on {SIZE}-px photos"):
