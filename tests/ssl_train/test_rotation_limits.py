@@ -140,7 +140,7 @@ def test_rotation_limits_cli__a_validation_run_is_scored_on_its_validation_photo
     assert "'jigsaw' run" in err and "\n" not in err
 
 
-def test_rotation_limits_cli__a_run_is_scored_at_the_size_it_was_trained_at_whatever_image_size_says(tiny_folder, tmp_path, capsys):
+def test_rotation_limits_cli__a_run_is_scored_at_its_own_size_and_another_image_size_is_refused(tiny_folder, tmp_path, capsys):
     from ssl_train.errors import UserError
     from ssl_train.rotation_limits import run_checkpoint
 
