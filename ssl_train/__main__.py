@@ -422,8 +422,6 @@ def cmd_runs(a) -> int:
 
 
 def cmd_rotation_limits(a) -> int:
-    from dataclasses import replace
-
     from .data import load_split_data
     from .rotation_limits import model_image_size, run, run_checkpoint, write
 
@@ -431,8 +429,8 @@ def cmd_rotation_limits(a) -> int:
     if a.image_size is not None and a.image_size != size:
         raise UserError(f"{a.run or a.model} was trained on {size}-px photos; drop --image-size {a.image_size} "
                         "(rotation-limits scores a model at the size it was trained at)")
-    a.image_size = size
-    data = load_split_data(replace(_data_cfg(a), image_size=size))
+    a.image_size = size  # scored at the size it was trained at
+    data = load_split_data(_data_cfg(a))
     if a.run:
         r = run_checkpoint(Path(a.run), data)
         js, md = write(r, Path(a.out), _command_line(a), stem=f"rotation-limits-{Path(a.run).name}")
@@ -592,9 +590,11 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     a.argv = argv  # what reports record as the command that made them
     warnings.filterwarnings("default", category=UserWarning)
+    from .model_files import ModelFileError  # the app's error for a missing or altered model folder: one line too
+
     try:
         return a.fn(a)
-    except UserError as e:
+    except (UserError, ModelFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

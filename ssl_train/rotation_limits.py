@@ -157,13 +157,13 @@ def model_image_size(model_dir: Path | None = None, run_dir: Path | None = None)
         from .export import load_checkpoint_model
 
         return int(load_checkpoint_model(Path(run_dir) / CHECKPOINT_NAME)[4])
-    card_path = Path(model_dir) / "model.json"
+    from .model_files import read_card
+
+    card = read_card(model_dir)  # its own one-line errors for a missing or unreadable card
     try:
-        return int(json.loads(card_path.read_text())["input"]["image_size"])
-    except FileNotFoundError:
-        raise UserError(f"{card_path} not found; pass a model folder, e.g. --model models/rotation") from None
+        return int(card["input"]["image_size"])
     except (ValueError, KeyError, TypeError):
-        raise UserError(f"{card_path} records no input image size (input.image_size); re-export the model") from None
+        raise UserError(f"{Path(model_dir) / 'model.json'} records no input image size (input.image_size); re-export the model") from None
 
 
 def _refuse_other_size(source: Path, image_size: int, data) -> None:

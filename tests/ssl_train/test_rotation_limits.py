@@ -164,3 +164,10 @@ def test_rotation_limits_cli__a_run_is_scored_at_its_own_size_and_another_image_
     other = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE * 2, split_file=split))
     with pytest.raises(UserError, match=f"trained on {SIZE}-px photos"):
         run_checkpoint(tmp_path / "rot", other)
+
+
+def test_rotation_limits_cli__a_missing_model_folder_is_one_line_not_a_traceback(tmp_path, capsys):
+    assert main(["rotation-limits", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model folder") and "does not exist" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
