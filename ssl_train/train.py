@@ -199,6 +199,24 @@ def pretext_scores(task: PretextTask, encoder: nn.Module, head: nn.Module, image
     return {k: v / n for k, v in totals.items()}
 
 
+def _training_photos(task: PretextTask, data: SplitData) -> torch.Tensor:
+    """(N, 3, S, S) uint8: every photo of ``data`` at the side the task crops its training batches
+    from (``task.source_size``): ``data``'s own when it is the input size, else decoded again at S
+    (its own cache), in the same order."""
+    size = task.source_size(data.cfg.image_size)
+    if size == data.cfg.image_size:
+        return data.ds.images
+    from dataclasses import replace
+
+    from .data import load_dataset
+
+    ds = load_dataset(replace(data.cfg, image_size=size))
+    if ds.files != data.ds.files:
+        raise UserError(f"the photos of {data.cfg.root} decoded at {size} px are not those at {data.cfg.image_size} px "
+                        f"(a photo changed or became unreadable meanwhile); rerun the command")
+    return ds.images
+
+
 def pretrain(
     task: PretextTask,
     data: SplitData,
@@ -301,7 +319,7 @@ def pretrain(
         except ImportError:
             raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
 
-    images = data.ds.images[torch.as_tensor(train_idx)].to(dev)  # uint8, resident on the device
+    images = _training_photos(task, data)[torch.as_tensor(train_idx)].to(dev)  # uint8, resident on the device
     use_amp = cfg.amp and dev.type == "cuda"
     step_model: nn.Module = model
     if di.enabled:

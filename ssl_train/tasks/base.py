@@ -111,6 +111,13 @@ class PretextTask:
     def on_epoch_start(self, ctx: EpochContext) -> None:
         """Called before every epoch. Default: nothing."""
 
+    def source_size(self, image_size: int) -> int:
+        """Side in px of the photos ``make_batch`` receives in pretraining, for an encoder whose
+        input is ``image_size`` px (``eval_batch`` and everything downstream always get
+        ``image_size``). Default: the same; a task may cut its training crops from photos decoded
+        larger, so that a crop resized to the input size is as sharp as a whole photo is."""
+        return image_size
+
     # -- config -------------------------------------------------------------------------------
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)

@@ -105,8 +105,21 @@ class RotationConfig(TaskConfig):
     # 1: the head reads the globally pooled feature vector; g > 1: the mean of each cell of a g×g grid
     # over the last feature map, concatenated (g²·D values), so it can see *where* things are
     grid: int = 1
+    # side in px of the training crops; 0: the image size. Random-resized crops magnify the photo
+    # (by 1.26 on average for areas 35..100%), so a flower looks larger in training than in the
+    # whole photo seen at test time; smaller crops undo that ("FixRes", Touvron et al. 2019)
+    train_size: int = 0
+    # >0: cut the training crops from the photos decoded at this side (px) instead of the input
+    # size, then resize them to train_size (needed with it): a 35% crop of a 96-px photo is 57 px
+    # blown up to 96, blurrier than the whole photos it is judged on; of a 128-px photo, 76 px
+    source_size: int = 0
 
     def validate(self, image_size: int) -> None:
+        if self.source_size and not (image_size <= self.source_size <= 512 and self.train_size):
+            raise UserError(f"rotation source_size={self.source_size} must be {image_size}..512 px and needs train_size, the side the crops "
+                            f"are resized to (e.g. source_size={self.source_size},train_size={image_size}); 0: crop the {image_size}-px photos")
+        if self.train_size and not 16 <= self.train_size <= 2 * image_size:
+            raise UserError(f"rotation train_size={self.train_size} must be 16..{2 * image_size} px (0: the image size, {image_size})")
         if not 1 <= self.grid <= 4:
             raise UserError(f"rotation grid={self.grid} must be 1..4 (1: global pooling)")
         if self.hidden < 0:
@@ -153,10 +166,13 @@ class Rotation(PretextTask):
     def build_head(self, info: EncoderInfo) -> nn.Module:
         return RotationHead(info.feature_dim, self.config.hidden, self.config.grid)
 
+    def source_size(self, image_size: int) -> int:
+        return self.config.source_size or image_size  # type: ignore[attr-defined]
+
     def make_batch(self, images: torch.Tensor, gen: torch.Generator, index: torch.Tensor):
         cfg: RotationConfig = self.config  # type: ignore[assignment]
         # flips are allowed: a mirrored upright flower is still upright
-        x = augment.random_resized_crop(images, gen, scale=(cfg.crop_scale_min, 1.0))
+        x = augment.random_resized_crop(images, gen, scale=(cfg.crop_scale_min, 1.0), out_size=cfg.train_size or None)
         if cfg.color_jitter > 0:
             x = augment.color_jitter(x, gen, cfg.color_jitter, cfg.color_jitter, cfg.color_jitter)
         x, y = all_rotations(x)

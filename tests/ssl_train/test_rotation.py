@@ -157,3 +157,22 @@ def test_rotation_config__impossible_grid_or_hidden_fails_early():
     for opts, msg in (({"grid": "0"}, "grid=0 must be 1..4"), ({"grid": "5"}, "grid=5"), ({"hidden": "-1"}, "hidden=-1")):
         with pytest.raises(UserError, match=msg):
             get_task("rotation", opts).config.validate(96)
+
+
+def test_rotation_task__train_size_shrinks_training_crops_but_not_test_views():
+    import pytest
+
+    from ssl_train.errors import UserError
+
+    task = get_task("rotation", {"train_size": "24", "color_jitter": "0"})
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 32, 32)
+    inputs, targets = task.make_batch(x, g, torch.arange(3))
+    assert inputs.shape == (12, 3, 24, 24) and targets.shape == (12,)
+    for i in range(3):  # still exact turns of one crop
+        assert torch.allclose(inputs[3 + i], torch.rot90(inputs[i], 1, dims=(-2, -1)))
+    test_inputs, _ = task.eval_batch(x, g, torch.arange(3))
+    assert test_inputs.shape == (12, 3, 32, 32)  # judged on the whole photo at its own size
+    assert get_task("rotation").make_batch(x, g, torch.arange(3))[0].shape == (12, 3, 32, 32)  # 0: the image size
+    with pytest.raises(UserError, match="train_size=8 must be 16..192"):
+        get_task("rotation", {"train_size": "8"}).config.validate(96)

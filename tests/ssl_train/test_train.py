@@ -169,3 +169,19 @@ def test_pretrain__validation_holdout_trains_on_fit_photos_and_scores_validation
     assert load_checkpoint(tmp_path / "v" / CHECKPOINT_NAME).meta["holdout"] == "validation"
     with pytest.raises(UserError, match="--holdout 'val' is not one of"):
         pretrain(_plain_rotation(), tiny_data, tmp_path / "w", small_encoder, cfg, progress=False, holdout="val")
+
+
+def test_pretrain__source_size_crops_from_sharper_photos_but_scores_at_the_input_size(tiny_data, small_encoder, tmp_path):
+    task = get_task("rotation", {"color_jitter": "0", "source_size": "48", "train_size": "32"})
+    seen: dict[str, set] = {"make": set(), "eval": set()}
+    make, ev = task.make_batch, task.eval_batch
+    task.make_batch = lambda x, g, i: (seen["make"].add(tuple(x.shape[-2:])), make(x, g, i))[1]  # type: ignore[method-assign]
+    task.eval_batch = lambda x, g, i: (seen["eval"].add(tuple(x.shape[-2:])), ev(x, g, i))[1]  # type: ignore[method-assign]
+    s = pretrain(task, tiny_data, tmp_path / "r", small_encoder, TrainConfig(epochs=1, **FAST), progress=False)
+    assert seen == {"make": {(48, 48)}, "eval": {(32, 32)}}  # crops cut from 48-px photos; judged on the 32-px ones
+    assert s["config"]["data"]["image_size"] == 32 and s["config"]["task"]["source_size"] == 48
+    assert 0.0 <= s["pretext_test"]["acc"] <= 1.0
+    with pytest.raises(UserError, match="needs train_size"):
+        get_task("rotation", {"source_size": "128"}).config.validate(96)
+    with pytest.raises(UserError, match="source_size=64 must be 96..512"):
+        get_task("rotation", {"source_size": "64", "train_size": "96"}).config.validate(96)
