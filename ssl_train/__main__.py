@@ -422,24 +422,44 @@ def cmd_runs(a) -> int:
 
 
 def cmd_rotation_limits(a) -> int:
+    from dataclasses import replace
+
     from .data import load_split_data
-    from .rotation_limits import model_image_size, run, run_checkpoint, write
+    from .rotation_limits import load_run_model, load_folder_model, judge_sizes, judge_sizes_markdown, model_image_size, run, run_checkpoint, write
 
     size = model_image_size(run_dir=Path(a.run)) if a.run else model_image_size(model_dir=Path(a.model))
     if a.image_size is not None and a.image_size != size:
         raise UserError(f"{a.run or a.model} was trained on {size}-px photos; drop --image-size {a.image_size} "
-                        "(rotation-limits scores a model at the size it was trained at)")
+                        "(rotation-limits scores a model at the size it was trained at; --judge-sizes looks at others)")
     a.image_size = size  # scored at the size it was trained at
+    sizes = _judge_sizes(a.judge_sizes) if a.judge_sizes else None  # checked before any photo is decoded
     data = load_split_data(_data_cfg(a))
-    if a.run:
+    name = f"-{Path(a.run).name}" if a.run else ""
+    if sizes:
+        encoder, head, idx, info = load_run_model(Path(a.run), data) if a.run else load_folder_model(Path(a.model), data)
+        rows = judge_sizes(encoder, head, idx, sizes, lambda s: load_split_data(replace(data.cfg, image_size=s)), data)
+        r = {"n_photos": int(len(idx)), "sizes": rows} | info
+        js, md = write(r, Path(a.out), _command_line(a), stem=f"rotation-judge-sizes{name}", markdown=judge_sizes_markdown)
+    elif a.run:
         r = run_checkpoint(Path(a.run), data)
-        js, md = write(r, Path(a.out), _command_line(a), stem=f"rotation-limits-{Path(a.run).name}")
+        js, md = write(r, Path(a.out), _command_line(a), stem=f"rotation-limits{name}")
     else:
         r = run(Path(a.model), data)
         js, md = write(r, Path(a.out), _command_line(a))
     print(md.read_text())
     print(f"wrote {js}, {md}")
     return 0
+
+
+def _judge_sizes(text: str) -> list[int]:
+    """``--judge-sizes 96,112,128`` → [96, 112, 128]; one-line ``UserError`` otherwise."""
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(not 16 <= s <= 512 for s in sizes):
+        raise UserError(f"--judge-sizes {text!r}: give comma-separated sides in px from 16 to 512, e.g. --judge-sizes 96,112,128")
+    return sizes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -567,6 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", default="", help="score a rotation pretraining run's checkpoint instead, on the photos it held out "
                    "(its validation photos after `pretrain --holdout validation`); writes rotation-limits-RUNNAME.json and .md")
     s.add_argument("--out", default=str(REPO / "reports"), help="folder for rotation-limits.json and .md")
+    s.add_argument("--judge-sizes", default="", help="instead: judge the photos decoded at each of these sides (px, e.g. 96,112,128; "
+                   "the model is not retrained) and write rotation-judge-sizes[-RUNNAME].json and .md — does judging a photo "
+                   "larger than the training size help (FixRes)?")
     _add_data(s)
     s.set_defaults(fn=cmd_rotation_limits, image_size=None)  # None: the size the model or run was trained at
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -180,10 +180,10 @@ def _refuse_other_split(source: Path, recorded_sha256: str | None, data) -> None
                         "its held-out photos may have been training photos — pass the --data/--split it was trained with")
 
 
-def run_checkpoint(run_dir: Path, data) -> dict[str, Any]:
-    """The analysis of a rotation pretraining run (``run_dir``/checkpoint.safetensors) on the photos
-    it held out: its validation photos for ``pretrain --holdout validation`` (how a way of judging
-    is chosen without the test split), else the test split. Refuses another task or split."""
+def load_run_model(run_dir: Path, data) -> tuple[Any, Any, np.ndarray, dict[str, Any]]:
+    """A rotation pretraining run's (encoder, head) in eval mode, the rows of ``data`` it held out
+    (its validation photos for ``pretrain --holdout validation``, else the test split) and what the
+    report says of it. Refuses another task, split or photo size in one line."""
     from .data import validation_split
     from .export import load_checkpoint_model
     from .train import CHECKPOINT_NAME
@@ -196,15 +196,15 @@ def run_checkpoint(run_dir: Path, data) -> dict[str, Any]:
     _refuse_other_size(ckpt, image_size, data)
     holdout = ck.meta.get("holdout", "test")
     idx = validation_split(data)[1] if holdout == "validation" else data.test_idx
-    out = score(encoder.eval(), head.eval(), data, idx)
-    out.update(model=str(run_dir), weights="float32 (checkpoint)", epochs=int(ck.meta.get("epoch", -1)) + 1, holdout=holdout,
-               split_sha256=data.split_sha256, image_size=image_size)
-    return out
+    info = dict(model=str(run_dir), weights="float32 (checkpoint)", epochs=int(ck.meta.get("epoch", -1)) + 1, holdout=holdout,
+                split_sha256=data.split_sha256, image_size=image_size)
+    return encoder.eval(), head.eval(), idx, info
 
 
-def run(model_dir: Path, data) -> dict[str, Any]:
-    """The analysis of ``model_dir``'s rotation model on ``data``'s test split. Refuses a model of
-    another task, or one trained on another split (its test photos may have been training photos)."""
+def load_folder_model(model_dir: Path, data) -> tuple[Any, Any, np.ndarray, dict[str, Any]]:
+    """``model_dir``'s rotation model as stored (files verified first), ``data``'s test rows and what
+    the report says of it. Refuses a model of another task, or one trained on another split (its test
+    photos may have been training photos) or at another photo size."""
     from .export import load_model_weights
     from .model_files import verify_model_dir
 
@@ -214,17 +214,76 @@ def run(model_dir: Path, data) -> dict[str, Any]:
     _refuse_other_split(model_dir, card.get("split_sha256"), data)
     _refuse_other_size(model_dir, int(card["input"]["image_size"]), data)
     encoder, head, _ = load_model_weights(model_dir, card)
-    out = score(encoder, head, data, data.test_idx)
     wfile = card.get("weights", {}).get("file")
     dtypes = card.get("weights", {}).get("storage_dtype")
     try:
         shown = model_dir.resolve().relative_to(Path.cwd())
     except ValueError:
         shown = model_dir
-    out.update(model=str(shown), weights=" + ".join(dtypes) if isinstance(dtypes, list) else dtypes, epochs=card.get("epochs"),
-               split_sha256=data.split_sha256, image_size=data.cfg.image_size, recorded_pretext_test=card.get("pretext_test"),
-               weights_sha256=card["files"].get(wfile) if wfile else None)  # the app shows this report only beside these weights
-    return out
+    info = dict(model=str(shown), weights=" + ".join(dtypes) if isinstance(dtypes, list) else dtypes, epochs=card.get("epochs"),
+                split_sha256=data.split_sha256, image_size=data.cfg.image_size, recorded_pretext_test=card.get("pretext_test"),
+                weights_sha256=card["files"].get(wfile) if wfile else None)  # the app shows this report only beside these weights
+    return encoder, head, data.test_idx, info
+
+
+def run_checkpoint(run_dir: Path, data) -> dict[str, Any]:
+    """The analysis of a rotation pretraining run (``run_dir``/checkpoint.safetensors) on the photos
+    it held out: its validation photos for ``pretrain --holdout validation`` (how a way of judging
+    is chosen without the test split), else the test split. Refuses another task or split."""
+    encoder, head, idx, info = load_run_model(run_dir, data)
+    return score(encoder, head, data, idx) | info
+
+
+def run(model_dir: Path, data) -> dict[str, Any]:
+    """The analysis of ``model_dir``'s rotation model on ``data``'s test split. Refuses a model of
+    another task, or one trained on another split (its test photos may have been training photos)."""
+    encoder, head, idx, info = load_folder_model(model_dir, data)
+    return score(encoder, head, data, idx) | info
+
+
+def judge_sizes(encoder, head, idx: np.ndarray, sizes: list[int], load_data: Callable[[int], Any], like) -> list[dict[str, Any]]:
+    """The model's judgement of the photos ``idx`` decoded at each side in ``sizes`` (px) instead of the
+    size it was trained at: one look, with the mirror image, and four views, each as a share of views
+    (of photos for four views). ``load_data(size)`` gives the data at that size; it must hold the very
+    photos and split of ``like`` (the data at the trained size), else ``UserError``.
+
+    A model trained on random crops sees a flower larger than the whole photo shows it, and judging the
+    photo a little larger can undo that ("FixRes", Touvron et al. 2019); this measures whether it does."""
+    from .tasks.rotation import mirror
+
+    truth = np.arange(4)[None, :]
+    rows = []
+    for size in sizes:
+        d = load_data(size)
+        if d.split_sha256 != like.split_sha256 or list(d.ds.files) != list(like.ds.files):
+            raise UserError(f"the photos decoded at {size} px are not those at {like.cfg.image_size} px (another split or a photo that "
+                            "failed to decode at one size); pass the same --data and --split")
+        imgs = d.ds.images[torch.as_tensor(idx)]
+        lp = rotation_log_probs(encoder, head, imgs)
+        both = with_mirror_log_probs(lp, rotation_log_probs(encoder, head, mirror(imgs)))
+        rows.append({"judge_size": int(size), "accuracy": float((lp.argmax(2) == truth).mean()),
+                     "accuracy_with_mirror": float((both.argmax(2) == truth).mean()),
+                     "accuracy_four_view": float((four_view_estimate(lp) == 0).mean())})
+    return rows
+
+
+def judge_sizes_markdown(r: dict[str, Any], command: str) -> str:
+    """``judge_sizes``' rows (in ``r["sizes"]``) as a short Markdown report."""
+    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    lines = [
+        "# Rotation judged at other photo sizes",
+        "",
+        f"Made by `{command}` — model `{r['model']}` ({r['epochs']} epochs, {r['weights']} weights, trained at {r['image_size']} px), "
+        f"{r['n_photos']} {r.get('holdout', 'test')} photos × 4 angles, each decoded at the size in the first column.",
+        "",
+        "| judged at | one look | with mirror | four views |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in r["sizes"]:
+        mark = " (trained)" if row["judge_size"] == r["image_size"] else ""
+        lines.append(f"| {row['judge_size']} px{mark} | {pct(row['accuracy'])} | {pct(row['accuracy_with_mirror'])} | {pct(row['accuracy_four_view'])} |")
+    lines += ["", "One look and with mirror: shares of views; four views: share of photos put upright.", ""]
+    return "\n".join(lines)
 
 
 def to_markdown(r: dict[str, Any], command: str) -> str:
@@ -266,9 +325,10 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def write(r: dict[str, Any], out_dir: Path, command: str, stem: str = "rotation-limits") -> tuple[Path, Path]:
+def write(r: dict[str, Any], out_dir: Path, command: str, stem: str = "rotation-limits",
+          markdown: Callable[[dict[str, Any], str], str] | None = None) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     js.write_text(json.dumps(portable(r | {"command": command}), indent=1) + "\n")
-    md.write_text(to_markdown(r, command))
+    md.write_text((markdown or to_markdown)(r, command))
     return js, md

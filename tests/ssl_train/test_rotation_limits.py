@@ -171,3 +171,49 @@ def test_rotation_limits_cli__a_missing_model_folder_is_one_line_not_a_traceback
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: model folder") and "does not exist" in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_rotation_limits_judge_sizes__one_row_per_size_and_the_trained_size_equals_the_full_report(tiny_folder, tmp_path, capsys):
+    split = str(tmp_path / "split.csv")
+    data = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=split))
+    pretrain(get_task("rotation"), data, tmp_path / "rot", SMALL, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False,
+             holdout="validation")
+    base = ["rotation-limits", "--run", str(tmp_path / "rot"), "--data", str(tiny_folder), "--split", split, "--out", str(tmp_path / "out")]
+    assert main(base) == 0
+    full = json.loads((tmp_path / "out" / "rotation-limits-rot.json").read_text())
+    assert main(base + ["--judge-sizes", f"{SIZE},48"]) == 0
+    r = json.loads((tmp_path / "out" / "rotation-judge-sizes-rot.json").read_text())
+    assert [row["judge_size"] for row in r["sizes"]] == [SIZE, 48] and r["image_size"] == SIZE
+    assert r["n_photos"] == full["n_photos"] and r["holdout"] == "validation"
+    at_trained = r["sizes"][0]  # the same photos, model and judgement as the full report
+    for key in ("accuracy", "accuracy_with_mirror", "accuracy_four_view"):
+        assert at_trained[key] == pytest.approx(full[key])
+        assert 0 <= r["sizes"][1][key] <= 1
+    md = (tmp_path / "out" / "rotation-judge-sizes-rot.md").read_text()
+    assert f"| {SIZE} px (trained) |" in md and "| 48 px |" in md
+    # nonsense sizes: one line before any photo is decoded, nothing written
+    capsys.readouterr()
+    assert main(base[:-1] + [str(tmp_path / "out2"), "--judge-sizes", "96,8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--judge-sizes" in err and "\n" not in err and not (tmp_path / "out2").exists()
+
+
+def test_judge_sizes__decodes_each_size_and_refuses_photos_of_another_split(tiny_folder, tmp_path):
+    from ssl_train.errors import UserError
+    from ssl_train.rotation_limits import judge_sizes, load_run_model
+
+    split = str(tmp_path / "split.csv")
+    data = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=split))
+    pretrain(get_task("rotation"), data, tmp_path / "rot", SMALL, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False)
+    encoder, head, idx, _ = load_run_model(tmp_path / "rot", data)
+    asked: list[int] = []
+
+    def load(size: int):
+        asked.append(size)
+        return load_split_data(DataConfig(root=str(tiny_folder), image_size=size, split_file=split))
+
+    rows = judge_sizes(encoder, head, idx, [48, SIZE], load, data)
+    assert asked == [48, SIZE] and [r["judge_size"] for r in rows] == [48, SIZE]
+    other = load_split_data(DataConfig(root=str(tiny_folder), image_size=48, split_file=str(tmp_path / "s2.csv"), test_fraction=0.4))
+    with pytest.raises(UserError, match="not those at"):
+        judge_sizes(encoder, head, idx, [48], lambda s: other, data)
