@@ -217,3 +217,13 @@ def test_judge_sizes__decodes_each_size_and_refuses_photos_of_another_split(tiny
     other = load_split_data(DataConfig(root=str(tiny_folder), image_size=48, split_file=str(tmp_path / "s2.csv"), test_fraction=0.4))
     with pytest.raises(UserError, match="not those at"):
         judge_sizes(encoder, head, idx, [48], lambda s: other, data)
+
+
+def test_rotation_limits_judge_sizes__a_model_folder_is_judged_on_its_test_split_and_its_own_report_left_alone(tiny_rotation_model, tiny_folder, tmp_path):
+    model, split = tiny_rotation_model
+    assert main(_args(model, split, tiny_folder, tmp_path) + ["--judge-sizes", f"{SIZE},40"]) == 0
+    r = json.loads((tmp_path / "rotation-judge-sizes.json").read_text())
+    n_test = sum(1 for line in split.read_text().splitlines() if line.split(",")[2:3] == ["test"])
+    assert r["n_photos"] == n_test and [row["judge_size"] for row in r["sizes"]] == [SIZE, 40]
+    assert r["weights_sha256"] and "trained at 32 px" in (tmp_path / "rotation-judge-sizes.md").read_text()
+    assert not (tmp_path / "rotation-limits.json").exists()
