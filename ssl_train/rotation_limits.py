@@ -15,6 +15,8 @@ It reads a model folder (``models/rotation`` by default, the shipped weights as 
 ``reports/rotation-limits.json`` and ``.md``. Photos are decoded at the size the model or run was
 trained at (``model_image_size``; a differing ``--image-size`` is refused): scored at another size, a model
 trained at 128 px loses several points and the report would blame the photos for it.
+``--judge-sizes`` asks the other question on purpose: the same weights judging the photos decoded at other sizes
+(``judge_sizes``) → ``reports/rotation-judge-sizes[-RUNNAME].json`` and ``.md``.
 """
 from __future__ import annotations
 
