@@ -425,7 +425,7 @@ def cmd_rotation_limits(a) -> int:
     from dataclasses import replace
 
     from .data import load_split_data
-    from .rotation_limits import load_run_model, load_folder_model, judge_sizes, judge_sizes_markdown, model_image_size, run, run_checkpoint, write
+    from .rotation_limits import judge_sizes, judge_sizes_markdown, load_folder_model, load_run_model, model_image_size, score, to_markdown, write
 
     size = model_image_size(run_dir=Path(a.run)) if a.run else model_image_size(model_dir=Path(a.model))
     if a.image_size is not None and a.image_size != size:
@@ -434,18 +434,13 @@ def cmd_rotation_limits(a) -> int:
     a.image_size = size  # scored at the size it was trained at
     sizes = _judge_sizes(a.judge_sizes) if a.judge_sizes else None  # checked before any photo is decoded
     data = load_split_data(_data_cfg(a))
-    name = f"-{Path(a.run).name}" if a.run else ""
+    encoder, head, idx, info = load_run_model(Path(a.run), data) if a.run else load_folder_model(Path(a.model), data)
     if sizes:
-        encoder, head, idx, info = load_run_model(Path(a.run), data) if a.run else load_folder_model(Path(a.model), data)
         rows = judge_sizes(encoder, head, idx, sizes, lambda s: load_split_data(replace(data.cfg, image_size=s)), data)
-        r = {"n_photos": int(len(idx)), "sizes": rows} | info
-        js, md = write(r, Path(a.out), _command_line(a), stem=f"rotation-judge-sizes{name}", markdown=judge_sizes_markdown)
-    elif a.run:
-        r = run_checkpoint(Path(a.run), data)
-        js, md = write(r, Path(a.out), _command_line(a), stem=f"rotation-limits{name}")
+        r, stem, markdown = {"n_photos": int(len(idx)), "sizes": rows} | info, "rotation-judge-sizes", judge_sizes_markdown
     else:
-        r = run(Path(a.model), data)
-        js, md = write(r, Path(a.out), _command_line(a))
+        r, stem, markdown = score(encoder, head, data, idx) | info, "rotation-limits", to_markdown
+    js, md = write(r, Path(a.out), _command_line(a), stem=stem + (f"-{Path(a.run).name}" if a.run else ""), markdown=markdown)
     print(md.read_text())
     print(f"wrote {js}, {md}")
     return 0

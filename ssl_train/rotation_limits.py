@@ -228,21 +228,6 @@ def load_folder_model(model_dir: Path, data) -> tuple[Any, Any, np.ndarray, dict
     return encoder, head, data.test_idx, info
 
 
-def run_checkpoint(run_dir: Path, data) -> dict[str, Any]:
-    """The analysis of a rotation pretraining run (``run_dir``/checkpoint.safetensors) on the photos
-    it held out: its validation photos for ``pretrain --holdout validation`` (how a way of judging
-    is chosen without the test split), else the test split. Refuses another task or split."""
-    encoder, head, idx, info = load_run_model(run_dir, data)
-    return score(encoder, head, data, idx) | info
-
-
-def run(model_dir: Path, data) -> dict[str, Any]:
-    """The analysis of ``model_dir``'s rotation model on ``data``'s test split. Refuses a model of
-    another task, or one trained on another split (its test photos may have been training photos)."""
-    encoder, head, idx, info = load_folder_model(model_dir, data)
-    return score(encoder, head, data, idx) | info
-
-
 def judge_sizes(encoder, head, idx: np.ndarray, sizes: list[int], load_data: Callable[[int], Any], like) -> list[dict[str, Any]]:
     """The model's judgement of the photos ``idx`` decoded at each side in ``sizes`` (px) instead of the
     size it was trained at: one look, with the mirror image, and four views, each as a share of views
@@ -251,21 +236,14 @@ def judge_sizes(encoder, head, idx: np.ndarray, sizes: list[int], load_data: Cal
 
     A model trained on random crops sees a flower larger than the whole photo shows it, and judging the
     photo a little larger can undo that ("FixRes", Touvron et al. 2019); this measures whether it does."""
-    from .tasks.rotation import mirror
-
-    truth = np.arange(4)[None, :]
     rows = []
     for size in sizes:
         d = load_data(size)
         if d.split_sha256 != like.split_sha256 or list(d.ds.files) != list(like.ds.files):
             raise UserError(f"the photos decoded at {size} px are not those at {like.cfg.image_size} px (another split or a photo that "
                             "failed to decode at one size); pass the same --data and --split")
-        imgs = d.ds.images[torch.as_tensor(idx)]
-        lp = rotation_log_probs(encoder, head, imgs)
-        both = with_mirror_log_probs(lp, rotation_log_probs(encoder, head, mirror(imgs)))
-        rows.append({"judge_size": int(size), "accuracy": float((lp.argmax(2) == truth).mean()),
-                     "accuracy_with_mirror": float((both.argmax(2) == truth).mean()),
-                     "accuracy_four_view": float((four_view_estimate(lp) == 0).mean())})
+        r = score(encoder, head, d, idx)  # the full report's judgement, at this size
+        rows.append({"judge_size": int(size)} | {k: r[k] for k in ("accuracy", "accuracy_with_mirror", "accuracy_four_view")})
     return rows
 
 

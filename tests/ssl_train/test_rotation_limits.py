@@ -142,7 +142,7 @@ def test_rotation_limits_cli__a_validation_run_is_scored_on_its_validation_photo
 
 def test_rotation_limits_cli__a_run_is_scored_at_its_own_size_and_another_image_size_is_refused(tiny_folder, tmp_path, capsys):
     from ssl_train.errors import UserError
-    from ssl_train.rotation_limits import run_checkpoint
+    from ssl_train.rotation_limits import load_run_model
 
     split = str(tmp_path / "split.csv")
     data = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=split))
@@ -163,7 +163,7 @@ def test_rotation_limits_cli__a_run_is_scored_at_its_own_size_and_another_image_
     # called directly with photos of another size: refused, not silently scored
     other = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE * 2, split_file=split))
     with pytest.raises(UserError, match=f"trained on {SIZE}-px photos"):
-        run_checkpoint(tmp_path / "rot", other)
+        load_run_model(tmp_path / "rot", other)
 
 
 def test_rotation_limits_cli__a_missing_model_folder_is_one_line_not_a_traceback(tmp_path, capsys):
