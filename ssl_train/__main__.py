@@ -55,6 +55,7 @@ def _task_numbers(unit: str, example: str):
 
 _task_epochs = _task_numbers("EPOCHS", "simclr=60")
 _task_batch_sizes = _task_numbers("PHOTOS", "rotation=32")
+_task_image_sizes = _task_numbers("PIXELS", "rotation=128")
 
 
 def _add_per_task(p: argparse.ArgumentParser, flag: str, parse, metavar: str, what: str, shown: str) -> None:
@@ -72,6 +73,13 @@ def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int],
 def _add_task_batch_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
     _add_per_task(p, "--task-batch-sizes", _task_batch_sizes, "TASK=N,...",
                   "photos per pretraining step of the named tasks instead of --batch-size (chosen on validation with `pretrain --holdout validation`)",
+                  ",".join(f"{t}={n}" for t, n in default))
+
+
+def _add_task_image_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
+    _add_per_task(p, "--task-image-sizes", _task_image_sizes, "TASK=PX,...",
+                  "pretrain the named tasks on photos decoded at this size instead of --image-size; downstream every arm sees "
+                  "--image-size photos (chosen on validation with `pretrain --holdout validation --image-size PX`)",
                   ",".join(f"{t}={n}" for t, n in default))
 
 
@@ -308,7 +316,7 @@ def cmd_protocol(a) -> int:
     from .report import write_reports
 
     pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep, task_epochs=a.task_epochs,
-                          task_batch_sizes=a.task_batch_sizes, task_options=a.task_options)
+                          task_batch_sizes=a.task_batch_sizes, task_image_sizes=a.task_image_sizes, task_options=a.task_options)
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     from .protocol import options_of
     from .tasks import get_task
@@ -357,7 +365,7 @@ def cmd_bench(a) -> int:
 def cmd_release(a) -> int:
     from .data import load_split_data
     from .protocol import ProtocolConfig
-    from .release import RELEASE_TASK_BATCH_SIZES, RELEASE_TASK_EPOCHS, RELEASE_TASK_OPTIONS, ReleaseConfig, run_release
+    from .release import RELEASE_TASK_BATCH_SIZES, RELEASE_TASK_EPOCHS, RELEASE_TASK_IMAGE_SIZES, RELEASE_TASK_OPTIONS, ReleaseConfig, run_release
 
     tasks = tuple(_checked_tasks(a.tasks, a.image_size))
     rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
@@ -370,6 +378,7 @@ def cmd_release(a) -> int:
     pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse,
                           task_epochs=of_tasks(a.task_epochs, RELEASE_TASK_EPOCHS),
                           task_batch_sizes=of_tasks(a.task_batch_sizes, RELEASE_TASK_BATCH_SIZES),
+                          task_image_sizes=of_tasks(a.task_image_sizes, RELEASE_TASK_IMAGE_SIZES),
                           task_options=of_tasks(a.task_options, RELEASE_TASK_OPTIONS))
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     data = load_split_data(_data_cfg(a))
@@ -401,7 +410,7 @@ def cmd_finetune_lr(a) -> int:
     out = Path(a.out)
     r = run(arms, list(a.lrs), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction,
             list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep), task_epochs=a.task_epochs, task_options=a.task_options,
-            task_batch_sizes=a.task_batch_sizes)
+            task_batch_sizes=a.task_batch_sizes, task_image_sizes=a.task_image_sizes)
     md = write_markdown(r, out)
     print(md.read_text())
     print(f"wrote {out}, {md}")
@@ -503,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "made from, without their runs' checkpoints (to add a new task to a report made on another machine); every entry must be there")
     _add_task_epochs(s)
     _add_task_batch_sizes(s)
+    _add_task_image_sizes(s)
     _add_task_options(s)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_protocol)
@@ -522,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_bench)
 
-    from .release import RELEASE_EPOCHS, RELEASE_TASK_BATCH_SIZES, RELEASE_TASK_EPOCHS, RELEASE_TASK_OPTIONS
+    from .release import RELEASE_EPOCHS, RELEASE_TASK_BATCH_SIZES, RELEASE_TASK_EPOCHS, RELEASE_TASK_IMAGE_SIZES, RELEASE_TASK_OPTIONS
     from .release import __doc__ as release_doc
 
     s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on this CPU; see --help)",
@@ -537,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ft-lr-search", action="store_true", help="fine-tune every encoder with --ft-lr instead")
     _add_task_epochs(s, RELEASE_TASK_EPOCHS)
     _add_task_batch_sizes(s, RELEASE_TASK_BATCH_SIZES)
+    _add_task_image_sizes(s, RELEASE_TASK_IMAGE_SIZES)
     _add_task_options(s, RELEASE_TASK_OPTIONS)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=RELEASE_EPOCHS), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
@@ -570,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(to add a new task to a search made on another machine); each must be there with the same settings, seeds and rates")
     _add_task_epochs(s)
     _add_task_batch_sizes(s)
+    _add_task_image_sizes(s)
     _add_task_options(s)
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_finetune_lr)

@@ -56,7 +56,7 @@ def at_edge(chosen: float, lrs: list[float]) -> bool:
 
 
 def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
-                   fraction: float, steps: int, options: dict | None = None) -> str:
+                   fraction: float, steps: int, options: dict | None = None, image_size: int | None = None) -> str:
     """What one arm's scores depend on, apart from the rate and the seed: the schedule by the number of
     ``steps`` it gives the labelled subset rather than by its clamps (raising a cap the subset never
     reaches changes nothing)."""
@@ -66,20 +66,23 @@ def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg:
         d |= {"arm": arm, "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}}
         if options:  # absent otherwise: arms searched before options existed keep their hash
             d["options"] = options
+        if image_size:  # the same: pretrained on photos of its own size (--task-image-sizes)
+            d["pretrain_image_size"] = image_size
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
         runs_dir: Path, fraction: float, seeds: list[int], out_json: Path, command: str = "", progress: bool = True,
         keep: tuple[str, ...] = (), task_epochs: tuple[tuple[str, int], ...] = (), task_options: TaskOptions = (),
-        task_batch_sizes: tuple[tuple[str, int], ...] = ()) -> dict[str, Any]:
+        task_batch_sizes: tuple[tuple[str, int], ...] = (), task_image_sizes: tuple[tuple[str, int], ...] = ()) -> dict[str, Any]:
     """Validation accuracy of every arm (``scratch`` or a task name) at every rate and seed → the
     report, written to ``out_json`` after every arm. Arms in ``keep`` take their scores from
     ``out_json`` as they are, without their pretraining run (each must be there with the same
     settings, every rate and seed): a new task joins a search made elsewhere. ``task_epochs``
     ((task, epochs) pairs) pretrains those arms for their own budget instead of ``train_cfg.epochs``,
     ``task_batch_sizes`` ((task, photos per step) pairs) in their own batches instead of
-    ``train_cfg.batch_size``; ``task_options`` ((task, ((option, value), ...)) pairs) with those config fields."""
+    ``train_cfg.batch_size``, ``task_image_sizes`` ((task, pixels) pairs) on photos decoded at their own size
+    (fine-tuned and validated, like every arm, on ``data``'s photos); ``task_options`` ((task, ((option, value), ...)) pairs) with those config fields."""
     if not lrs or any(not lr > 0 for lr in lrs):
         raise UserError(f"--lrs {lrs} must be positive learning rates, e.g. 0.03,0.1,0.3,1")
     if not seeds:
@@ -94,6 +97,8 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
     own_epochs = own_budgets(task_epochs, train_cfg.epochs)
     check_task_epochs(task_batch_sizes, pretrained, "the pretrained --arms", flag="--task-batch-sizes")
     own_batch = own_budgets(task_batch_sizes, train_cfg.batch_size)
+    check_task_epochs(task_image_sizes, pretrained, "the pretrained --arms", flag="--task-image-sizes")
+    own_size = own_budgets(task_image_sizes, data.cfg.image_size)
     check_task_options(task_options, pretrained, "the pretrained --arms")
     own_opts = options_of(task_options)
     lrs = sorted(set(float(x) for x in lrs))
@@ -113,10 +118,11 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
                               "steps": steps, "pretrain_epochs": train_cfg.epochs,
                               **({"pretrain_epochs_of": own_epochs} if own_epochs else {}),
                               **({"pretrain_batch_size_of": own_batch} if own_batch else {}),
+                              **({"pretrain_image_size_of": own_size} if own_size else {}),
                               **({"task_options": own_opts} if own_opts else {}), "device": device_name(dev), "command": command, "arms": {}}
     for arm in arms:
         arm_train = task_train_cfg(train_cfg, arm, own_epochs, own_batch)
-        h = _settings_hash(arm, data, enc_cfg, arm_train, ft_cfg, fraction, steps, own_opts.get(arm))
+        h = _settings_hash(arm, data, enc_cfg, arm_train, ft_cfg, fraction, steps, own_opts.get(arm), own_size.get(arm))
         state, ck_sha = None, None
         if arm in keep:
             prev = old.get(arm) or {}
@@ -130,7 +136,8 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
             _atomic_json(out_json, report)
             continue
         if arm != SCRATCH:
-            state, summary = pretrained_encoder(arm, data, enc_cfg, arm_train, runs_dir, task_options=own_opts.get(arm), progress=progress)
+            state, summary = pretrained_encoder(arm, data, enc_cfg, arm_train, runs_dir, task_options=own_opts.get(arm), progress=progress,
+                                                image_size=own_size.get(arm))
             ck_sha = sha256_file(summary["checkpoint"])
         t0 = time.time()  # an arm's seconds are its fine-tunes': pretraining has its own record in the run's summary.json
         # scores are kept only if made from this very encoder: a task whose code changed pretrains
@@ -184,6 +191,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     epochs = f"{r['pretrain_epochs']}" + (f" ({', '.join(f'{t} {n}' for t, n in sorted(own.items()))})" if own else "")
     extra = [f"{t} with {', '.join(f'{k}={v}' for k, v in sorted(o.items()))}" for t, o in sorted((r.get("task_options") or {}).items())]
     extra += [f"{t} in batches of {n} photos" for t, n in sorted((r.get("pretrain_batch_size_of") or {}).items())]
+    extra += [f"{t} on {n}-px photos" for t, n in sorted((r.get("pretrain_image_size_of") or {}).items())]
     epochs += " epochs" + "".join(f"; {x}" for x in extra)
     lines = [
         "# Fine-tuning learning rate per encoder, chosen on a validation split",

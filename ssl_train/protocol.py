@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .data import FRACTIONS, SplitData, check_fraction, labelled_subset
+from .data import FRACTIONS, SplitData, check_fraction, labelled_subset, load_split_data
 from .encoders import EncoderConfig, build_encoder
 from .errors import UserError
 from .evaluate import FinetuneConfig, extract_features, finetune, knn_eval, linear_probe, predict, scores
@@ -58,6 +58,10 @@ class ProtocolConfig:
     # (task, photos per step) pairs: tasks pretrained in other batches than the pretraining config's,
     # each chosen on a validation split (``pretrain --holdout validation``)
     task_batch_sizes: tuple[tuple[str, int], ...] = ()
+    # (task, pixels) pairs: tasks pretrained on photos decoded at another size than the protocol's
+    # (``data.image_size``), each chosen on a validation split; downstream, every arm sees the
+    # protocol's photos, so scratch and every encoder are compared on the same pixels
+    task_image_sizes: tuple[tuple[str, int], ...] = ()
     # (task, ((option, value), ...)) pairs: task config fields other than the defaults, e.g. rotation's
     # grid head, each chosen on a validation split (``pretrain --holdout validation``)
     task_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
@@ -77,6 +81,7 @@ class ProtocolConfig:
             raise UserError(f"--keep {','.join(stray)}: not among --tasks; a kept task must be one of the report's tasks")
         check_task_epochs(self.task_epochs, self.tasks)
         check_task_epochs(self.task_batch_sizes, self.tasks, flag="--task-batch-sizes")
+        check_task_epochs(self.task_image_sizes, self.tasks, flag="--task-image-sizes")
         check_task_options(self.task_options, self.tasks)
 
     def to_dict(self) -> dict:
@@ -84,13 +89,14 @@ class ProtocolConfig:
 
 
 # the per-task numbers of the pretraining config: flag → (least value, what it counts, an example)
-PER_TASK_NUMBERS = {"--task-epochs": (1, "epochs", "simclr=60"), "--task-batch-sizes": (2, "photos per step", "rotation=32")}
+PER_TASK_NUMBERS = {"--task-epochs": (1, "epochs", "simclr=60"), "--task-batch-sizes": (2, "photos per step", "rotation=32"),
+                    "--task-image-sizes": (16, "pixels", "rotation=128")}
 
 
 def check_task_epochs(task_epochs: tuple[tuple[str, int], ...], tasks: tuple[str, ...] | list[str], what: str = "--tasks",
                       flag: str = "--task-epochs") -> None:
-    """One-line errors for ``flag`` (``PER_TASK_NUMBERS``: ``--task-epochs``, ``--task-batch-sizes``)
-    pairs that name a task outside ``tasks``, twice, or give a number below its least value."""
+    """One-line errors for ``flag`` (``PER_TASK_NUMBERS``: ``--task-epochs``, ``--task-batch-sizes``,
+    ``--task-image-sizes``) pairs that name a task outside ``tasks``, twice, or give a number below its least value."""
     low, unit, eg = PER_TASK_NUMBERS[flag]
     names = [t for t, _ in task_epochs]
     stray = [t for t in names if t not in tasks]
@@ -101,6 +107,12 @@ def check_task_epochs(task_epochs: tuple[tuple[str, int], ...], tasks: tuple[str
     bad = [f"{t}={n}" for t, n in task_epochs if not isinstance(n, int) or n < low]
     if bad:
         raise UserError(f"{flag} {','.join(bad)}: {unit} must be whole numbers ≥ {low}")
+    if flag == "--task-image-sizes":
+        for t, n in task_epochs:
+            try:
+                get_task(t).config.validate(n)
+            except UserError as e:
+                raise UserError(f"{flag} {t}={n}: {e}") from None
 
 
 TaskOptions = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
@@ -161,7 +173,7 @@ def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
     fine-tune, the schedule with the arm's own learning rate (``finetune_lr``, else the schedule's)
     minus what only sets the step count (``STEP_KEYS``: checked per entry by ``reusable_runs``)."""
     # portable: an entry written with repository-relative paths is the same entry as one made in memory
-    d = portable({k: v for k, v in config.items() if k not in ("protocol", "finetune_lr", "pretrain_epochs", "pretrain_batch_size", "task_options")})
+    d = portable({k: v for k, v in config.items() if k not in ("protocol", "finetune_lr", "pretrain_epochs", "pretrain_batch_size", "pretrain_image_size", "task_options")})
     opts = (config.get("task_options") or {}).get(task)
     if opts and task != SCRATCH:  # absent otherwise: entries made before options existed keep their hash
         d["task_options"] = opts
@@ -172,6 +184,10 @@ def entry_hash(config: dict, split_sha256: str, task: str, mode: str) -> str:
         own = (config.get(key) or {}).get(task)
         if own is not None and isinstance(d.get("pretrain"), dict):
             d["pretrain"] = {**d["pretrain"], field: own}
+    # one pretrained on photos of its own size is another encoder, judged downstream on the same photos
+    own_size = (config.get("pretrain_image_size") or {}).get(task)
+    if own_size is not None and isinstance(d.get("pretrain"), dict):
+        d["pretrain"] = {**d["pretrain"], "image_size": own_size}
     if task == SCRATCH:
         d.pop("pretrain", None)
     if mode == "finetune":
@@ -238,10 +254,31 @@ def _atomic_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, runs_dir: Path, task_options: dict | None = None, progress: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+_DECODED: dict[str, SplitData] = {}  # the split decoded at another size, by its data config: decoded once per process
+
+
+def data_at(data: SplitData, image_size: int | None) -> SplitData:
+    """``data`` itself, or the same photos and split decoded at ``image_size`` px (a task's own
+    pretraining size, ``--task-image-sizes``)."""
+    if not image_size or int(image_size) == data.cfg.image_size:
+        return data
+    cfg = replace(data.cfg, image_size=int(image_size))
+    key = json.dumps(cfg.to_dict(), sort_keys=True)
+    if key not in _DECODED:
+        _DECODED[key] = load_split_data(cfg)
+    if _DECODED[key].split_sha256 != data.split_sha256:
+        raise UserError(f"the split of {cfg.root} changed while it was decoded at {image_size} px; run again")
+    return _DECODED[key]
+
+
+def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, runs_dir: Path, task_options: dict | None = None, progress: bool = True,
+                       image_size: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Pretrain ``task_name`` (or reuse a finished run with identical settings) → encoder state and
-    the run's summary. Runs live in ``runs_dir/<task>-<settings hash>/``."""
+    the run's summary. Runs live in ``runs_dir/<task>-<settings hash>/``. ``image_size``: pretrain
+    on the photos decoded at that size instead of ``data``'s (the encoder is fully convolutional and
+    pooled, so it reads photos of any size downstream)."""
     task = get_task(task_name, task_options)
+    data = data_at(data, image_size)
     key = _config_hash({"task": task.config_dict(), "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}, "enc": enc_cfg.to_dict(), "data": data.cfg.to_dict(), "split": data.split_sha256})
     out = runs_dir / f"{task_name}-{key}"
     summary_path = out / "summary.json"
@@ -303,6 +340,9 @@ def run_protocol(
     own_batch = own_budgets(pcfg.task_batch_sizes, train_cfg.batch_size)
     if own_batch:  # the same
         config["pretrain_batch_size"] = own_batch
+    own_size = own_budgets(pcfg.task_image_sizes, data.cfg.image_size)
+    if own_size:  # the same
+        config["pretrain_image_size"] = own_size
     own_opts = options_of(pcfg.task_options)
     if own_opts:  # the same
         config["task_options"] = own_opts
@@ -371,7 +411,7 @@ def run_protocol(
             ck_sha = kept_pretraining[task_name]["checkpoint_sha256"]
         elif task_name != SCRATCH:
             state, summary = pretrained_encoder(task_name, data, enc_cfg, task_train_cfg(train_cfg, task_name, own_epochs, own_batch), runs_dir,
-                                                task_options=own_opts.get(task_name), progress=progress)
+                                                task_options=own_opts.get(task_name), progress=progress, image_size=own_size.get(task_name))
             ck_sha = sha256_file(summary["checkpoint"])
             report["pretraining"][task_name] = {k: summary.get(k) for k in ("epochs", "train_seconds_total", "device", "peak_rss_mb", "peak_cuda_mb", "pretext_test", "config", "checkpoint")}
             report["pretraining"][task_name]["checkpoint_sha256"] = ck_sha

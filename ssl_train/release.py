@@ -68,6 +68,14 @@ RELEASE_TASK_EPOCHS: tuple[tuple[str, int], ...] = (
 RELEASE_TASK_BATCH_SIZES: tuple[tuple[str, int], ...] = (
     ("rotation", 16),
 )
+# Tasks pretrained on photos decoded at another size than the protocol's 96 px, each chosen on a
+# validation split of the training photos (``pretrain --holdout validation --image-size PX``). Downstream
+# every arm, scratch included, sees the same 96-px photos.
+# reports/rotation-seeds.md, reports/rotation-input.md: rotation trained and judged at 128 px scores 78.9, 77.8
+# and 79.4% on validation (seeds 0-2) against 77.6, 76.9 and 78.8% at 96 px: ahead with every seed.
+RELEASE_TASK_IMAGE_SIZES: tuple[tuple[str, int], ...] = (
+    ("rotation", 128),
+)
 # Task config fields other than the defaults, per task, each chosen on a validation split of the
 # training photos (``pretrain --holdout validation``). None: reports/rotation-head.md found no rotation
 # head better than the pooled default at 30 epochs (70.7% pooled, 70.9% hidden layer, 70.6% 2×2 grid). The shape
@@ -80,20 +88,29 @@ RANDOM_NOTE = ("not pretrained: random initialisation (seed 0), the scratch refe
 # The validation study a task's own budget was chosen in, where it is not ``python -m ssl_train budget``'s
 # reports/budget-<task>.md (rotation's budget went with its batch size: pretext accuracy on validation).
 BUDGET_STUDIES = {"rotation": "reports/rotation-batch.md"}
+# The validation study a task's own photo size (``RELEASE_TASK_IMAGE_SIZES``) was chosen in.
+IMAGE_SIZE_STUDIES = {"rotation": "reports/rotation-seeds.md"}
 
 
 def budget_note(epochs: int, devices: set[str], own_budget_of: str = "", task_epochs: dict[str, int] | None = None,
-                batch_size: int = 0) -> str:
+                batch_size: int = 0, image_size: int = 0, downstream_size: int = 0) -> str:
     """The sentence every model.json carries about the budget its encoder was pretrained with
     (``devices``: where the pretraining runs ran, e.g. ``{"cpu (2 cores, x86_64)"}``; ``own_budget_of``:
     the task, when it was pretrained for its own budget rather than the release's common one;
     ``task_epochs``: every task's own budget in this release, so that the retrain command keeps them;
-    ``batch_size``: the photos per step of a task with its own budget, when it has its own)."""
+    ``batch_size``: the photos per step of a task with its own budget, when it has its own;
+    ``image_size``: the size of the photos it was pretrained on, when it is its own, and ``downstream_size``
+    the protocol's, which every arm is fine-tuned and probed on)."""
     where = ", ".join(sorted(devices)) or "an unknown device"
-    per_step = f" in batches of {batch_size} photos" if batch_size else ""
+    photos = f"{image_size}-px photos" if image_size else "photos"
+    per_step = f" in batches of {batch_size} {photos}" if batch_size else (f" on {photos}" if image_size else "")
+    if image_size and downstream_size:
+        per_step += f" (downstream, like every arm, on {downstream_size}-px photos)"
     study = BUDGET_STUDIES.get(own_budget_of, f"reports/budget-{own_budget_of}.md")
+    if image_size and own_budget_of in IMAGE_SIZE_STUDIES:
+        study += f"; its photo size: {IMAGE_SIZE_STUDIES[own_budget_of]}"
     what = (f"{epochs} epochs{per_step}, this task's own budget (chosen on a validation split: {study})"
-            if own_budget_of else f"{epochs} epochs per task")
+            if own_budget_of else f"{epochs} epochs per task{per_step}")
     if devices and all(d.startswith("cuda") for d in devices):
         return f"{what.replace(' epochs', ' pretraining epochs', 1)} on {where}"
     others = ",".join(f"{t}={n}" for t, n in sorted((task_epochs or {}).items()) if t != own_budget_of)
@@ -271,11 +288,13 @@ def run_release(
     devices: set[str] = set()
     own_epochs = own_budgets(pcfg.task_epochs, train_cfg.epochs)
     own_batch = own_budgets(pcfg.task_batch_sizes, train_cfg.batch_size)
+    own_size = own_budgets(pcfg.task_image_sizes, data.cfg.image_size)
     own_opts = options_of(pcfg.task_options)
     for t in tasks:
         t_cfg = task_train_cfg(train_cfg, t, own_epochs, own_batch)
-        say(f"[release] pretrain {t} ({t_cfg.epochs} epochs, {t_cfg.batch_size} photos per step)")
-        states[t], summary = pretrained_encoder(t, data, enc_cfg, t_cfg, runs_dir, task_options=own_opts.get(t), progress=False)
+        size = own_size.get(t, data.cfg.image_size)
+        say(f"[release] pretrain {t} ({t_cfg.epochs} epochs, {t_cfg.batch_size} photos per step, {size}-px photos)")
+        states[t], summary = pretrained_encoder(t, data, enc_cfg, t_cfg, runs_dir, task_options=own_opts.get(t), progress=False, image_size=own_size.get(t))
         checkpoints[t] = summary["checkpoint"]
         devices.add(str(summary.get("device", "unknown device")))
         say(f"[release]   {t}: {summary.get('train_seconds_total', 0) / 60:.1f} min, pretext test {summary.get('pretext_test')}")
@@ -286,8 +305,10 @@ def run_release(
     }
     # the retrain hint names every task's own budget, the shipped ones of tasks outside this release included
     hint_epochs = {**{t: n for t, n in RELEASE_TASK_EPOCHS if t not in tasks}, **own_epochs}
-    budgets = {t: {**budget, "epochs": own_epochs[t], "note": budget_note(own_epochs[t], devices, own_budget_of=t, task_epochs=hint_epochs,
-                                                                          batch_size=own_batch.get(t, 0))} if t in own_epochs else budget
+    budgets = {t: {**budget, "epochs": own_epochs.get(t, train_cfg.epochs),
+                   "note": budget_note(own_epochs.get(t, train_cfg.epochs), devices, own_budget_of=t if t in own_epochs else "", task_epochs=hint_epochs,
+                                       batch_size=own_batch.get(t, 0) if t in own_epochs else 0, image_size=own_size.get(t, 0),
+                                       downstream_size=data.cfg.image_size)} if t in own_epochs or t in own_size else budget
                for t in tasks}
 
     t0 = time.time()
@@ -325,14 +346,14 @@ def run_release(
             # the equivalent finetune-lr command holds only for release's defaults (its other options, e.g.
             # --epochs or --data, would be missing from it); otherwise the report names this very command
             ftlr = f"python -m ssl_train finetune-lr --arms scratch,{','.join(tasks)} --seeds {','.join(map(str, pcfg.seeds))}"
-            for flag, own in (("--task-epochs", own_epochs), ("--task-batch-sizes", own_batch)):
+            for flag, own in (("--task-epochs", own_epochs), ("--task-batch-sizes", own_batch), ("--task-image-sizes", own_size)):
                 if own:
                     ftlr += f" {flag} " + ",".join(f"{t}={n}" for t, n in sorted(own.items()))
             if own_opts:
                 ftlr += " --task-options " + ",".join(f"{t}.{k}={v}" for t, o in sorted(own_opts.items()) for k, v in sorted(o.items()))
             search = search_lrs([SCRATCH, *tasks], list(DEFAULT_LRS), data, enc_cfg, train_cfg, ft_cfg, runs_dir, SEARCH_FRACTION, list(pcfg.seeds),
                                 Path(rcfg.ft_lr_search), progress=False, task_epochs=tuple(own_epochs.items()), task_options=pcfg.task_options,
-                                task_batch_sizes=tuple(own_batch.items()),
+                                task_batch_sizes=tuple(own_batch.items()), task_image_sizes=tuple(own_size.items()),
                                 command=ftlr if command == "python -m ssl_train release" else f"{command} (its learning-rate step)")
             write_markdown(search, Path(rcfg.ft_lr_search))
             ft_lrs = {a: v["chosen_lr"] for a, v in search["arms"].items()}
@@ -350,6 +371,8 @@ def run_release(
             m.update(card_metrics(report["summary"], SCRATCH if name == RANDOM_NAME else name))
             m["test_split"] = f"{report['n_test']} photos of {Path(report['split_file']).name} (sha256 {report['split_sha256'][:12]})"
             m["protocol_report"] = str(report_path.name)
+            # every arm's downstream photos, whatever size the encoder was pretrained on (its input.image_size)
+            m["downstream_image_size"] = int(report["config"]["data"]["image_size"])
             m["finetune_lr"] = finetune_lrs_of(report["config"], SCRATCH if name == RANDOM_NAME else name)
             m["finetune_schedule"] = finetune_schedule_of(report["config"])
         if name in checks:

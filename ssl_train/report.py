@@ -61,13 +61,15 @@ def pretext_metric(pt: dict[str, float] | None) -> str:
 
 
 def pretraining_markdown(report: dict[str, Any]) -> str:
-    lines = ["| task | epochs | photos per step | pretext test loss | pretext test score | training time | per epoch | device | peak RSS |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    lines = ["| task | epochs | photos per step | photo size | pretext test loss | pretext test score | training time | per epoch | device | peak RSS |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for task, p in sorted(report.get("pretraining", {}).items()):
+        size = ((p.get("config") or {}).get("data") or {}).get("image_size")
+        px = f"{size} px" if size else "–"
         pt = p.get("pretext_test") or {}
         secs, ep = p.get("train_seconds_total") or 0.0, p.get("epochs") or 1
         lines.append(
-            f"| {task} | {p.get('epochs')} | {((p.get('config') or {}).get('train') or {}).get('batch_size', '–')} | {pt.get('loss', float('nan')):.3f} | {pretext_metric(pt)} | {secs / 60:.1f} min | {secs / ep:.0f} s | {p.get('device')} | {(p.get('peak_rss_mb') or 0) / 1024:.2f} GB |"
+            f"| {task} | {p.get('epochs')} | {((p.get('config') or {}).get('train') or {}).get('batch_size', '–')} | {px} | {pt.get('loss', float('nan')):.3f} | {pretext_metric(pt)} | {secs / 60:.1f} min | {secs / ep:.0f} s | {p.get('device')} | {(p.get('peak_rss_mb') or 0) / 1024:.2f} GB |"
         )
     return "\n".join(lines)
 

@@ -258,6 +258,29 @@ def test_protocol__a_task_with_its_own_batch_size_is_pretrained_in_it_and_its_en
     assert "pretrain_batch_size" not in run_protocol(tiny_data, same, small_encoder, tcfg, ft, tmp_path / "q.json", tmp_path / "runs", progress=False)["config"]
 
 
+def test_protocol__a_task_with_its_own_image_size_is_pretrained_on_those_photos_and_compared_on_the_common_ones(tiny_data, small_encoder, tmp_path):
+    from ssl_train.protocol import entry_hash
+
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    small = dict(fractions=(1.0,), seeds=(0,), modes=("knn",))
+    plain = run_protocol(tiny_data, ProtocolConfig(tasks=("rotation", "jigsaw"), **small), small_encoder, tcfg, ft, tmp_path / "a.json", tmp_path / "runs", progress=False)
+    pcfg = ProtocolConfig(tasks=("rotation", "jigsaw"), task_image_sizes=(("rotation", 48),), reuse=(str(tmp_path / "a.json"),), **small)
+    rep = run_protocol(tiny_data, pcfg, small_encoder, tcfg, ft, tmp_path / "b.json", tmp_path / "runs", progress=False)
+    assert rep["config"]["pretrain_image_size"] == {"rotation": 48} and rep["config"]["data"]["image_size"] == 32
+    assert rep["pretraining"]["rotation"]["config"]["data"]["image_size"] == 48 and rep["pretraining"]["jigsaw"]["config"]["data"]["image_size"] == 32
+    assert len(list((tmp_path / "runs").glob("rotation-*"))) == 2  # another encoder, its own run folder
+    old = {(r["task"], r["mode"]): r for r in plain["runs"]}
+    new = {(r["task"], r["mode"]): r for r in rep["runs"]}
+    assert new[("jigsaw", "knn")] == old[("jigsaw", "knn")] and new[("scratch", "knn")] == old[("scratch", "knn")]  # reused as they were
+    # judged downstream on the same labelled and test photos as every arm
+    assert new[("rotation", "knn")]["n_labelled"] == old[("rotation", "knn")]["n_labelled"] and 0 <= new[("rotation", "knn")]["test_accuracy"] <= 1
+    assert entry_hash(rep["config"], "s", "rotation", "knn") != entry_hash(plain["config"], "s", "rotation", "knn")
+    # the common size named as a task's own is no size of its own: the report's config is unchanged
+    same = ProtocolConfig(tasks=("rotation",), task_image_sizes=(("rotation", 32),), **small)
+    assert "pretrain_image_size" not in run_protocol(tiny_data, same, small_encoder, tcfg, ft, tmp_path / "c.json", tmp_path / "runs", progress=False)["config"]
+
+
 def test_protocol__task_options_pretrain_that_task_with_them_and_leave_the_others_entries_alone(tiny_data, small_encoder, tmp_path):
     from ssl_train.protocol import entry_hash
 

@@ -181,6 +181,22 @@ def test_search__an_arm_with_its_own_batch_size_is_pretrained_in_it_and_the_repo
                         task_batch_sizes=(("rotation", 1),))
 
 
+def test_search__an_arm_with_its_own_image_size_is_pretrained_on_those_photos_and_validated_on_the_common_ones(tiny_data, small_encoder, tmp_path):
+    tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")
+    r = finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], tmp_path / "f.json",
+                        task_image_sizes=(("rotation", 48),))
+    assert r["pretrain_image_size_of"] == {"rotation": 48} and "rotation on 48-px photos" in finetune_lr.to_markdown(r)
+    [summary] = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("rotation-*/summary.json")]
+    assert summary["config"]["data"]["image_size"] == 48 and tiny_data.cfg.image_size == 32
+    assert 0 <= r["arms"]["rotation"]["val_accuracy"]["0.1"][0] <= 1
+    plain = finetune_lr._settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
+    assert plain != r["arms"]["rotation"]["settings_hash"]  # the common size's scores are not taken for it
+    with pytest.raises(UserError, match="--task-image-sizes rotation=4: pixels"):
+        finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], tmp_path / "f.json",
+                        task_image_sizes=(("rotation", 4),))
+
+
 def test_search__an_arm_with_task_options_is_pretrained_with_them_and_the_report_says_so(tiny_data, small_encoder, tmp_path):
     tcfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
     ft = FinetuneConfig(epochs=1, min_steps=2, max_steps=2, batch_size=8, device="cpu")

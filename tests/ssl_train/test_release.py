@@ -19,6 +19,7 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
         "--ft-min-steps", "2", "--ft-max-steps", "2", "--models", str(models), "--out", str(report),
         "--runs", str(tmp_path / "runs"), "--no-precompute", "--no-readme", "--ft-lr-search", str(tmp_path / "reports" / "finetune-lr.json"),
         "--task-epochs", "inpainting=2",  # a budget of its own, as the shipped SimCLR has
+        "--task-image-sizes", "rotation=48",  # pretrained on larger photos, as the shipped rotation is
     ]
     assert main(args) == 0
     search = json.loads((tmp_path / "reports" / "finetune-lr.json").read_text())
@@ -47,7 +48,11 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
             assert "2 epochs, this task's own budget" in m["budget"]["note"] and "budget-inpainting.md" in m["budget"]["note"]
         else:
             assert m["budget"]["epochs"] == 1 == rep["pretraining"]["rotation"]["epochs"] and m["budget"]["pretrained_on"] == [rep["device"]]
-            assert "pretrained on a CPU" in m["budget"]["note"] and "1 epochs per task" in m["budget"]["note"]
+            assert "pretrained on a CPU" in m["budget"]["note"] and "1 epochs per task on 48-px photos" in m["budget"]["note"]
+            # its ONNX graph reads the photos it was pretrained on; downstream it saw the protocol's, like every arm
+            assert card["input"]["image_size"] == 48 == rep["pretraining"]["rotation"]["config"]["data"]["image_size"]
+            assert rep["config"]["pretrain_image_size"] == {"rotation": 48} and search["pretrain_image_size_of"] == {"rotation": 48}
+        assert m["downstream_image_size"] == 32
         assert card["weights"]["storage_dtype"] == ["float16", "int8"]
         if name != "random_init":
             chk = m["stored_weights_check"]
@@ -100,6 +105,9 @@ def test_budget_note__says_cpu_and_how_to_retrain_unless_every_run_was_on_a_gpu(
     # rotation's budget was chosen with its batch size, in its own study, and its card says both
     rot = budget_note(60, {"cpu (2 cores, x86_64)"}, own_budget_of="rotation", batch_size=16)
     assert "60 epochs in batches of 16 photos, this task's own budget" in rot and "reports/rotation-batch.md" in rot
+    # and on photos of its own size, while every arm is compared downstream on the protocol's
+    big = budget_note(60, {"cpu (2 cores, x86_64)"}, own_budget_of="rotation", batch_size=16, image_size=128, downstream_size=96)
+    assert "in batches of 16 128-px photos (downstream, like every arm, on 96-px photos)" in big and "its photo size: reports/rotation-seeds.md" in big
 
 
 def test_release_cli__the_shipped_per_task_budgets_are_its_default_and_other_budgets_are_refused_clearly(capsys):
@@ -130,6 +138,23 @@ def test_release_cli__the_shipped_per_task_batch_sizes_are_its_default_and_bad_o
     with pytest.raises(SystemExit):
         build_parser().parse_args(["protocol", "--task-batch-sizes", "rotation=few"])
     assert "is not TASK=PHOTOS" in capsys.readouterr().err
+
+
+def test_release_cli__the_shipped_per_task_image_sizes_are_its_default_and_bad_ones_are_refused_clearly(capsys):
+    from ssl_train.__main__ import build_parser
+    from ssl_train.release import RELEASE_TASK_IMAGE_SIZES
+
+    assert build_parser().parse_args(["release"]).task_image_sizes == RELEASE_TASK_IMAGE_SIZES == (("rotation", 128),)
+    assert build_parser().parse_args(["release", "--task-image-sizes", ""]).task_image_sizes == ()
+    assert build_parser().parse_args(["finetune-lr", "--task-image-sizes", "rotation=112"]).task_image_sizes == (("rotation", 112),)
+    for flags, msg in ((["--tasks", "rotation", "--task-image-sizes", "jigsaw=128"], "--task-image-sizes jigsaw: not among --tasks"),
+                       (["--tasks", "rotation", "--task-image-sizes", "rotation=8"], "--task-image-sizes rotation=8: pixels must be whole numbers ≥ 16")):
+        assert main(["protocol", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["protocol", "--task-image-sizes", "rotation=big"])
+    assert "is not TASK=PIXELS" in capsys.readouterr().err
 
 
 def test_cli__task_options_parse_per_task_and_a_malformed_one_is_one_line(capsys):
