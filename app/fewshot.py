@@ -117,6 +117,16 @@ def card_learning_rates(card: dict) -> tuple[float | None, float | None]:
     return ok(lrs.get("lr")), ok(lrs.get("scratch_lr"))
 
 
+def finetune_image_size(card: dict) -> int:
+    """The photo size, px, the lab fine-tunes ``card``'s encoder and scratch at: the protocol's downstream
+    size (``metrics.downstream_image_size``, written by ``release``), so the live result sits on the
+    reference curve, even for an encoder pretrained on larger photos (rotation: 128 px, judged downstream
+    at 96 like every arm); the encoder's own input size where the card has none."""
+    own = int(card["input"]["image_size"])
+    v = (card.get("metrics") or {}).get("downstream_image_size")
+    return int(v) if isinstance(v, int) and v >= 16 else own
+
+
 def arm_config(cfg, card: dict, arm: str):
     """``cfg`` (a ``FinetuneConfig``) with the learning rate ``card`` records for ``arm`` ("scratch" or
     the encoder), so the lab fine-tunes each arm as the report did; ``cfg`` itself where the card has none."""

@@ -169,11 +169,11 @@ else:
         own_lr, scratch_lr = (fewshot.arm_config(cfg, entry.card, arm).lr for arm in ("encoder", "scratch"))
         rates = (f"learning rate {own_lr:g} for {md_escape(enc_name)} and {scratch_lr:g} for scratch"
                  + (", each chosen on validation photos (`reports/finetune-lr.md`)" if all(fewshot.card_learning_rates(entry.card)) else ""))
-        st.markdown(f"Fine-tunes **{md_escape(enc_name)}**, then the same network from **scratch**: {steps} steps each "
+        st.markdown(f"Fine-tunes **{md_escape(enc_name)}**, then the same network from **scratch**, on {fewshot.finetune_image_size(entry.card)}-px photos: {steps} steps each "
                     f"({'quick' if quick else 'protocol'} schedule, batch {min(cfg.batch_size, len(sub))}, SGD, crops and flips; {rates}).")
         if st.button("▶ Start fine-tuning", type="primary"):
             try:
-                data = ui.decoded(str(index.root), int(entry.card["input"]["image_size"]), index.key)
+                data = ui.decoded(str(index.root), fewshot.finetune_image_size(entry.card), index.key)
                 st.session_state[state.FEW_JOB] = fewshot.FinetuneJob(
                     model_dir=entry.path, card=entry.card, data=data, fraction=fraction, seed=int(seed), cfg=cfg, encoder_name=enc_name,
                 ).start()

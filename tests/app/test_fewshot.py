@@ -71,6 +71,24 @@ def test_finetune_job__each_arm_uses_the_rate_its_card_records_for_it(models, ap
     assert [(r.encoder, r.info["schedule"]["lr"]) for r in job.results] == [("rotation", 0.05), ("scratch", 0.2)]
 
 
+def test_finetune_image_size__the_protocols_downstream_size_where_the_card_gives_one(models, app_env):
+    from ssl_train.model_files import read_card
+
+    card = read_card(models / "rotation")
+    own = card["input"]["image_size"]
+    assert fewshot.finetune_image_size(card) == own  # no protocol metrics: its own input size
+    pretrained_larger = {**card, "input": {**card["input"], "image_size": 2 * own}, "metrics": {"downstream_image_size": own}}
+    assert fewshot.finetune_image_size(pretrained_larger) == own
+    assert fewshot.finetune_image_size({**card, "metrics": {"downstream_image_size": "big"}}) == own  # unreadable: its own
+    # an encoder fine-tunes (and scratch with it) on photos of another size than it was pretrained on
+    job = fewshot.FinetuneJob(model_dir=models / "rotation", card=card, data=photos.decoded(app_env["data"], 48), fraction=0.5, seed=0,
+                              cfg=TINY, encoder_name="rotation").start()
+    job.join(120)
+    assert job.state == "done", job.error
+    assert [r.image_size for r in job.results] == [48, 48]
+    assert fewshot.classify(job.results[0], [open_upload(*photo_bytes()).image]).shape == (1, 5)
+
+
 def test_finetune_job__stop_keeps_the_partial_model_and_skips_scratch(models, app_env):
     from ssl_train.model_files import read_card
 
