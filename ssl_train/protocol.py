@@ -254,21 +254,15 @@ def _atomic_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-_DECODED: dict[str, SplitData] = {}  # the split decoded at another size, by its data config: decoded once per process
-
-
 def data_at(data: SplitData, image_size: int | None) -> SplitData:
     """``data`` itself, or the same photos and split decoded at ``image_size`` px (a task's own
     pretraining size, ``--task-image-sizes``)."""
     if not image_size or int(image_size) == data.cfg.image_size:
         return data
-    cfg = replace(data.cfg, image_size=int(image_size))
-    key = json.dumps(cfg.to_dict(), sort_keys=True)
-    if key not in _DECODED:
-        _DECODED[key] = load_split_data(cfg)
-    if _DECODED[key].split_sha256 != data.split_sha256:
-        raise UserError(f"the split of {cfg.root} changed while it was decoded at {image_size} px; run again")
-    return _DECODED[key]
+    other = load_split_data(replace(data.cfg, image_size=int(image_size)))
+    if other.split_sha256 != data.split_sha256:
+        raise UserError(f"the split of {data.cfg.root} changed while it was decoded at {image_size} px; run again")
+    return other
 
 
 def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, runs_dir: Path, task_options: dict | None = None, progress: bool = True,
@@ -276,14 +270,15 @@ def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, 
     """Pretrain ``task_name`` (or reuse a finished run with identical settings) → encoder state and
     the run's summary. Runs live in ``runs_dir/<task>-<settings hash>/``. ``image_size``: pretrain
     on the photos decoded at that size instead of ``data``'s (the encoder is fully convolutional and
-    pooled, so it reads photos of any size downstream)."""
+    pooled, so it reads photos of any size downstream); they are decoded only if it must pretrain."""
     task = get_task(task_name, task_options)
-    data = data_at(data, image_size)
-    key = _config_hash({"task": task.config_dict(), "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}, "enc": enc_cfg.to_dict(), "data": data.cfg.to_dict(), "split": data.split_sha256})
+    own = bool(image_size) and int(image_size) != data.cfg.image_size
+    data_cfg = replace(data.cfg, image_size=int(image_size)) if own else data.cfg
+    key = _config_hash({"task": task.config_dict(), "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}, "enc": enc_cfg.to_dict(), "data": data_cfg.to_dict(), "split": data.split_sha256})
     out = runs_dir / f"{task_name}-{key}"
     summary_path = out / "summary.json"
     if not summary_path.exists():
-        pretrain(task, data, out, enc_cfg, train_cfg, resume=(out / CHECKPOINT_NAME).exists(), progress=progress)
+        pretrain(task, data_at(data, image_size), out, enc_cfg, train_cfg, resume=(out / CHECKPOINT_NAME).exists(), progress=progress)
     summary = json.loads(summary_path.read_text())
     ck = load_checkpoint(out / CHECKPOINT_NAME)
     ck.expect(task=task_name, encoder=enc_cfg.to_dict())
