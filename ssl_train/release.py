@@ -18,11 +18,12 @@
    files), so the app's maps open at once.
 
 Expected time with the defaults (10 tasks, 30 epochs, colorization, DeepCluster, PIRL and rotation 60, SimCLR 200 —
-``--task-epochs``, their budgets chosen on validation —, rotation in batches of 16 photos — ``--task-batch-sizes`` —,
-the learning-rate search, 3 seeds, 6 fractions, three methods): about 7 hours on a 2-core laptop CPU (measured for
-the shipped report: pretraining 151 min, SimCLR's 200 epochs 51, rotation's 60 epochs 29, colorization's 60 epochs 17,
-PIRL's 15 and DeepCluster's 9 of them, the learning-rate search 51 min,
-the protocol's 594 runs 215 min — the 33 fine-tunes at 100% labels, 1320 steps each, take 89 of them — export and the app's maps 2 min; a reduced CPU budget, e.g.
+``--task-epochs``, their budgets chosen on validation —, rotation in batches of 16 photos — ``--task-batch-sizes`` — decoded
+at 128 px — ``--task-image-sizes`` —, the learning-rate search, 3 seeds, 6 fractions, three methods): about 7 hours on a
+2-core laptop CPU (measured for the shipped report, the sum of the runs it was assembled from: pretraining 169 min, SimCLR's
+200 epochs 51, rotation's 60 epochs at 128 px 46, colorization's 60 epochs 17, PIRL's 15 and DeepCluster's 9 of them, the
+learning-rate search 49 min, the protocol's 594 runs 209 min — the 33 fine-tunes at 100% labels, 1320 steps each, take 87 of
+them — export and the app's maps 2 min; a reduced CPU budget, e.g.
 ``--epochs 15 --task-epochs '' --fractions 0.01,0.1``, pretrains in about a third of that and leaves a few
 percent of the protocol's entries: 13 min when there were nine tasks). On a GPU it runs on CUDA with
 bf16; its GPU time is not measured yet. ``--epochs``, ``--task-epochs``, ``--fractions`` and ``--seeds``
