@@ -431,9 +431,7 @@ def cmd_runs(a) -> int:
 
 
 def cmd_rotation_limits(a) -> int:
-    from dataclasses import replace
-
-    from .data import load_split_data
+    from .data import decoded_at, load_split_data
     from .rotation_limits import judge_sizes, judge_sizes_markdown, load_folder_model, load_run_model, model_image_size, score, to_markdown, write
 
     size = model_image_size(run_dir=Path(a.run)) if a.run else model_image_size(model_dir=Path(a.model))
@@ -445,7 +443,7 @@ def cmd_rotation_limits(a) -> int:
     data = load_split_data(_data_cfg(a))
     encoder, head, idx, info = load_run_model(Path(a.run), data) if a.run else load_folder_model(Path(a.model), data)
     if sizes:
-        rows = judge_sizes(encoder, head, idx, sizes, lambda s: load_split_data(replace(data.cfg, image_size=s)), data)
+        rows = judge_sizes(encoder, head, idx, sizes, lambda s: decoded_at(data, s), data)
         r, stem, markdown = {"n_photos": int(len(idx)), "sizes": rows} | info, "rotation-judge-sizes", judge_sizes_markdown
     else:
         r, stem, markdown = score(encoder, head, data, idx) | info, "rotation-limits", to_markdown

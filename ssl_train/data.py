@@ -18,7 +18,7 @@ import os
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -320,6 +320,23 @@ class SplitData:
 def load_split_data(cfg: DataConfig) -> SplitData:
     ds = load_dataset(cfg)
     return SplitData(ds, load_or_make_split(ds, cfg), cfg)
+
+
+def check_same_photos(other: SplitData, like: SplitData) -> None:
+    """One-line ``UserError`` unless ``other`` (the data decoded at another size) holds the very photos
+    and split of ``like``: a photo that decodes at one size and not at another would shift every row."""
+    if other.split_sha256 != like.split_sha256 or list(other.ds.files) != list(like.ds.files):
+        raise UserError(f"the photos decoded at {other.cfg.image_size} px are not those at {like.cfg.image_size} px (another split or a photo "
+                        "that failed to decode at one size); pass the same --data and --split")
+
+
+def decoded_at(data: SplitData, image_size: int) -> SplitData:
+    """``data`` itself, or the same photos and split decoded at ``image_size`` px (checked)."""
+    if int(image_size) == data.cfg.image_size:
+        return data
+    other = load_split_data(replace(data.cfg, image_size=int(image_size)))
+    check_same_photos(other, data)
+    return other
 
 
 VAL_FRACTION = 0.2

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .data import FRACTIONS, SplitData, check_fraction, labelled_subset, load_split_data
+from .data import FRACTIONS, SplitData, check_fraction, decoded_at, labelled_subset
 from .encoders import EncoderConfig, build_encoder
 from .errors import UserError
 from .evaluate import FinetuneConfig, extract_features, finetune, knn_eval, linear_probe, predict, scores
@@ -254,17 +254,6 @@ def _atomic_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def data_at(data: SplitData, image_size: int | None) -> SplitData:
-    """``data`` itself, or the same photos and split decoded at ``image_size`` px (a task's own
-    pretraining size, ``--task-image-sizes``)."""
-    if not image_size or int(image_size) == data.cfg.image_size:
-        return data
-    other = load_split_data(replace(data.cfg, image_size=int(image_size)))
-    if other.split_sha256 != data.split_sha256:
-        raise UserError(f"the split of {data.cfg.root} changed while it was decoded at {image_size} px; run again")
-    return other
-
-
 def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, runs_dir: Path, task_options: dict | None = None, progress: bool = True,
                        image_size: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Pretrain ``task_name`` (or reuse a finished run with identical settings) → encoder state and
@@ -272,13 +261,13 @@ def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, 
     on the photos decoded at that size instead of ``data``'s (the encoder is fully convolutional and
     pooled, so it reads photos of any size downstream); they are decoded only if it must pretrain."""
     task = get_task(task_name, task_options)
-    own = bool(image_size) and int(image_size) != data.cfg.image_size
-    data_cfg = replace(data.cfg, image_size=int(image_size)) if own else data.cfg
+    size = int(image_size or data.cfg.image_size)
+    data_cfg = replace(data.cfg, image_size=size)
     key = _config_hash({"task": task.config_dict(), "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}, "enc": enc_cfg.to_dict(), "data": data_cfg.to_dict(), "split": data.split_sha256})
     out = runs_dir / f"{task_name}-{key}"
     summary_path = out / "summary.json"
     if not summary_path.exists():
-        pretrain(task, data_at(data, image_size), out, enc_cfg, train_cfg, resume=(out / CHECKPOINT_NAME).exists(), progress=progress)
+        pretrain(task, decoded_at(data, size), out, enc_cfg, train_cfg, resume=(out / CHECKPOINT_NAME).exists(), progress=progress)
     summary = json.loads(summary_path.read_text())
     ck = load_checkpoint(out / CHECKPOINT_NAME)
     ck.expect(task=task_name, encoder=enc_cfg.to_dict())

@@ -306,10 +306,11 @@ def run_release(
     }
     # the retrain hint names every task's own budget, the shipped ones of tasks outside this release included
     hint_epochs = {**{t: n for t, n in RELEASE_TASK_EPOCHS if t not in tasks}, **own_epochs}
+    # a task with neither its own budget nor its own photo size gets the common note (budget_note says no more of it)
     budgets = {t: {**budget, "epochs": own_epochs.get(t, train_cfg.epochs),
                    "note": budget_note(own_epochs.get(t, train_cfg.epochs), devices, own_budget_of=t if t in own_epochs else "", task_epochs=hint_epochs,
                                        batch_size=own_batch.get(t, 0) if t in own_epochs else 0, image_size=own_size.get(t, 0),
-                                       downstream_size=data.cfg.image_size)} if t in own_epochs or t in own_size else budget
+                                       downstream_size=data.cfg.image_size)}
                for t in tasks}
 
     t0 = time.time()

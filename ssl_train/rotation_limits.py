@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .data import check_same_photos
 from .errors import UserError
 from .paths import portable
 
@@ -239,9 +240,7 @@ def judge_sizes(encoder, head, idx: np.ndarray, sizes: list[int], load_data: Cal
     rows = []
     for size in sizes:
         d = load_data(size)
-        if d.split_sha256 != like.split_sha256 or list(d.ds.files) != list(like.ds.files):
-            raise UserError(f"the photos decoded at {size} px are not those at {like.cfg.image_size} px (another split or a photo that "
-                            "failed to decode at one size); pass the same --data and --split")
+        check_same_photos(d, like)
         r = score(encoder, head, d, idx)  # the full report's judgement, at this size
         rows.append({"judge_size": int(size)} | {k: r[k] for k in ("accuracy", "accuracy_with_mirror", "accuracy_four_view")})
     return rows
