@@ -10,28 +10,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from app import palette
+
 SCRATCH = "scratch"  # = ssl_train.protocol.SCRATCH: the protocol's name for the random-init encoder
 MODE_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN (k=20)"}
 MODE_DASH = {"finetune": "solid", "linear": "dash", "knn": "dot"}
-SCRATCH_COLOUR = "#6c757d"
-# one distinct colour for each shipped task (a hash of the name gave ten tasks only seven colours,
-# so two lines of the reference chart shared one); other task names hash into the same palette
-_FIXED_COLOURS = {
-    "rotation": "#d1495b", "jigsaw": "#1f77b4", "colorization": "#ff7f0e", "context": "#8c564b", "inpainting": "#e377c2",
-    "superres": "#17becf", "pirl": "#9467bd", "simclr": "#2ca02c", "deepcluster": "#bcbd22", "multitask": "#393b79",
-}
-_TASK_COLOURS = list(_FIXED_COLOURS.values())
+SCRATCH_COLOUR = palette.SCRATCH
 
 
 def task_colour(task: str) -> str:
-    """Grey for scratch; a fixed colour per pretext task name (stable across pages and runs)."""
-    if task in (SCRATCH, "random_init"):
-        return SCRATCH_COLOUR
-    if task in _FIXED_COLOURS:
-        return _FIXED_COLOURS[task]
-    import zlib
-
-    return _TASK_COLOURS[zlib.crc32(task.encode()) % len(_TASK_COLOURS)]
+    """Grey for scratch; a fixed colour per pretext task name (``app.palette``: one for every chart)."""
+    return palette.encoder_colour(task)
 
 
 def load(path: str | Path) -> tuple[pd.DataFrame | None, str]:
