@@ -84,6 +84,23 @@ def open_pretext(model: OnnxModel) -> Pretext:
     return p
 
 
+def open_sub_pretext(model: OnnxModel, sub: str) -> Pretext:
+    """One sub-task of a multi-task model ready for that sub-task's panel: the sub-task with its
+    saved config, the encoder graph and the sub-head's own graph (model.json "sub_head_graphs",
+    written by ``ssl_train.export``); a missing graph becomes ``problem``."""
+    multi = task_of(model.card)
+    subtasks = getattr(multi, "subtasks", None) or {}
+    if sub not in subtasks:
+        raise ModelFileError(f"{model.name} has no sub-task {sub!r} (its sub-tasks: {', '.join(subtasks) or 'none'})")
+    p = Pretext(model, subtasks[sub])
+    if sub not in (model.card.get("sub_head_graphs") or {}):
+        p.problem = f"{model.name} has no graph for its {sub} head, so that head cannot run here; {_reexport(model)}"
+        return p
+    p.encoder = EncoderGraph(model)
+    p.head = HeadGraph(model, sub=sub)
+    return p
+
+
 # -- small shared helpers ----------------------------------------------------------------------------
 def _t(images_u8: np.ndarray):
     """uint8 (N, 3, H, W) or (3, H, W) → torch float32 (N, 3, H, W) in [0, 1], as ``eval_batch`` sees photos."""
@@ -224,9 +241,10 @@ def colorization(p: Pretext, image_u8: np.ndarray) -> dict[str, Any]:
     ab_pred = Co.decode_ab(torch.from_numpy(logits), bins, cfg.temperature)
     target = Co.make_views(x, cfg, None, train=False).ab
     rmse = float(((ab_pred - target) ** 2).sum(1).mean().sqrt())
+    rmse_grey = float((target ** 2).sum(1).mean().sqrt())  # the no-colour answer: a = b = 0 everywhere
     return {
         "grey": _u8(Co.l_ab_to_rgb(L, torch.zeros_like(ab))[0]), "predicted": _u8(Co.colorize(L, ab_pred)[0]),
-        "original": np.asarray(image_u8), "ab_rmse": rmse, "logits": logits, "ab": _np(ab_pred),
+        "original": np.asarray(image_u8), "ab_rmse": rmse, "ab_rmse_grey": rmse_grey, "logits": logits, "ab": _np(ab_pred),
     }
 
 
@@ -255,9 +273,15 @@ def inpainting(p: Pretext, image_u8: np.ndarray, where: str = "center") -> dict[
     filled = I.fill_hole(x, pred, mask)
     se = ((pred - x) ** 2).mean(1, keepdim=True)
     t, l = (int(v) for v in pos[0])
+    # the plain answer to beat: the hole filled with the mean colour of the pixels around it
+    ring = (I.box_mask(pos - 2, side + 4, s) - mask).clamp_min(0)
+    flat = (x * ring).sum((2, 3), keepdim=True) / ring.sum().clamp_min(1)
+    se_flat = ((flat - x) ** 2).mean(1, keepdim=True)
     return {
         "masked": _u8(masked[0]), "filled": _u8(filled[0]), "prediction": _u8(pred[0]), "original": np.asarray(image_u8),
         "box": (t, l, t + side, l + side), "hole_mse": float((se * mask).sum() / mask.sum()),
+        "hole_mse_flat": float((se_flat * mask).sum() / mask.sum()),
+        "flat": _u8(x * (1 - mask) + flat * mask)[0],
         "context_mse": float((se * (1 - mask)).sum() / (1 - mask).sum().clamp_min(1)), "raw": raw,
     }
 
@@ -282,8 +306,11 @@ def superres(p: Pretext, image_u8: np.ndarray) -> dict[str, Any]:
         _fmap_for_head(p, st, i)
     raw = _first(p.head.run(*stages, _np(up)))  # = bicubic + the predicted residual
     restored = SR.restore(up, torch.from_numpy(raw) - up)
+    # what the model changed on top of bicubic, amplified ×4 around mid-grey so a viewer can see it
+    change = (restored - up)[0].abs().mean(0, keepdim=True).mul(4).clamp(0, 1).expand(3, -1, -1)
     return {
         "small": _u8(small[0]), "bicubic": _u8(up[0]), "restored": _u8(restored[0]), "original": np.asarray(image_u8),
+        "change": _u8(change),
         "psnr_bicubic": SR.psnr(up, x), "psnr_model": SR.psnr(restored, x), "factor": cfg.factor, "raw": raw,
     }
 

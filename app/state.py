@@ -12,6 +12,9 @@ UPLOADS = "uploads"  # {"photos": [UploadedPhoto], "page": title of the page the
 
 # -- Pretext explorer ---------------------------------------------------------------------------------
 EXPLORER_UPLOADER = "explorer.uploader"
+EXPLORER_TASK = "explorer.task"  # the model folder whose panel is on screen (only that one is computed)
+EXPLORER_TASK_FROM_URL = "explorer.task_from_url"  # True once ?task= has opened its task in this session
+EXPLORER_SUBTASK = "explorer.subtask"  # a multi-task model: the sub-task shown
 EXPLORER_PICKS = "explorer.picks"  # bundled photo files (relative to the data folder)
 EXPLORER_TURN = "explorer.turn"  # how far to turn a bundled photo before auto-upright, degrees
 EXPLORER_PUZZLE = "explorer.puzzle"  # puzzle number: picks the jigsaw / PIRL shuffles and the SimCLR views (int ≥ 0)
@@ -57,7 +60,7 @@ FACTORIES: dict[str, Any] = {
 # widget values kept when the user visits another page (Streamlit drops the state of widgets that
 # were not drawn in a run; re-assigning the key at the top of every run makes it plain session state)
 PERSISTENT = (
-    EXPLORER_PICKS, EXPLORER_TURN, EXPLORER_PUZZLE, EXPLORER_NEIGHBOUR, MAP_LEFT, MAP_RIGHT, MAP_EXACT,
+    EXPLORER_TASK, EXPLORER_SUBTASK, EXPLORER_PICKS, EXPLORER_TURN, EXPLORER_PUZZLE, EXPLORER_NEIGHBOUR, MAP_LEFT, MAP_RIGHT, MAP_EXACT,
     FEW_FRACTION, FEW_ENCODER, FEW_MODE, FEW_SEED, FEW_QUICK,
 )
 

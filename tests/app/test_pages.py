@@ -1,6 +1,7 @@
 """Every page through Streamlit's AppTest: loads, reacts to widgets and uploads, degrades clearly."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 
@@ -19,15 +20,21 @@ def image_captions(at) -> list[str]:
 
 
 # -- Pretext explorer ------------------------------------------------------------------------------
-def test_explorer__loads_with_bundled_photos_and_rotation_guesses(app):
+def choose(at, name: str):
+    """Pick the model folder ``name`` in the explorer's task picker and rerun."""
+    return at.segmented_control(key=state.EXPLORER_TASK).set_value(name).run()
+
+
+def test_explorer__loads_with_bundled_photos_and_rotation_guesses_in_plain_words(app):
     at = app.run()
     assert not at.exception
     t = texts(at)
-    assert "Pretext explorer" in t and "Model's guess" in t and "Auto-upright" in t
-    assert "with its mirror image:" in t and "looking at each with its mirror image too" in t
+    assert "Pretext explorer" in t and "Which way is up?" in t and "turns right" in t and "auto-upright" in "\n".join(image_captions(at))
+    assert "guessing would be right 25 times in 100" in t or "right **" not in t  # the card's score, with its chance level
     assert len(at.multiselect(key=state.EXPLORER_PICKS).value) == 2
-    assert [tab.label for tab in at.tabs] == ["rotation", "random_init"]
-    assert "no-pretraining reference" in t
+    assert at.segmented_control(key=state.EXPLORER_TASK).options == ["Rotation", "No pretraining"]
+    assert at.segmented_control(key=state.EXPLORER_TASK).value == "rotation"
+    assert at.query_params["task"] in ("rotation", ["rotation"])
 
 
 def test_explorer__rotation_limits_report_shown_only_beside_the_weights_it_measured(app, models, app_env, tmp_path, monkeypatch):
@@ -42,8 +49,8 @@ def test_explorer__rotation_limits_report_shown_only_beside_the_weights_it_measu
     (reports / "rotation-limits.json").write_text(json.dumps(report))
     at = app.run()
     assert not at.exception
-    assert "Why it errs — per class on the test split: tulip 85.7% · daisy 64.3%" in texts(at)
-    assert "(72.3% with each view's mirror image)" in texts(at)
+    assert "Best on tulip (86%), worst on daisy (64%)" in texts(at)
+    assert "judged with each view's mirror image too: 72.3%" in texts(at)
     (reports / "rotation-limits.json").write_text(json.dumps(report | {"weights_sha256": "0" * 64}))  # made from other weights
     at = app.run()
     assert not at.exception and "Why it errs" not in texts(at) and "72.3%" not in texts(at)
@@ -56,19 +63,19 @@ def test_explorer__upload_real_photo_and_bad_file_gives_one_error_and_a_predicti
     assert not at.exception
     assert [e.value for e in at.error] == ["broken.jpg\\: not an image \\(no photo format Pillow can read\\); upload a photo \\(JPEG, PNG, WebP, …\\)"]
     heads = [m.value for m in at.markdown if m.value.startswith("##### ")]
-    assert heads[0].replace("\\", "") == f"##### {name}" and len(heads) == 3  # the upload + the two bundled picks
-    assert sum("Model's guess" in m.value for m in at.markdown) == 4 * len(heads)
+    assert heads[0].replace("\\", "").startswith(f"##### {name} — the model names") and len(heads) == 3  # the upload + the two bundled picks
+    assert sum(" says " in m.value for m in at.markdown) == 4 * len(heads)
 
 
 def test_explorer__turn_control_and_picks_change_the_page(app):
     at = app.run()
     at.segmented_control(key=state.EXPLORER_TURN).set_value(180).run()
-    assert not at.exception and "the photo turned 180°, then turned back" in texts(at)
+    assert not at.exception and "auto-upright: turned 180°, then back by" in "\n".join(image_captions(at))
     at.multiselect(key=state.EXPLORER_PICKS).set_value([]).run()
     assert "Upload a photo or pick a bundled one" in texts(at)
 
 
-def test_explorer__unknown_task_degrades_and_broken_model_names_its_file(app, models):
+def test_explorer__unknown_task_gets_the_generic_panel_and_broken_model_names_its_file(app, models):
     fake_task(models, "newtask")
     fake_task(models, "jigsaw")  # a jigsaw card without head.onnx
     shutil.copytree(models / "random_init", models / "broken")
@@ -77,40 +84,82 @@ def test_explorer__unknown_task_degrades_and_broken_model_names_its_file(app, mo
     assert not at.exception
     err = " ".join(e.value for e in at.error)
     assert "broken" in err and "weights.safetensors" in err and "regenerate" in err
-    assert "No visualisation for the task **newtask** yet" in texts(at)
+    assert "Look-alikes" in at.segmented_control(key=state.EXPLORER_TASK).options
+    choose(at, "newtask")
+    assert not at.exception
+    t = texts(at)
+    assert "Which photos look alike to this model?" in t and "its closest photos are mostly" in t
+    choose(at, "jigsaw")
+    assert not at.exception
     assert any("jigsaw has no head.onnx" in w.value and "ssl\\_train export" in w.value for w in at.warning)
-    assert "Model's guess" in texts(at)  # the rest of the page still works
 
 
-def test_explorer__every_task_shows_its_panel(task_app):
+def test_explorer__only_the_chosen_task_is_computed(task_app, monkeypatch):
+    from app import panels
+
+    called: list[str] = []
+    for task, panel in list(panels.load_all().items()):
+        monkeypatch.setitem(panels.PANELS, task, dataclasses.replace(panel, show=lambda e, i, c, _t=task: called.append(_t)))
     at = task_app.run()
+    assert not at.exception and called == ["rotation"]
+    called.clear()
+    choose(at, "superres")
+    assert called == ["superres"]
+
+
+@pytest.mark.parametrize("task", ["rotation", "jigsaw", "colorization", "context", "inpainting", "superres", "pirl", "simclr",
+                                  "deepcluster", "multitask", "random_init"])
+def test_explorer__every_task_shows_its_panel_in_plain_words(task_app, task):
+    at = task_app.run()
+    choose(at, task)
     assert not at.exception, at.exception
-    assert [t.label for t in at.tabs] == ["rotation", "jigsaw", "colorization", "context", "inpainting", "superres", "pirl",
-                                          "simclr", "deepcluster", "multitask", "random_init"]
     assert not at.error and not at.warning, [e.value for e in [*at.error, *at.warning]]
     t = texts(at) + "\n".join(image_captions(at))
-    for expected in (
-        "Model's guess", "permutation**", "the model's colours", "lightness only", "neighbours correctly", "centre patch",
-        "the hole filled by the model", "the model's restoration", "the small image", "its jigsaw version", "view 2", "Similarity to its own view 2",
-        "Falls in **cluster", "The cluster holds", "is a *multitask* model", "**rotation** (loss weight 1)",
-        "Its model.onnx answers for **rotation**", "its head does not run on one photo",
-    ):
-        assert expected in t, expected
-    assert "No visualisation" not in t
-    # the multitask tab answers the rotation question too: one auto-upright per photo in both tabs
-    n_photos = len(at.multiselect(key=state.EXPLORER_PICKS).value)
-    assert t.count("**Auto-upright**") == 2 * n_photos
+    expected = {
+        "rotation": ["Which way is up?", " says "], "jigsaw": ["Put the puzzle back together", "the tiles in their true places"],
+        "colorization": ["the model's colours", "than leaving the photo grey"], "context": ["Where does this piece go?", "(truth:"],
+        "inpainting": ["the hole filled by the model", "the plain answer: one flat colour"],
+        "superres": ["smooth enlargement (bicubic)", "what it changed"], "pirl": ["its shuffled version", "picks out its own photo"],
+        "simclr": ["view 2", "picks out its own photo"], "deepcluster": ["Goes in **group", "two photos picked at random"],
+        "multitask": ["Several questions at once", "**rotation** ×1", "Which way is up?"],
+        "random_init": ["Random network", "pretrained without labels"],
+    }[task]
+    for words in expected:
+        assert words in t, words
+    in_expanders = "\n".join(str(e.value) for x in at.expander for kind in ("markdown", "caption") for e in getattr(x, kind))
+    for jargon in ("ab_rmse", "hole_mse", "psnr", "PSNR", "RMSE", "permutation #", "RuntimeError", "Traceback"):
+        assert t.count(jargon) == in_expanders.count(jargon), f"{jargon} outside the experts' details"
+
+
+def test_explorer__multitask_runs_its_jigsaw_head_too(task_app):
+    at = task_app.run()
+    choose(at, "multitask")
+    at.segmented_control(key=state.EXPLORER_SUBTASK).set_value("jigsaw").run()
+    assert not at.exception and not at.error and not at.warning, [e.value for e in [*at.error, *at.warning]]
+    t = texts(at) + "\n".join(image_captions(at))
+    assert "Put the puzzle back together" in t and "the tiles in their true places" in t
+
+
+def test_explorer__a_link_with_task_opens_that_panel(task_app):
+    task_app.query_params["task"] = "colorization"
+    at = task_app.run()
+    assert not at.exception and "Colour this black-and-white photo" in texts(at)
+    task_app.query_params["task"] = "no-such-model"
+    at2 = task_app.run()
+    assert not at2.exception
 
 
 def test_explorer__puzzle_and_neighbour_controls_change_the_panels(task_app):
     at = task_app.run()
+    choose(at, "context")
     at.segmented_control(key=state.EXPLORER_NEIGHBOUR).set_value("bottom").run()
-    assert not at.exception and "the true one (bottom)" in texts(at)
+    assert not at.exception and "(truth: bottom)" in texts(at)
+    choose(at, "jigsaw")
     shuffles = set()
     for n in (1, 2, 3):
         at.number_input(key=state.EXPLORER_PUZZLE).set_value(n).run()
         assert not at.exception
-        shuffles.add(" ".join(c for c in image_captions(at) if "shuffled by permutation" in c))
+        shuffles.add(" ".join(m.value for m in at.markdown if "Shuffle #" in m.value) + " ".join(c.value for c in at.caption if "Shuffle #" in c.value))
     assert len(shuffles) > 1
 
 

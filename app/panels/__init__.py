@@ -1,0 +1,74 @@
+"""The explorer's panels: one file per pretext task, registered by task name.
+
+A panel is what the explorer (and talk mode) shows for one task: the question the task asks, in one
+sentence, the model's answer on the user's photos, and its score in plain words with the chance
+level. ``app/views/explorer.py`` knows no task by name: it asks ``panel_for(task)`` and draws what
+comes back, so a models/ folder of a task with no panel still gets ``generic`` (the photos its
+encoder finds most alike). Adding a task's panel = one file here with ``@register``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable
+
+GENERIC = "generic"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """How the explorer shows one task.
+
+    ``label``: its name in the task picker ("Rotation"); ``title``: the panel's heading, the
+    task's question in a few words ("Which way is up?"); ``question``: the one
+    sentence the panel opens with; ``show(entry, photos, ctx)`` draws it for a model entry and
+    the photos ``[(name, PIL.Image)]``; ``order`` places it in the picker (the story first);
+    ``show_sub(entry, photos, ctx)``, when set, draws the task's head inside a multi-task model."""
+
+    task: str
+    label: str
+    title: str
+    question: str
+    show: Callable[..., None]
+    order: int = 100
+    show_sub: Callable[..., None] | None = None
+
+
+PANELS: dict[str, Panel] = {}
+
+
+def register(task: str, label: str, title: str, question: str, order: int = 100) -> Callable:
+    """Decorator: ``@register("rotation", "Rotation", "Which way is up?", "…")`` over the panel's ``show``."""
+
+    def deco(fn: Callable[..., None]) -> Callable[..., None]:
+        PANELS[task] = Panel(task, label, title, question, fn, order)
+        return fn
+
+    return deco
+
+
+def register_sub(task: str) -> Callable:
+    """Decorator: how the panel of ``task`` (registered first) shows that task's head inside a
+    multi-task model."""
+
+    def deco(fn: Callable[..., None]) -> Callable[..., None]:
+        PANELS[task] = dataclasses.replace(PANELS[task], show_sub=fn)
+        return fn
+
+    return deco
+
+
+def load_all() -> dict[str, Panel]:
+    """Import every panel module of this package once (each registers itself)."""
+    for m in pkgutil.iter_modules(__path__):
+        if not m.name.startswith("_") and m.name != "common":
+            importlib.import_module(f"{__name__}.{m.name}")
+    return PANELS
+
+
+def panel_for(task: str) -> Panel:
+    """The task's own panel, else the generic one (similar photos by the encoder's features)."""
+    load_all()
+    return PANELS.get(task) or PANELS[GENERIC]

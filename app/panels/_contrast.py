@@ -1,0 +1,75 @@
+"""What PIRL's and SimCLR's panels share: neither predicts anything; each learns that two versions of
+one photo should have alike features, unlike every other photo's. The panel shows how a photo's
+second version ranks its own photo among the test photos."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import pretext, state, ui
+from app.inference import ModelFileError
+from app.uploads import md_escape
+
+from app import inference
+
+from .common import _compute, chance_words, details, gallery, header, load, ordinal, photo_box, photos_for
+
+GALLERY = 100  # test photos the user's photo is compared with
+
+
+def with_gallery(entry, p, items, index) -> tuple[list, np.ndarray, list[str]]:
+    """The shown photos, then up to ``GALLERY`` test photos (minus any that is one of them) → (shown
+    [(name, u8)], images (N, 3, S, S), names)."""
+    shown = photos_for(p, items)
+    gal = gallery(entry, p, index, GALLERY)
+    keep = [i for i, g in enumerate(gal["images"]) if not any(np.abs(g.astype(int) - u).mean() < 2 for _, u in shown)]
+    images = np.concatenate([np.stack([u for _, u in shown]), gal["images"][keep]])
+    names = [n for n, _ in shown] + [f"{gal['classes'][gal['labels'][i]]} · {gal['files'][i].rsplit('/', 1)[-1]}" for i in keep]
+    return shown, images, names
+
+
+def show(entry, items, ctx, kind: str, title: str, question: str, version: str, views) -> None:
+    """``kind``: the ``app.pretext`` function ("pirl" or "simclr"); ``version``: what the second
+    version is called ("its jigsaw version"); ``views(r, i)``: [(picture, caption)] of photo i."""
+    p = load(entry)
+    if p is None:
+        return
+    if ctx.index is None:
+        header(entry, title, question, None, p.model.image_size)
+        st.info("The bundled test photos are needed for the comparison.")
+        return
+    seed = int(st.number_input("Draw other versions (each number draws different ones)", min_value=0, max_value=9999,
+                               step=1, key=state.EXPLORER_PUZZLE))
+    shown, images, names = with_gallery(entry, p, items, ctx.index)
+    try:
+        r = _compute(kind, str(entry.path), inference.folder_signature(entry.path), None, images, seed)
+    except ModelFileError as e:
+        st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
+        return
+    n = len(images)
+    first = float(np.mean(r["rank"] == 1))
+    header(entry, title, question,
+           f"among these {n} photos, {version} picks out its own photo " + chance_words(first, 1 / n, "first"), p.model.image_size)
+    for i, (name, u8) in enumerate(shown):
+        sim = r["similarity"][i]
+        rank = int(r["rank"][i])
+        with photo_box(name):
+            pics = [(u8, "the photo"), *views(r, i)]
+            cols = st.columns([1] * len(pics) + [2])
+            for col, (img, caption) in zip(cols, pics):
+                col.image(pretext.enlarge(img, 150, True), caption=caption, width=150)
+            with cols[-1]:
+                if rank == 1:
+                    st.markdown(f"✅ Of all {n} photos, {version} is most like **its own photo**.")
+                else:
+                    st.markdown(f"❌ Its own photo comes only **{ordinal(rank)}** of {n} in likeness to {version}.")
+                st.caption("The most alike photos, most alike first:")
+            top = list(np.argsort(-sim)[:4])
+            grid = images if kind == "pirl" else r["second"]
+            ui.show_photo_grid([pretext.enlarge(grid[j], 110, True) for j in top],
+                               [f"{'★ its own photo' if j == i else md_escape(names[j])} · {sim[j]:.2f}" for j in top], columns=4, width=110)
+    details(entry, [f"likeness: cosine similarity of the two embeddings (1 = the same direction); here over {n} photos: "
+                    f"your photos and {n - len(shown)} test photos",
+                    "training scores this as a classification among the photos of a batch and a memory bank, so the "
+                    "card's accuracy (the share ranked first among thousands of stored photos) looks low: chance there is far lower still"])
+

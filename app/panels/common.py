@@ -1,0 +1,167 @@
+"""What every panel shares: cached models and computations, the panel's header with its score in
+plain words, picture rows. Streamlit only here and in the panel files; the compute is in
+``app.pretext`` and ``app.inference`` (plain arrays)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from app import inference, pretext, ui
+from app.config import reports_dir
+from app.inference import ModelEntry, ModelFileError, OnnxModel
+from app.uploads import md_escape
+
+W = 170  # px of each picture in a row
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a panel may need beyond its model and the photos: the bundled photo index (None when
+    the photos are missing) and every usable model (a panel may compare with another)."""
+
+    index: Any
+    entries: list[ModelEntry]
+
+
+# -- cached models and results (per server; keyed by the model folder's signature) -----------------
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _open(path: str, signature: tuple, sub: str | None = None) -> pretext.Pretext:
+    model = OnnxModel(path)
+    return pretext.open_sub_pretext(model, sub) if sub else pretext.open_pretext(model)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _compute(kind: str, path: str, signature: tuple, sub: str | None, image_u8: np.ndarray, *args) -> dict:
+    return getattr(pretext, kind)(_open(path, signature, sub), image_u8, *args)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _gallery(path: str, signature: tuple, root: str, key: str, size: int, limit: int | None, clusters: bool) -> dict:
+    """Test photos at the model's size (and, for DeepCluster, the cluster of each), once per model."""
+    g = pretext.test_gallery(ui.decoded(root, size, key), limit)
+    if clusters:
+        g.update(pretext.deepcluster_assign(_open(path, signature), g["images"]))
+    return g
+
+
+def load(entry: ModelEntry, sub: str | None = None) -> pretext.Pretext | None:
+    """The model ready for its panel (``sub``: a multi-task model's sub-task), or None after one
+    clear line saying what is missing and how to make it."""
+    try:
+        p = _open(str(entry.path), inference.folder_signature(entry.path), sub)
+    except ModelFileError as e:
+        st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
+        return None
+    except Exception as e:  # noqa: BLE001 (e.g. a task config this version cannot rebuild)
+        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        st.error(f"Model **{md_escape(entry.name)}** cannot be prepared for its panel ({md_escape(first)}); "
+                 f"re-export it with the current `python -m ssl_train export`.")
+        return None
+    if p.problem:
+        st.warning(md_escape(p.problem), icon="🧩")
+        return None
+    return p
+
+
+def run(entry: ModelEntry, kind: str, image_u8: np.ndarray, *args, sub: str | None = None) -> dict | None:
+    """``app.pretext.<kind>`` on one photo, cached; a model-file problem → one line, None."""
+    try:
+        return _compute(kind, str(entry.path), inference.folder_signature(entry.path), sub, image_u8, *args)
+    except ModelFileError as e:
+        st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
+        return None
+
+
+def gallery(entry: ModelEntry, p: pretext.Pretext, index, limit: int | None, clusters: bool = False) -> dict:
+    return _gallery(str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key,
+                    p.model.image_size, limit, clusters)
+
+
+def photos_for(p: pretext.Pretext, items) -> list[tuple[str, np.ndarray]]:
+    """(name, the model's uint8 view of the photo (3, S, S)) for each photo."""
+    return [(name, p.model.prepare(img)) for name, img in items]
+
+
+# -- words ---------------------------------------------------------------------------------------------
+def times_in_100(share: float) -> str:
+    """0.804 → "80 times in 100"."""
+    return f"{round(100 * share)} times in 100"
+
+
+def chance_words(share: float, chance: float, verb: str = "right") -> str:
+    """"right 80 times in 100 (guessing: 25)" — a score a non-expert can weigh."""
+    c = 100 * chance
+    guess = f"{c:.0f}" if c >= 1 else f"{c:.1g}"
+    return f"{verb} **{times_in_100(share)}** (guessing would be {verb} {guess} times in 100)"
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def card_score(entry: ModelEntry, key: str) -> float | None:
+    """A number of the card's pretext test (``key`` or ``<sub>_key`` of a multi-task card)."""
+    pt = (entry.card or {}).get("pretext_test") or {}
+    v = pt.get(key)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def weights_sha256(entry: ModelEntry) -> str | None:
+    card = entry.card or {}
+    return (card.get("files") or {}).get((card.get("weights") or {}).get("file", ""))
+
+
+def measured(entry: ModelEntry) -> dict | None:
+    """This model's scores in ``reports/panel-scores.json`` (``python -m app.scores``) when they
+    were measured on these very weights, else None."""
+    try:
+        from app import scores
+    except ImportError:  # noqa: BLE001 (the report's reader is optional to the panels)
+        return None
+    return scores.load(reports_dir() / scores.REPORT_JSON, entry.name, weights_sha256(entry))
+
+
+def header(entry: ModelEntry, title: str, question: str, score: str | None, size: int) -> None:
+    """The panel's opening: the question in one sentence, then how well this model answers it."""
+    st.markdown(f"### {title}")
+    st.markdown(question)
+    if score:
+        st.markdown(f"**{md_escape(entry.name)}** on photos it never trained on: {score}.")
+    st.caption(f"{md_escape(entry.label())} · sees {size}×{size}-pixel photos")
+
+
+def details(entry: ModelEntry, lines: list[str]) -> None:
+    """The expert's numbers (each with a one-line meaning) in a closed expander."""
+    pt = {k: v for k, v in ((entry.card or {}).get("pretext_test") or {}).items() if isinstance(v, (int, float))}
+    with st.expander("Details for experts"):
+        for line in lines:
+            st.markdown(f"- {line}")
+        if pt:
+            st.markdown("- model.json's pretext test (the test split, at training time): "
+                        + ", ".join(f"`{k}` {v:.4g}" for k, v in pt.items()))
+
+
+def picture_row(pictures: list[tuple[np.ndarray, str]], width: int = W, smooth: bool = True) -> None:
+    """One row of captioned pictures (uint8 (3, H, W) arrays), enlarged to ``width`` px."""
+    for col, (img, caption) in zip(st.columns(len(pictures)), pictures):
+        col.image(pretext.enlarge(img, width, smooth), caption=caption, width=width)
+
+
+def photo_box(name: str):
+    """A bordered box for one photo's answer, titled with the photo's name."""
+    box = st.container(border=True)
+    box.markdown(f"##### {md_escape(name)}")
+    return box
+
+
+def measured_sentence(entry: ModelEntry) -> str | None:
+    """The plain-words score of ``reports/panel-scores.json`` for this model's very weights, else None."""
+    m = measured(entry)
+    if not m:
+        return None
+    from app import scores
+
+    return scores.sentence(m)

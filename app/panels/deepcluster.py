@@ -1,0 +1,76 @@
+"""DeepCluster (Caron et al., ECCV 2018): sort photos into groups of its own making, then learn the groups."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import pretext, ui
+
+from . import register
+from .common import details, gallery, header, load, photo_box, photos_for, run, times_in_100
+
+TITLE = "Sort the photos into groups, with no labels"
+QUESTION = ("The model sorts all photos into groups of look-alikes — **by its own judgement, no labels** — then learns to "
+            "tell which group a photo belongs to, and sorts again. Photos in one group should show the same kind of flower.")
+
+
+def same_flower_rates(clusters: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(share of photo pairs within one cluster that show the same class, the same share for two
+    photos drawn at random) — the first over the second says how much the clusters follow the
+    flowers. ``clusters``, ``labels``: (N,) ints."""
+    def same_pairs(groups: np.ndarray) -> tuple[float, float]:
+        same = total = 0.0
+        for g in np.unique(groups):
+            lab = labels[groups == g]
+            n = len(lab)
+            total += n * (n - 1) / 2
+            same += sum(c * (c - 1) / 2 for c in np.bincount(lab))
+        return same, total
+
+    s, t = same_pairs(clusters)
+    s0, t0 = same_pairs(np.zeros_like(labels))
+    return (s / t if t else 0.0), (s0 / t0 if t0 else 0.0)
+
+
+@register("deepcluster", "DeepCluster", TITLE, QUESTION, order=8)
+def show(entry, items, ctx) -> None:
+    p = load(entry)
+    if p is None:
+        return
+    k = p.config.k
+    if ctx.index is None:
+        header(entry, TITLE, QUESTION, None, p.model.image_size)
+        st.info("The bundled test photos are needed to show the groups.")
+        return
+    with st.spinner("Sorting the test photos into the model's groups (once per model)…"):
+        gal = gallery(entry, p, ctx.index, None, clusters=True)
+    same, rand = same_flower_rates(gal["cluster"], gal["labels"])
+    agree = float(np.mean(gal["guess"] == gal["cluster"]))
+    header(entry, TITLE, QUESTION,
+           f"two test photos it puts in one group show the same flower **{times_in_100(same)}**; two photos picked at random, "
+           f"{times_in_100(rand)}", p.model.image_size)
+    for name, u8 in photos_for(p, items):
+        r = run(entry, "deepcluster_assign", u8[None])
+        if r is None:
+            continue
+        c = int(r["cluster"][0])
+        info = pretext.cluster_members(c, gal["cluster"], gal["labels"], gal["classes"])
+        with photo_box(name):
+            c1, c2 = st.columns([1, 3])
+            c1.image(pretext.enlarge(u8, 150, True), caption="your photo", width=150)
+            with c2:
+                if info["size"]:
+                    comp = ", ".join(f"{n} {cls}" for cls, n in info["composition"])
+                    st.markdown(f"Goes in **group {c}**, with **{info['size']}** of the {len(gal['cluster'])} test photos: {comp}.")
+                else:
+                    st.markdown(f"Goes in **group {c}**, which holds none of the test photos.")
+                st.caption("The flower names are only shown to judge the groups; the model never saw them.")
+            members = info["members"][:8]
+            if len(members):
+                ui.show_photo_grid([pretext.enlarge(gal["images"][j], 110, True) for j in members],
+                                   [gal["classes"][gal["labels"][j]] for j in members], columns=8, width=80)
+    details(entry, [f"{k} groups (k-means on the model's own features, redone every few epochs)",
+                    f"the card's `acc` is how often its classifier names the group of a photo's own features: on these "
+                    f"{len(gal['cluster'])} test photos {ui.percent(agree)}, where guessing gets {ui.percent(1 / k)} — low "
+                    "because the groups are remade as training goes on, so it is not a failure",
+                    f"{len(np.unique(gal['cluster']))} of the {k} groups hold test photos"])
