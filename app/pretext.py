@@ -343,7 +343,8 @@ def pirl(p: Pretext, images_u8: np.ndarray, seed: int = 0) -> dict[str, Any]:
     sim = (g @ f.T).numpy()
     own = np.diag(sim)
     rank = 1 + (sim > own[:, None]).sum(1)
-    return {"f": f.numpy(), "g": g.numpy(), "similarity": sim, "rank": rank, "puzzles": _u8(tiles_to_grid(v.tiles))}
+    return {"f": f.numpy(), "g": g.numpy(), "similarity": sim, "rank": rank, "puzzles": _u8(tiles_to_grid(v.tiles)),
+            "query": g.numpy(), "key": f.numpy()}
 
 
 # -- SimCLR ------------------------------------------------------------------------------------------
@@ -366,7 +367,21 @@ def simclr(p: Pretext, images_u8: np.ndarray, seed: int = 0) -> dict[str, Any]:
     z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
     sim = z[:n] @ z[n:].T
     own = np.diag(sim)
-    return {"first": views[:n], "second": views[n:], "similarity": sim, "rank": 1 + (sim > own[:, None]).sum(1)}
+    return {"first": views[:n], "second": views[n:], "similarity": sim, "rank": 1 + (sim > own[:, None]).sum(1),
+            "query": z[:n], "key": z[n:]}
+
+
+def contrast_join(new: dict[str, Any], gallery: dict[str, Any], keep: np.ndarray | list[int]) -> dict[str, Any]:
+    """``pirl`` or ``simclr`` computed for new photos and, once, for a gallery of test photos →
+    the same as computing both together: rows ``keep`` of the gallery follow the new photos, the
+    similarity (N, N) and ranks are over them all, and every per-photo array is joined."""
+    keep = np.asarray(keep, dtype=int)
+    out = {k: np.concatenate([np.asarray(v), np.asarray(gallery[k])[keep]]) for k, v in new.items()
+           if k not in ("similarity", "rank") and isinstance(v, np.ndarray) and len(v) == len(new["query"])}
+    sim = out["query"] @ out["key"].T
+    out["similarity"] = sim
+    out["rank"] = 1 + (sim > np.diag(sim)[:, None]).sum(1)
+    return out
 
 
 # -- DeepCluster -------------------------------------------------------------------------------------

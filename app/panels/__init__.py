@@ -25,7 +25,9 @@ class Panel:
     task's question in a few words ("Which way is up?"); ``question``: the one
     sentence the panel opens with; ``show(entry, photos, ctx)`` draws it for a model entry and
     the photos ``[(name, PIL.Image)]``; ``order`` places it in the picker (the story first);
-    ``show_sub(entry, photos, ctx)``, when set, draws the task's head inside a multi-task model."""
+    ``show_sub(entry, photos, ctx)``, when set, draws the task's head inside a multi-task model;
+    ``compute(entry, image)``, when set, is all the network work the panel does for one photo
+    (a PIL image), without Streamlit: ``python -m app.measure`` times it."""
 
     task: str
     label: str
@@ -34,6 +36,7 @@ class Panel:
     show: Callable[..., None]
     order: int = 100
     show_sub: Callable[..., None] | None = None
+    compute: Callable[..., object] | None = None
 
 
 PANELS: dict[str, Panel] = {}
@@ -55,6 +58,16 @@ def register_sub(task: str) -> Callable:
 
     def deco(fn: Callable[..., None]) -> Callable[..., None]:
         PANELS[task] = dataclasses.replace(PANELS[task], show_sub=fn)
+        return fn
+
+    return deco
+
+
+def register_compute(task: str) -> Callable:
+    """Decorator: the panel of ``task``'s network work for one photo (see ``Panel.compute``)."""
+
+    def deco(fn: Callable[..., object]) -> Callable[..., object]:
+        PANELS[task] = dataclasses.replace(PANELS[task], compute=fn)
         return fn
 
     return deco

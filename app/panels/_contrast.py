@@ -12,20 +12,24 @@ from app.uploads import md_escape
 
 from app import inference
 
-from .common import _compute, chance_words, details, gallery, header, load, ordinal, photo_box, photos_for
+from .common import _compute, chance_words, details, gallery, gallery_answer, header, load, ordinal, photo_box, photos_for
 
 GALLERY = 100  # test photos the user's photo is compared with
 
 
-def with_gallery(entry, p, items, index) -> tuple[list, np.ndarray, list[str]]:
+def with_gallery(entry, p, items, index, kind: str, seed: int) -> tuple[list, np.ndarray, list[str], dict]:
     """The shown photos, then up to ``GALLERY`` test photos (minus any that is one of them) → (shown
-    [(name, u8)], images (N, 3, S, S), names)."""
+    [(name, u8)], images (N, 3, S, S), names, ``app.pretext.<kind>`` over them all). The gallery's
+    own answer is computed once per model and seed; only the shown photos are new work."""
     shown = photos_for(p, items)
     gal = gallery(entry, p, index, GALLERY)
-    keep = [i for i, g in enumerate(gal["images"]) if not any(np.abs(g.astype(int) - u).mean() < 2 for _, u in shown)]
-    images = np.concatenate([np.stack([u for _, u in shown]), gal["images"][keep]])
+    mine = np.stack([u for _, u in shown])
+    diff = np.abs(gal["images"][:, None].astype(np.int16) - mine[None]).mean((2, 3, 4))  # (gallery, shown)
+    keep = np.flatnonzero(diff.min(1) >= 2)  # a shown photo that is a gallery photo is not compared with itself
+    images = np.concatenate([mine, gal["images"][keep]])
     names = [n for n, _ in shown] + [f"{gal['classes'][gal['labels'][i]]} · {gal['files'][i].rsplit('/', 1)[-1]}" for i in keep]
-    return shown, images, names
+    new = _compute(kind, str(entry.path), inference.folder_signature(entry.path), None, mine, seed)
+    return shown, images, names, pretext.contrast_join(new, gallery_answer(entry, p, index, GALLERY, kind, seed), keep)
 
 
 def show(entry, items, ctx, kind: str, title: str, question: str, version: str, views) -> None:
@@ -40,9 +44,8 @@ def show(entry, items, ctx, kind: str, title: str, question: str, version: str, 
         return
     seed = int(st.number_input("Draw other versions (each number draws different ones)", min_value=0, max_value=9999,
                                step=1, key=state.EXPLORER_PUZZLE))
-    shown, images, names = with_gallery(entry, p, items, ctx.index)
     try:
-        r = _compute(kind, str(entry.path), inference.folder_signature(entry.path), None, images, seed)
+        shown, images, names, r = with_gallery(entry, p, items, ctx.index, kind, seed)
     except ModelFileError as e:
         st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
         return
@@ -73,3 +76,14 @@ def show(entry, items, ctx, kind: str, title: str, question: str, version: str, 
                     "training scores this as a classification among the photos of a batch and a memory bank, so the "
                     "card's accuracy (the share ranked first among thousands of stored photos) looks low: chance there is far lower still"])
 
+
+
+def compute(entry, img, ctx_index, kind: str) -> dict:
+    """The network work for one photo: its versions and those of the ``GALLERY`` test photos."""
+    return with_gallery(entry, load_quiet(entry), [("photo", img)], ctx_index, kind, 1)[3]
+
+
+def load_quiet(entry):
+    from .common import _open
+
+    return _open(str(entry.path), inference.folder_signature(entry.path), None)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import register
-from .common import details, header, load, measured_sentence, photo_box, photos_for, picture_row, run
+from . import register, register_compute
+from .common import answer, details, header, load, measured_sentence, photo_box, photos_for, picture_row, run
 
 TITLE = "Colour this black-and-white photo"
 QUESTION = ("We take the colour out of your photo and ask the model to **paint it back**. To colour a tulip red and the "
@@ -33,3 +33,8 @@ def show(entry, items, ctx) -> None:
                     "grid (0 = the real colours; grey everywhere scores the photo's own colourfulness, ≈ 20–40 on flowers)",
                     "the model predicts a probability for each of 313 colour bins per pixel and shows their annealed mean, "
                     "so colours come out muted where it is unsure"])
+
+
+@register_compute("colorization")
+def compute(entry, img) -> dict:
+    return answer(entry, "colorization", img)

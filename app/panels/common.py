@@ -38,13 +38,26 @@ def _compute(kind: str, path: str, signature: tuple, sub: str | None, image_u8: 
     return getattr(pretext, kind)(_open(path, signature, sub), image_u8, *args)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+# cache_resource, not cache_data: read-only arrays shared by every session, not copied on each read
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _gallery(path: str, signature: tuple, root: str, key: str, size: int, limit: int | None, clusters: bool) -> dict:
     """Test photos at the model's size (and, for DeepCluster, the cluster of each), once per model."""
     g = pretext.test_gallery(ui.decoded(root, size, key), limit)
     if clusters:
         g.update(pretext.deepcluster_assign(_open(path, signature), g["images"]))
     return g
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _gallery_answer(kind: str, path: str, signature: tuple, root: str, key: str, size: int, limit: int, seed: int) -> dict:
+    """``app.pretext.<kind>`` over the gallery of test photos, once per model and seed (read-only)."""
+    g = _gallery(path, signature, root, key, size, limit, False)
+    return getattr(pretext, kind)(_open(path, signature), g["images"], seed)
+
+
+def gallery_answer(entry: ModelEntry, p: pretext.Pretext, index, limit: int, kind: str, seed: int) -> dict:
+    return _gallery_answer(kind, str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key,
+                           p.model.image_size, limit, seed)
 
 
 def load(entry: ModelEntry, sub: str | None = None) -> pretext.Pretext | None:
@@ -64,6 +77,13 @@ def load(entry: ModelEntry, sub: str | None = None) -> pretext.Pretext | None:
         st.warning(md_escape(p.problem), icon="🧩")
         return None
     return p
+
+
+def answer(entry: ModelEntry, kind: str, img, *args, sub: str | None = None) -> dict:
+    """``app.pretext.<kind>`` on one photo (a PIL image), uncached: a panel's network work, for
+    ``Panel.compute`` (the model itself stays cached)."""
+    p = _open(str(entry.path), inference.folder_signature(entry.path), sub)
+    return getattr(pretext, kind)(p, p.model.prepare(img), *args)
 
 
 def run(entry: ModelEntry, kind: str, image_u8: np.ndarray, *args, sub: str | None = None) -> dict | None:

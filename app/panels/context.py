@@ -6,8 +6,8 @@ import streamlit as st
 
 from app import pretext, state
 
-from . import register
-from .common import W, card_score, chance_words, details, header, load, photo_box, photos_for, run
+from . import register, register_compute
+from .common import answer, W, card_score, chance_words, details, header, load, photo_box, photos_for, run
 
 TITLE = "Where does this piece go?"
 QUESTION = ("We show the model the **centre** of your photo and one **neighbouring piece**, and ask **where the piece "
@@ -66,3 +66,8 @@ def show(entry, items, ctx) -> None:
     details(entry, ["8 places, so guessing is right 1 time in 8",
                     f"places right on the test split: {100 * acc:.1f}%" if acc is not None else "no pretext test in model.json",
                     "pieces are kept apart and brightness-equalised, so lines cannot simply be continued"])
+
+
+@register_compute("context")
+def compute(entry, img) -> dict:
+    return answer(entry, "context", img)

@@ -6,8 +6,8 @@ import streamlit as st
 
 from app import pretext, ui
 
-from . import register
-from .common import details, gallery, header, load, photo_box, photos_for, run, times_in_100
+from . import register, register_compute
+from .common import _open, details, gallery, header, load, photo_box, photos_for, run, times_in_100
 
 TITLE = "Sort the photos into groups, with no labels"
 QUESTION = ("The model sorts all photos into groups of look-alikes — **by its own judgement, no labels** — then learns to "
@@ -74,3 +74,11 @@ def show(entry, items, ctx) -> None:
                     f"{len(gal['cluster'])} test photos {ui.percent(agree)}, where guessing gets {ui.percent(1 / k)} — low "
                     "because the groups are remade as training goes on, so it is not a failure",
                     f"{len(np.unique(gal['cluster']))} of the {k} groups hold test photos"])
+
+
+@register_compute("deepcluster")
+def compute(entry, img) -> dict:
+    from app import inference
+
+    p = _open(str(entry.path), inference.folder_signature(entry.path), None)
+    return pretext.deepcluster_assign(p, p.model.prepare(img)[None])

@@ -9,7 +9,7 @@ from app import embedding, ui
 from app.inference import ModelFileError
 from app.uploads import md_escape
 
-from . import GENERIC, register
+from . import GENERIC, register, register_compute
 from .common import header
 
 SHOWN = 6  # look-alikes shown per photo
@@ -19,11 +19,11 @@ QUESTION = ("Every encoder turns a photo into a list of numbers, its **features*
             "to the model. Here: the test photos whose features are closest to your photo's.")
 
 
-def look_alikes(entry, items, index) -> list[tuple[str, list[tuple[str, str, float]], str]] | None:
+def look_alikes(entry, items, index, lay=None) -> list[tuple[str, list[tuple[str, str, float]], str]] | None:
     """For each photo: (name, [(test photo file, its class, likeness)] most alike first, the kNN
     vote's class) from the model's precomputed features; None after one line if unavailable."""
     try:
-        lay = ui.layout(entry, index)
+        lay = lay or ui.layout(entry, index)
         model = ui.onnx_model(entry)
     except ModelFileError as e:
         st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
@@ -55,3 +55,12 @@ def show(entry, items, ctx) -> None:
             show_look_alikes(ctx.index, name, near)
     st.caption("The number under each photo is the likeness of the features (cosine similarity, 1 = the same direction). "
                "The flower names come from the labels, which the encoder never saw.")
+
+
+@register_compute(GENERIC)
+def compute(entry, img) -> list:
+    from app import photos
+    from app.config import data_dir
+
+    index = photos.index(data_dir())
+    return look_alikes(entry, [("photo", img)], index, embedding.find(entry.path, entry.card, index.key, index.files))

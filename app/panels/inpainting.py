@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import register
-from .common import details, header, load, measured_sentence, photo_box, photos_for, picture_row, run
+from . import register, register_compute
+from .common import answer, details, header, load, measured_sentence, photo_box, photos_for, picture_row, run
 
 TITLE = "Fill the hole"
 QUESTION = ("We cut a square **hole** out of your photo and ask the model to **paint what was there** from the "
@@ -32,3 +32,8 @@ def show(entry, items, ctx) -> None:
     details(entry, ["error: mean squared difference inside the hole, pixel values 0–1 (0 = the real photo)",
                     "the plain answer fills the hole with the mean colour of a 2-pixel ring around it",
                     f"training cut holes at {'random places' if p.config.mask_mode == 'random' else 'the centre'}; here the hole is in the centre"])
+
+
+@register_compute("inpainting")
+def compute(entry, img) -> dict:
+    return answer(entry, "inpainting", img)

@@ -6,8 +6,8 @@ import streamlit as st
 
 from app import pretext, state
 
-from . import register, register_sub
-from .common import W, card_score, chance_words, details, header, load, photo_box, photos_for, run
+from . import register, register_compute, register_sub
+from .common import answer, W, card_score, chance_words, details, header, load, photo_box, photos_for, run
 
 TITLE = "Put the puzzle back together"
 QUESTION = ("We cut your photo into 3×3 tiles and shuffle them, and the model must say **how they were shuffled**. "
@@ -63,3 +63,8 @@ def show(entry, items, ctx) -> None:
 def show_sub(entry, items, ctx) -> None:
     """A multi-task model's jigsaw head: its own graph (model.json "sub_head_graphs") on the shared encoder."""
     show_for(entry, items, "jigsaw", "jigsaw_acc")
+
+
+@register_compute("jigsaw")
+def compute(entry, img) -> dict:
+    return answer(entry, "jigsaw", img, 0)

@@ -6,7 +6,7 @@ import streamlit as st
 from app import pretext, state
 from app.uploads import md_escape
 
-from . import PANELS, register
+from . import PANELS, register, register_compute
 from .common import header
 
 TITLE = "Several questions at once"
@@ -36,3 +36,12 @@ def show(entry, items, ctx) -> None:
         else:
             st.info(f"No panel shows a multi-task model's **{md_escape(sub)}** head yet; its shared features work on the "
                     "Embedding map and in the Few-shot lab.")
+
+
+@register_compute("multitask")
+def compute(entry, img) -> dict:
+    """Its first sub-task's answer (the one shown when the panel opens)."""
+    from app import pretext as _p
+
+    first = _p.multitask_parts(entry.card)[0][0]
+    return PANELS[first].compute(entry, img)

@@ -1,7 +1,10 @@
 """PIRL (Misra & van der Maaten, CVPR 2020): a photo and its own jigsaw version should look alike."""
 from __future__ import annotations
 
-from . import _contrast, register
+from app import photos
+from app.config import data_dir
+
+from . import _contrast, register, register_compute
 
 TITLE = "Recognise a photo from its shuffled version"
 QUESTION = ("The model does not predict anything: it learns to give a photo and **its own shuffled version** (jigsaw tiles) "
@@ -13,3 +16,8 @@ QUESTION = ("The model does not predict anything: it learns to give a photo and 
 def show(entry, items, ctx) -> None:
     _contrast.show(entry, items, ctx, "pirl", TITLE, QUESTION, "its shuffled version",
                    lambda r, i: [(r["puzzles"][i], "its shuffled version")])
+
+
+@register_compute("pirl")
+def compute(entry, img) -> dict:
+    return _contrast.compute(entry, img, photos.index(data_dir()), "pirl")

@@ -7,8 +7,9 @@ from app import inference, ui
 from app.config import RANDOM_INIT
 from app.uploads import md_escape
 
-from . import register
+from . import register, register_compute
 from .common import header
+from .generic import compute as generic_compute
 from .generic import look_alikes, show_look_alikes
 
 TITLE = "Without pretraining: what looks alike to a random network?"
@@ -36,3 +37,6 @@ def show(entry, items, ctx) -> None:
                 show_look_alikes(ctx.index, name, other[1])
     st.caption("The flower names come from the labels, which neither encoder saw. Compare the two on the Embedding map "
                "and in the Few-shot lab.")
+
+
+register_compute(RANDOM_INIT)(generic_compute)  # its own look-alikes (the pretrained encoder's are that encoder's)

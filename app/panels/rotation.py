@@ -9,7 +9,7 @@ from app.config import reports_dir
 from app.inference import ANGLE_LABELS, ModelFileError
 from app.uploads import md_escape
 
-from . import register, register_sub
+from . import register, register_compute, register_sub
 from .common import card_score, chance_words, details, header, weights_sha256
 
 TURNS = [0, 90, 180, 270]
@@ -19,15 +19,18 @@ QUESTION = ("We turn your photo by 0, 90, 180 or 270° and ask the model **which
             "later helps to tell flowers apart.")
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _answers(path: str, signature: tuple, image_u8: np.ndarray, k_user: int) -> dict:
-    """All the network calls of one photo in one place, cached: its four turns (one look, and with
-    each turn's mirror image) and auto-upright of the photo turned ``k_user`` quarter turns."""
-    model = ui._onnx_model(path, signature)
+def answers(model, image_u8: np.ndarray, k_user: int) -> dict:
+    """All the network calls of one photo (3, S, S) in one place: its four turns (one look, and
+    with each turn's mirror image) and auto-upright of the photo turned ``k_user`` quarter turns."""
     _, probs = inference.rotation_grid(model, image_u8)
     probs_m = inference.with_mirror_probabilities(model, image_u8, probs)
     guess, p_in, _ = inference.auto_upright(model, inference.turn(image_u8, k_user))
     return {"probs": probs, "probs_mirror": probs_m, "upright_guess": guess, "upright_probs": p_in}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _answers(path: str, signature: tuple, image_u8: np.ndarray, k_user: int) -> dict:
+    return answers(ui._onnx_model(path, signature), image_u8, k_user)
 
 
 def turn_control() -> int:
@@ -105,3 +108,9 @@ def show(entry, items, ctx) -> None:
         lines.append("per class on the test split: " + " · ".join(f"{c} {ui.percent(a)}" for c, a in sorted(per_class.items(), key=lambda kv: -kv[1])))
     details(entry, lines)
 
+
+
+@register_compute("rotation")
+def compute(entry, img) -> dict:
+    model = ui.onnx_model(entry)
+    return answers(model, model.prepare(img), 1)

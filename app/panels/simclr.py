@@ -1,7 +1,10 @@
 """SimCLR (Chen et al., ICML 2020): two random views of one photo should look alike."""
 from __future__ import annotations
 
-from . import _contrast, register
+from app import photos
+from app.config import data_dir
+
+from . import _contrast, register, register_compute
 
 TITLE = "Recognise a photo from another view of it"
 QUESTION = ("The model does not predict anything: it learns to give **two random views** of one photo (cropped, flipped, "
@@ -13,3 +16,8 @@ QUESTION = ("The model does not predict anything: it learns to give **two random
 def show(entry, items, ctx) -> None:
     _contrast.show(entry, items, ctx, "simclr", TITLE, QUESTION, "its first view",
                    lambda r, i: [(r["first"][i], "view 1"), (r["second"][i], "view 2")])
+
+
+@register_compute("simclr")
+def compute(entry, img) -> dict:
+    return _contrast.compute(entry, img, photos.index(data_dir()), "simclr")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import register
-from .common import details, header, load, measured_sentence, photo_box, photos_for, picture_row, run
+from . import register, register_compute
+from .common import answer, details, header, load, measured_sentence, photo_box, photos_for, picture_row, run
 
 TITLE = "Make the small photo sharp again"
 QUESTION = ("We shrink your photo and ask the model to **restore the detail**. The plain way — smooth enlargement "
@@ -37,3 +37,8 @@ def show(entry, items, ctx) -> None:
     details(entry, ["PSNR (dB): how close a picture is to the real photo; higher is closer, +1 dB is a small but visible step",
                     f"the model predicts a correction on top of bicubic enlargement (×{p.config.factor}); "
                     "'what the model changed' is that correction's size, amplified 4×"])
+
+
+@register_compute("superres")
+def compute(entry, img) -> dict:
+    return answer(entry, "superres", img)
