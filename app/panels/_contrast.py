@@ -42,8 +42,7 @@ def show(entry, items, ctx, kind: str, title: str, question: str, version: str, 
         header(entry, title, question, None, p.model.image_size)
         st.info("The bundled test photos are needed for the comparison.")
         return
-    seed = int(st.number_input("Draw other versions (each number draws different ones)", min_value=0, max_value=9999,
-                               step=1, key=state.EXPLORER_PUZZLE))
+    seed = int(st.session_state.get(state.EXPLORER_PUZZLE, 1))  # its widget is drawn under the header, below
     try:
         shown, images, names, r = with_gallery(entry, p, items, ctx.index, kind, seed)
     except ModelFileError as e:
@@ -53,6 +52,8 @@ def show(entry, items, ctx, kind: str, title: str, question: str, version: str, 
     first = float(np.mean(r["rank"] == 1))
     header(entry, title, question,
            f"among these {n} photos, {version} picks out its own photo " + chance_words(first, 1 / n, "first"), p.model.image_size)
+    st.number_input("Draw other versions (each number draws different ones)", min_value=0, max_value=9999, step=1,
+                    key=state.EXPLORER_PUZZLE)
     for i, (name, u8) in enumerate(shown):
         sim = r["similarity"][i]
         rank = int(r["rank"][i])

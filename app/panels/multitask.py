@@ -28,7 +28,8 @@ def show(entry, items, ctx) -> None:
     names = [n for n, _ in parts]
     if st.session_state.get(state.EXPLORER_SUBTASK) not in names:
         st.session_state[state.EXPLORER_SUBTASK] = names[0]
-    sub = st.segmented_control("Which of its questions?", names, key=state.EXPLORER_SUBTASK, required=True) or names[0]
+    sub = st.segmented_control("Which of its questions?", names, key=state.EXPLORER_SUBTASK, required=True,
+                               format_func=lambda n: PANELS[n].label if n in PANELS else n) or names[0]
     panel = PANELS.get(sub)
     with st.container(border=True):
         if panel is not None and panel.show_sub is not None:

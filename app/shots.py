@@ -1,0 +1,110 @@
+"""Screenshots of every explorer panel, as a user sees them: ``python -m app.shots``.
+
+Starts the app (``app.measure.start_server``), uploads a real photo and a drawing of a flower
+(made here with Pillow: a child's drawing is the classic "unlike the training photos" input), then
+opens each model's panel with ``?task=<folder>`` and saves the panel at 1400 px wide to
+``reports/screenshots/panel-<folder>.jpg``. Real chromium, real models from ``$PRETEXT_LAB_MODELS``.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from .config import REPO, data_dir, models_dir
+from .measure import free_port, launch_chromium, start_server, stop_server, wait_idle, wait_ready
+
+SHOT_QUALITY = 70
+
+
+def flower_drawing(path: Path, size: int = 480) -> Path:
+    """A flat-colour drawing of a daisy-like flower (sky, grass, stem, leaves, petals, a disc) → PNG."""
+    img = Image.new("RGB", (size, size), (150, 200, 250))
+    d = ImageDraw.Draw(img)
+    s = size / 480
+    d.rectangle([0, 380 * s, size, size], fill=(90, 170, 70))
+    d.line([240 * s, 230 * s, 240 * s, 440 * s], fill=(40, 120, 40), width=round(12 * s))
+    d.ellipse([240 * s, 320 * s, 330 * s, 360 * s], fill=(60, 150, 60))
+    d.ellipse([150 * s, 340 * s, 240 * s, 380 * s], fill=(60, 150, 60))
+    cx, cy = 240 * s, 180 * s
+    import math
+
+    for k in range(12):
+        a = 2 * math.pi * k / 12
+        px, py = cx + 80 * s * math.cos(a), cy + 80 * s * math.sin(a)
+        d.ellipse([px - 38 * s, py - 38 * s, px + 38 * s, py + 38 * s], fill=(255, 255, 255), outline=(60, 60, 60), width=2)
+    d.ellipse([cx - 50 * s, cy - 50 * s, cx + 50 * s, cy + 50 * s], fill=(245, 190, 30), outline=(120, 80, 0), width=3)
+    img.save(path)
+    return path
+
+
+def panels_shots(out: Path, photo: Path, width: int = 1400, height: int = 1000) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    from .inference import list_models
+
+    names = [e.name for e in list_models(models_dir()) if e.ok]
+    port = free_port()
+    proc = start_server(port, log=out / "shots.server.log")
+    saved = []
+    try:
+        wait_ready(port, proc)
+        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+            drawing = flower_drawing(Path(tmp) / "flower-drawing.png")
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(f"http://127.0.0.1:{port}/?task={names[0]}")
+            page.get_by_role("heading", name="Pretext explorer").wait_for(timeout=120_000)
+            wait_idle(page)
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files([str(photo), str(drawing)])
+            page.get_by_text("flower-drawing.png").first.wait_for(timeout=120_000)
+            wait_idle(page)
+            shot = out / "explorer-top.jpg"
+            page.screenshot(path=str(shot), type="jpeg", quality=SHOT_QUALITY)
+            saved.append(shot)
+            for name in names:
+                page.get_by_test_id("stMain").evaluate("e => e.scrollTo(0, 0)")
+                page.locator("[data-testid='stButtonGroup'] button").filter(has_text=_label_of(name)).first.click()
+                page.wait_for_timeout(300)
+                wait_idle(page)
+                page.locator("h3").first.scroll_into_view_if_needed()
+                page.locator("h3").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+                page.wait_for_timeout(300)
+                shot = out / f"panel-{name}.jpg"
+                page.screenshot(path=str(shot), type="jpeg", quality=SHOT_QUALITY)
+                saved.append(shot)
+            browser.close()
+    finally:
+        stop_server(proc)
+    return saved
+
+
+def _label_of(name: str) -> str:
+    """The picker's label of a model folder (as the explorer writes it)."""
+    from . import panels
+    from .inference import list_models
+
+    e = next(e for e in list_models(models_dir()) if e.name == name)
+    label = panels.panel_for(e.task).label
+    return label if e.name == e.task else f"{label} · {e.name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m app.shots", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(REPO / "reports" / "screenshots"))
+    ap.add_argument("--photo", default="", help="the photo to upload (default: a bundled test photo)")
+    a = ap.parse_args(argv)
+    from . import photos
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    photo = Path(a.photo) if a.photo else data_dir() / photos.index(data_dir()).picks(1)[-1]
+    for p in panels_shots(out, photo):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
