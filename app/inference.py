@@ -404,15 +404,25 @@ class EncoderGraph:
 class HeadGraph:
     """head.onnx of a model folder (tasks with a custom ``forward``; see ``ssl_train.export``): the
     pretext head alone. Its inputs are the tensors the task's ``forward`` hands to its head, in
-    order; its outputs are named as in model.json's "head_graph"."""
+    order; its outputs are named as in model.json's "head_graph".
 
-    def __init__(self, model: OnnxModel) -> None:
+    With ``sub``, the graph of sub-task ``sub``'s head of a multi-task model instead (model.json's
+    "sub_head_graphs"[sub], e.g. head-jigsaw.onnx): its inputs are what that sub-task's own
+    ``forward`` hands to its head."""
+
+    def __init__(self, model: OnnxModel, sub: str | None = None) -> None:
         import onnxruntime as ort
 
-        hg = model.card.get("head_graph")
+        if sub is None:
+            hg = model.card.get("head_graph")
+        else:
+            subs = model.card.get("sub_head_graphs")
+            hg = subs.get(sub) if isinstance(subs, dict) else None
         if not isinstance(hg, dict) or not hg.get("file"):
-            raise ModelFileError(f"{model.dir / CARD_NAME} lists no head graph; {_regen(model.dir, model.card)}")
-        path = model.dir / hg["file"]
+            what = "no head graph" if sub is None else f"no head graph for sub-task {sub!r}"
+            raise ModelFileError(f"{model.dir / CARD_NAME} lists {what}; {_regen(model.dir, model.card)}")
+        self.file: str = hg["file"]
+        path = model.dir / self.file
         so = ort.SessionOptions()
         so.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
         so.inter_op_num_threads = 1
@@ -428,7 +438,7 @@ class HeadGraph:
     def run(self, *inputs: np.ndarray) -> dict[str, np.ndarray]:
         """The head's positional inputs (float32 arrays) → {output name: array}."""
         if len(inputs) != len(self.input_names):
-            raise ValueError(f"head.onnx takes {len(self.input_names)} inputs, got {len(inputs)}")
+            raise ValueError(f"{self.file} takes {len(self.input_names)} inputs, got {len(inputs)}")
         feed = {n: np.ascontiguousarray(np.asarray(a, np.float32)) for n, a in zip(self.input_names, inputs)}
         return dict(zip(self.output_names, self.session.run(None, feed)))
 

@@ -28,8 +28,15 @@ Which outputs exist (recorded in model.json as "output_names" and "head_graph"):
    why. Preparing head.onnx's inputs stays the task's Python code.
 3. A multi-task model (the task has ``subtasks`` and a ``ModuleDict`` head): the sub-heads that run
    on the photo's feature map (e.g. rotation's) become outputs of model.onnx named
-   ``<sub-task>_<name>`` (e.g. "rotation_logits"), listed in model.json as "sub_heads_in_model_onnx";
-   the others (e.g. jigsaw's, which takes tiles) get no graph and the card's "head_note" says why.
+   ``<sub-task>_<name>`` (e.g. "rotation_logits"), listed in model.json as "sub_heads_in_model_onnx".
+   Every other sub-head (e.g. jigsaw's, which takes tiles) is captured as in 2, from the sub-task's
+   own eval_batch and forward with its sub-head, and exported alone as ``head-<sub-task>.onnx``
+   (reading the ``head.<sub-task>.*`` tensors of weights.safetensors), listed in model.json as
+   "sub_head_graphs": {<sub-task>: {"file", "inputs", "outputs", "external_data", "input_from"}}.
+   A sub-head that cannot be captured gets no graph, and the card's "head_note" says why.
+   ``add_sub_head_graphs`` adds the missing sub-head graphs to an existing folder from its own
+   weights.safetensors (``python -m ssl_train export --add-head-graphs models/multitask``), leaving
+   every existing file byte-identical.
 
 Weights are stored once. The graphs are exported without constant folding or BatchNorm fusion, so
 that each ONNX initializer is one ``state_dict`` tensor under its own key; ``_link_weights`` then
@@ -70,13 +77,15 @@ from .model_files import (
     ModelFileError,
     read_card,
     sha256_file,
+    sub_head_graphs,
+    sub_head_onnx_name,
     verify_model_dir,
 )
 from .paths import REPO, portable
 
 __all__ = [
     "ModelFileError", "export_model", "export_random_reference", "parity_check", "verify_model_dir",
-    "load_model_weights", "add_export_parser", "cmd_export", "PARITY_TOL", "OPSET",
+    "load_model_weights", "add_export_parser", "cmd_export", "add_sub_head_graphs", "PARITY_TOL", "OPSET",
 ]
 
 OPSET = 17
@@ -84,6 +93,7 @@ PARITY_TOL = 1e-4  # max |ONNX − PyTorch| accepted for a float32 graph
 PARITY_PHOTOS = 4
 PARITY_SEED = 1234  # generator seed of eval_batch when capturing head inputs
 RANDOM_TASK = "random_init"
+MULTI_TASK = "multitask"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _RESERVED = {INPUT_NAME, FEATURE_OUTPUT}
 
@@ -268,6 +278,23 @@ def _sub_heads_module(task, head, names: list[str]):
             return out
 
     return SubHeads({n: head[n] for n in names}).eval()
+
+
+def _sub_head_only(head, sub: str):
+    """Sub-head ``sub`` of a multi-task head (an ``nn.ModuleDict``) alone, called with the tensors
+    its sub-task's forward hands it, returning a tuple. Held as ``self.head[sub]`` so that the
+    exported initializers are named ``head.<sub>.<...>``, exactly the keys of weights.safetensors."""
+    from torch import nn
+
+    class SubHeadOnly(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.ModuleDict({sub: head[sub]})
+
+        def forward(self, *args):
+            return _as_tuple(self.head[sub](*args))
+
+    return SubHeadOnly().eval()
 
 
 def _sub_heads_on_features(task, head, encoder, x2) -> tuple[list[str], dict[str, str]]:
@@ -507,14 +534,92 @@ def _capture_head_call(task, encoder, head, images_u8) -> tuple[tuple, Any]:
 # --------------------------------------------------------------------------------------------
 # writing a model folder
 # --------------------------------------------------------------------------------------------
+def _probes(image_size: int):
+    """The two random inputs (2 and 3 photos) that graphs are traced with and dynamic axes found from."""
+    import torch
+
+    x2 = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    x3 = torch.randn(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
+    return x2, x3
+
+
+def _export_head_graph(tmp: Path, file_name: str, task, encoder, head, module, probe_u8, kind: str) -> dict:
+    """Export the head ``head`` of ``task`` alone as ``tmp/file_name`` and return its card entry.
+
+    The tensors ``task``'s own forward hands to ``head`` are captured on the first 2 and the first
+    3 of ``probe_u8`` (real photos; ``_capture_head_call``), ``module`` (which runs ``head`` on them,
+    its parameters named as in weights.safetensors) is traced on the first set, axes that change
+    between the two are dynamic, and the graph is linked to ``tmp``'s weights.safetensors and
+    checked. Raises (and leaves no file) if the head cannot be captured or exported."""
+    path = tmp / file_name
+    try:
+        a2, out2 = _capture_head_call(task, encoder, head, probe_u8[:2])
+        a3, out3 = _capture_head_call(task, encoder, head, probe_u8[:3])
+        o2, o3 = _flatten_out(out2, kind), _flatten_out(out3, kind)
+        if o2 is None or o3 is None:
+            raise ValueError("the head returns something other than a tensor, tuple or dict of tensors")
+        in_names = ["head_input"] if len(a2) == 1 else [f"head_input_{i}" for i in range(len(a2))]
+        names = [n for n, _ in o2]
+        axes = {n: _dynamic_axes(n, a, b) for n, a, b in zip(in_names, a2, a3)}
+        axes.update({n: _dynamic_axes(n, a, b) for (n, a), (_, b) in zip(o2, o3)})
+        _onnx_export(module, a2, path, in_names, names, axes)
+        head_ext = _link_weights(path, tmp / WEIGHTS_NAME)
+        _check_onnx(path)
+        sess = _session(path)
+        return {
+            "file": file_name,
+            "inputs": _io_spec(sess.get_inputs()),
+            "outputs": _io_spec(sess.get_outputs()),
+            "external_data": head_ext,
+            "input_from": f"the tensor(s) task {task.name!r} passes to its head in its forward; build them with the task's Python code (eval_batch, forward)",
+        }
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _export_sub_head_graphs(tmp: Path, task, encoder, head, probe_u8, reasons: dict[str, str]) -> tuple[dict[str, dict], dict[str, str]]:
+    """For each sub-task of the multi-task ``task`` named in ``reasons`` (sub-task → why its head is
+    not an output of model.onnx): export its sub-head alone as ``head-<sub>.onnx`` in ``tmp``, its
+    inputs captured from the sub-task's own eval_batch and forward with its sub-head.
+    → ({sub: card entry}, {sub: why it has no graph at all})."""
+    graphs: dict[str, dict] = {}
+    without: dict[str, str] = {}
+    for n, why in reasons.items():
+        sub = task.subtasks[n]
+        try:
+            entry = _export_head_graph(tmp, sub_head_onnx_name(n), sub, encoder, head[n], _sub_head_only(head, n), probe_u8, sub.kind)
+        except Exception as e:  # noqa: BLE001 (a head that cannot be captured or traced gets no graph, and the card says why)
+            without[n] = f"{why}; no head graph: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            continue
+        entry["input_from"] = (f"the tensor(s) sub-task {n!r} passes to its head (head.{n}) in its own forward; build them with "
+                               f"that sub-task's Python code (task.subtasks[{n!r}].eval_batch, forward)")
+        entry["not_in_model_onnx"] = why
+        graphs[n] = entry
+    return graphs, without
+
+
+def _multitask_head_note(graphs: dict[str, dict], without: dict[str, str]) -> str | None:
+    """The card's "head_note" of a multi-task model: which sub-heads have their own graph (and
+    why they are not in model.onnx), which have none (and why); None when every sub-head is in
+    model.onnx."""
+    parts = []
+    if graphs:
+        parts.append("sub-task heads in their own graph (\"sub_head_graphs\"): " + "; ".join(
+            f"{n} in {g['file']} ({g.get('not_in_model_onnx', 'not in ' + ONNX_NAME)})" for n, g in graphs.items()))
+    if without:
+        parts.append("sub-task heads without a graph: " + "; ".join(f"{n}: {w}" for n, w in without.items()))
+    return "; ".join(parts) or None
+
+
 def _export_graphs(tmp: Path, task, encoder, head, image_size: int, probe_u8) -> dict:
-    """Write model.onnx (and head.onnx when needed) into ``tmp``; return card fields."""
+    """Write model.onnx (and head.onnx, or a multi-task model's head-<sub>.onnx, when needed) into
+    ``tmp``; return card fields."""
     import torch
 
     FeaturesAndHead, HeadOnly = _graph_modules()
     kind = getattr(task, "kind", "classification") if task is not None else "classification"
-    x2 = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
-    x3 = torch.randn(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
+    x2, x3 = _probes(image_size)
     fields: dict[str, Any] = {"head_graph": None, "head_in_model_onnx": False}
     exporter = None
 
@@ -543,8 +648,12 @@ def _export_graphs(tmp: Path, task, encoder, head, image_size: int, probe_u8) ->
             exporter = features_and_head(_sub_heads_module(task, head, names))
             fields["head_in_model_onnx"] = True
             fields["sub_heads_in_model_onnx"] = names
-        if why:
-            fields["head_note"] = "sub-task heads without a graph: " + "; ".join(f"{n}: {w}" for n, w in why.items())
+        graphs, without = _export_sub_head_graphs(tmp, task, encoder, head, probe_u8, why)
+        if graphs:
+            fields["sub_head_graphs"] = graphs
+        note = _multitask_head_note(graphs, without)
+        if note:
+            fields["head_note"] = note
     elif head is not None and type(task).forward is not _base_forward():
         fields["head_note"] = f"task {task.name!r} overrides forward: {ONNX_NAME} has features only"
     if not fields["head_in_model_onnx"]:
@@ -552,28 +661,8 @@ def _export_graphs(tmp: Path, task, encoder, head, image_size: int, probe_u8) ->
                                 {INPUT_NAME: {0: "batch"}, FEATURE_OUTPUT: {0: "batch"}})
         if head is not None and not multi_task:
             try:
-                a2, out2 = _capture_head_call(task, encoder, head, probe_u8[:2])
-                a3, out3 = _capture_head_call(task, encoder, head, probe_u8[:3])
-                o2, o3 = _flatten_out(out2, kind), _flatten_out(out3, kind)
-                if o2 is None or o3 is None:
-                    raise ValueError("the head returns something other than a tensor, tuple or dict of tensors")
-                in_names = ["head_input"] if len(a2) == 1 else [f"head_input_{i}" for i in range(len(a2))]
-                names = [n for n, _ in o2]
-                axes = {n: _dynamic_axes(n, a, b) for n, a, b in zip(in_names, a2, a3)}
-                axes.update({n: _dynamic_axes(n, a, b) for (n, a), (_, b) in zip(o2, o3)})
-                _onnx_export(HeadOnly(head).eval(), a2, tmp / HEAD_ONNX_NAME, in_names, names, axes)
-                head_ext = _link_weights(tmp / HEAD_ONNX_NAME, tmp / WEIGHTS_NAME)
-                _check_onnx(tmp / HEAD_ONNX_NAME)
-                sess = _session(tmp / HEAD_ONNX_NAME)
-                fields["head_graph"] = {
-                    "file": HEAD_ONNX_NAME,
-                    "inputs": _io_spec(sess.get_inputs()),
-                    "outputs": _io_spec(sess.get_outputs()),
-                    "external_data": head_ext,
-                    "input_from": f"the tensor(s) task {task.name!r} passes to its head in its forward; build them with the task's Python code (eval_batch, forward)",
-                }
+                fields["head_graph"] = _export_head_graph(tmp, HEAD_ONNX_NAME, task, encoder, head, HeadOnly(head).eval(), probe_u8, kind)
             except Exception as e:  # noqa: BLE001
-                (tmp / HEAD_ONNX_NAME).unlink(missing_ok=True)
                 note = f"no head graph: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
                 fields["head_note"] = f"{fields['head_note']}; {note}" if "head_note" in fields else note
     ext = _link_weights(tmp / ONNX_NAME, tmp / WEIGHTS_NAME)
@@ -732,6 +821,7 @@ def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict,
         "head_graph": fields["head_graph"],
         **({"head_note": fields["head_note"]} if "head_note" in fields else {}),
         **({"sub_heads_in_model_onnx": fields["sub_heads_in_model_onnx"]} if "sub_heads_in_model_onnx" in fields else {}),
+        **({"sub_head_graphs": fields["sub_head_graphs"]} if "sub_head_graphs" in fields else {}),
         "weights": {
             "file": WEIGHTS_NAME, "prefixes": ["encoder."] + (["head."] if head is not None else []),
             "storage_dtype": dtypes[0] if len(dtypes) == 1 else dtypes, "load_dtype": "float32",
@@ -949,11 +1039,119 @@ def export_random_reference(
 
 
 # --------------------------------------------------------------------------------------------
+# adding the missing sub-head graphs to an existing multi-task folder
+# --------------------------------------------------------------------------------------------
+def _check_multitask_dir(model_dir: str | Path) -> tuple[Path, dict]:
+    """(folder, card) of an intact multi-task model folder; one-line ``UserError`` /
+    ``ModelFileError`` otherwise (nothing loaded, nothing written)."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise UserError(f"model folder {d} does not exist; pass an exported multi-task model folder, e.g. models/multitask")
+    card = verify_model_dir(d)  # ModelFileError (one line) for a missing, invalid or altered file
+    if card.get("task") != MULTI_TASK:
+        raise UserError(f"{d} holds a {card.get('task')!r} model, not a {MULTI_TASK!r} one; --add-head-graphs adds the sub-task head "
+                        f"graphs of a multi-task model (a single task's head.onnx comes from `export --checkpoint`)")
+    return d, card
+
+
+def add_sub_head_graphs(model_dir: str | Path, parity_data: str | Path | None = None) -> tuple[Path, list[str]]:
+    """Give every sub-task of the multi-task model in ``model_dir`` whose head is neither an output
+    of its model.onnx nor already in "sub_head_graphs" its own ``head-<sub>.onnx``, rebuilt from the
+    folder's own weights.safetensors (``load_model_weights``): no checkpoint needed, no weight changed.
+
+    The folder is copied to a temporary folder beside it, the graphs are exported there exactly as
+    ``export_model`` does (``_export_sub_head_graphs``), linked to the same weights.safetensors, the
+    card gains "sub_head_graphs", an updated "head_note", the new files' sha256 and the parity of
+    every graph on real photos (from ``parity_data``, else the card's data folder, else
+    data/flowers); every file that was there stays byte-identical (checked). Only then is the
+    folder replaced: on any failure it is left as it was.
+
+    Returns (the folder, the sub-tasks that got a graph: empty when there was nothing to add, in
+    which case nothing is written). ``UserError`` / ``ModelFileError`` (one line) for a folder that
+    does not exist, is not intact, or is not a multi-task model; ``ExportError`` when a graph does
+    not match PyTorch."""
+    import torch
+
+    d, card = _check_multitask_dir(model_dir)
+    encoder, head, card = load_model_weights(d, card)
+    task = _task_of(card["task"], card.get("task_config") or {})
+    image_size = int(card["input"]["image_size"])
+    in_model = list(card.get("sub_heads_in_model_onnx") or [])
+    have = dict(sub_head_graphs(card))
+    missing = [n for n in task.subtasks if n not in in_model and n not in have]
+    if not missing:
+        return d, []
+    x2, _ = _probes(image_size)
+    _, why = _sub_heads_on_features(task, head, encoder, x2)
+    reasons = {n: why.get(n, f"not an output of {ONNX_NAME}") for n in missing}
+    data_root = ((card.get("config") or {}).get("data") or {}).get("root")
+    if data_root and not Path(data_root).is_absolute():
+        data_root = str(REPO / data_root)
+    photos, photo_root = _parity_images(data_root, parity_data, image_size)
+    before = {name: sha256_file(d / name) for name in card["files"]}
+    tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        shutil.copytree(d, tmp, symlinks=True)
+        with torch.no_grad():
+            graphs, without = _export_sub_head_graphs(tmp, task, encoder, head, photos, reasons)
+        added = list(graphs)
+        if not added:
+            raise ExportError(f"no sub-task head of {d} could be exported: " + "; ".join(f"{n}: {w}" for n, w in without.items()))
+        card = _with_key_after(card, "sub_heads_in_model_onnx", "sub_head_graphs", {**have, **graphs})
+        note = _multitask_head_note(card["sub_head_graphs"], without)  # every sub-task not in model.onnx is in one of the two
+        if note:
+            card["head_note"] = note
+        else:
+            card.pop("head_note", None)
+        card["files"] = {**card["files"], **{g["file"]: sha256_file(tmp / g["file"]) for g in graphs.values()}}
+        (tmp / CARD_NAME).write_text(json.dumps(portable(card), indent=2) + "\n")  # provisional, read by parity_check
+        diff = parity_check(tmp, photos)
+        if not diff <= PARITY_TOL:
+            raise ExportError(f"ONNX outputs differ from PyTorch by {diff:.3g} > {PARITY_TOL:g} on {len(photos)} photos; {d} was left as it was")
+        card["onnx_parity_max_abs_diff"] = diff
+        card["onnx_parity_photos"] = {"count": int(len(photos)), "from": str(photo_root)}
+        card = _with_key_after(card, "sub_head_graphs", "sub_head_graphs_added", {
+            "sub_tasks": added,
+            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "by": f"python -m ssl_train export --add-head-graphs {d}",
+            "from": f"{WEIGHTS_NAME} of this folder (sha256 {card['files'][WEIGHTS_NAME]}), unchanged; every other file unchanged too",
+            "versions": _versions(),
+        })
+        (tmp / CARD_NAME).write_text(json.dumps(portable(card), indent=2) + "\n")
+        verify_model_dir(tmp)
+        changed = [name for name, digest in before.items() if sha256_file(tmp / name) != digest or card["files"][name] != digest]
+        if changed:
+            raise ExportError(f"adding head graphs would change {', '.join(changed)}; {d} was left as it was")
+        _install(tmp, d)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return d, added
+
+
+def _with_key_after(card: dict, after: str, key: str, value: Any) -> dict:
+    """``card`` with ``key`` set to ``value``: in place if present, else right after ``after`` (at
+    the end when ``after`` is absent), so a rewritten card reads in the order an export writes."""
+    if key in card or after not in card:
+        return {**card, key: value}
+    out: dict = {}
+    for k, v in card.items():
+        out[k] = v
+        if k == after:
+            out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # parity
 # --------------------------------------------------------------------------------------------
 def parity_check(model_dir: str | Path, images_u8) -> float:
-    """Max |ONNX − PyTorch| over every output of model.onnx (and head.onnx) on ``images_u8``
-    (uint8 (N, 3, S, S), numpy or torch, real photos). PyTorch is rebuilt from weights.safetensors."""
+    """Max |ONNX − PyTorch| over every output of model.onnx, head.onnx and a multi-task model's
+    head-<sub>.onnx graphs on ``images_u8`` (uint8 (N, 3, S, S), numpy or torch, real photos).
+    PyTorch is rebuilt from weights.safetensors; a head graph's inputs are captured from the
+    (sub-)task's own eval_batch and forward on the photos, as at export."""
     import numpy as np
     import torch
 
@@ -988,6 +1186,22 @@ def parity_check(model_dir: str | Path, images_u8) -> float:
             ref = _as_tuple(out)
             for r, g in zip(ref, got):
                 diff = max(diff, _max_abs_diff(r.numpy(), g))
+        subs = sub_head_graphs(card)
+        if subs:
+            multi = _task_of(card["task"], card.get("task_config") or {})
+            for n, g in subs.items():
+                sub = (getattr(multi, "subtasks", None) or {}).get(n)
+                if sub is None or not isinstance(head, torch.nn.ModuleDict) or n not in head:
+                    raise ExportError(f"{g['file']} is listed for sub-task {n!r}, which task {card['task']!r} does not have")
+                args, out = _capture_head_call(sub, encoder, head[n], imgs)
+                sess = _session(model_dir / g["file"])
+                got = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)})
+                ref = _as_tuple(out)
+                if len(got) != len(ref) or len(sess.get_inputs()) != len(args):
+                    raise ExportError(f"{g['file']} has {len(sess.get_inputs())} inputs and {len(got)} outputs, "
+                                      f"PyTorch's {n} head {len(args)} and {len(ref)}")
+                for r, o in zip(ref, got):
+                    diff = max(diff, _max_abs_diff(r.numpy(), o))
     return diff
 
 
@@ -1031,6 +1245,10 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", default=None, help="pretraining checkpoint to export, e.g. runs/rotation/checkpoint.safetensors")
     src.add_argument("--random-init", action="store_true", help="export a randomly initialised encoder instead (task 'random_init', features only)")
+    src.add_argument("--add-head-graphs", default=None, metavar="MODEL_DIR",
+                     help="instead: add the missing sub-task head graphs (head-<sub>.onnx) to an exported multi-task model folder, "
+                          "e.g. models/multitask, from its own weights.safetensors; every existing file stays byte-identical "
+                          "(only --parity-data applies)")
     s.add_argument("--name", default="", help="model folder name under --out; empty: the checkpoint's task (random_init with --random-init)")
     s.add_argument("--out", default=str(REPO / "models"), help="folder holding one sub-folder per model")
     s.add_argument("--metrics", default="", help="metrics to record in model.json: a JSON file or an inline JSON object; empty: none")
@@ -1065,10 +1283,32 @@ def _metrics_arg(value: str) -> dict | None:
     return m
 
 
+def _cmd_add_head_graphs(args, parity: str | None) -> int:
+    """``export --add-head-graphs MODEL_DIR``: prints the folder, the graphs added and the sha256 of
+    every file that was already there (unchanged)."""
+    if args.metrics or args.name or args.weights != "float16":
+        raise UserError("--add-head-graphs takes only --parity-data: it keeps the folder's name, weights and metrics")
+    d, card = _check_multitask_dir(args.add_head_graphs)  # one line, exit code 2, before any work
+    before = dict(card["files"])
+    path, added = add_sub_head_graphs(d, parity_data=parity)
+    card = verify_model_dir(path)
+    print(json.dumps({
+        "model_dir": str(path),
+        "added": {n: card["sub_head_graphs"][n]["file"] for n in added},
+        "note": None if added else "nothing to add: every sub-task head is already in model.onnx or has its own graph; nothing was written",
+        "unchanged_files_sha256": {f: card["files"][f] for f in before if card["files"][f] == before[f]},
+        "onnx_parity_max_abs_diff": card["onnx_parity_max_abs_diff"],
+        "files_bytes": {f: (path / f).stat().st_size for f in [*card["files"], CARD_NAME]},
+    }, indent=1))
+    return 0
+
+
 def cmd_export(args) -> int:
     """Handler of ``python -m ssl_train export``: prints the folder, its files and the parity result."""
-    metrics = _metrics_arg(args.metrics)
     parity = args.parity_data or None
+    if getattr(args, "add_head_graphs", None):
+        return _cmd_add_head_graphs(args, parity)
+    metrics = _metrics_arg(args.metrics)
     if args.random_init:
         from .encoders import ENCODERS, EncoderConfig
 

@@ -8,6 +8,10 @@ Layout (written by ``ssl_train.export``)::
                                       (read by the ONNX graphs and for fine-tuning)
     models/<name>/head.onnx           optional: the pretext head alone (tasks with a custom forward),
                                       also reading weights.safetensors
+    models/<name>/head-<sub>.onnx     optional, multi-task models: one sub-task's head alone (a head that
+                                      does not run on the photo's feature map, e.g. jigsaw's), listed in
+                                      model.json as "sub_head_graphs": {<sub>: {"file", ...}}; reads
+                                      weights.safetensors (tensors head.<sub>.*)
     models/<name>/model.json          the card: task, configs, normalisation, outputs, provenance,
                                       and "files": {file name: sha256} of every other file
 
@@ -26,6 +30,7 @@ FORMAT = "pretext-lab-model/1"
 CARD_NAME = "model.json"
 ONNX_NAME = "model.onnx"
 HEAD_ONNX_NAME = "head.onnx"
+SUB_HEAD_ONNX_PREFIX = "head-"  # head-<sub-task>.onnx: one sub-head of a multi-task model
 WEIGHTS_NAME = "weights.safetensors"
 FEATURE_OUTPUT = "features"
 INPUT_NAME = "input"
@@ -34,6 +39,23 @@ INPUT_NAME = "input"
 class ModelFileError(ValueError):
     """A model folder that does not match its ``model.json``; the message (one line) names the bad
     file and how to regenerate it."""
+
+
+def sub_head_onnx_name(sub: str) -> str:
+    """File name of a multi-task model's graph for the head of sub-task ``sub``: ``head-<sub>.onnx``."""
+    return f"{SUB_HEAD_ONNX_PREFIX}{sub}.onnx"
+
+
+def sub_head_graphs(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The card's "sub_head_graphs" ({sub-task: graph entry}); {} when absent. ``ModelFileError``
+    when present but not a table of entries that each name a file."""
+    graphs = card.get("sub_head_graphs")
+    if graphs is None:
+        return {}
+    if not isinstance(graphs, dict) or not all(isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("file"), str) and v["file"]
+                                               for k, v in graphs.items()):
+        raise ModelFileError(f"malformed \"sub_head_graphs\" table (want {{sub-task: {{\"file\": ...}}}})")
+    return graphs
 
 
 def sha256_file(path: str | Path) -> str:
@@ -72,7 +94,8 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
 
 def verify_model_dir(model_dir: str | Path) -> dict[str, Any]:
     """Check ``model_dir`` against its ``model.json``: every listed file exists and has the listed
-    sha256, the ONNX graph and weights files the card names are among them, and a graph that reads
+    sha256, the ONNX graph and weights files the card names (model.onnx, head.onnx, each
+    "sub_head_graphs" file) are among them, and a graph that reads
     its weights from another file (ONNX external data, "external_data" in the card) names a listed
     file with the same sha256.
 
@@ -87,6 +110,11 @@ def verify_model_dir(model_dir: str | Path) -> dict[str, Any]:
     head = card.get("head_graph")
     if isinstance(head, dict) and head.get("file"):
         required.append(head["file"])
+    try:
+        subs = sub_head_graphs(card)
+    except ModelFileError as e:
+        raise ModelFileError(f"{model_dir / CARD_NAME}: {e}; {hint}") from None
+    required += [g["file"] for g in subs.values()]
     for name in required:
         if name not in files:
             raise ModelFileError(f"{model_dir / CARD_NAME} does not list {name} in \"files\"; {hint}")
@@ -99,7 +127,7 @@ def verify_model_dir(model_dir: str | Path) -> dict[str, Any]:
         if not isinstance(digest, str) or sha256_file(path) != digest.lower():
             raise ModelFileError(f"{path} does not match its sha256 in {CARD_NAME} (altered or truncated); {hint}")
     # a graph reading its weights from another file of the folder: that file must be the listed one
-    for graph in (card.get("onnx"), head):
+    for graph in (card.get("onnx"), head, *subs.values()):
         ext = graph.get("external_data") if isinstance(graph, dict) else None
         if isinstance(ext, dict) and (ext.get("file") not in files or ext.get("sha256") != files[ext.get("file")]):
             raise ModelFileError(f"{model_dir / CARD_NAME}: {graph.get('file')} reads weights from {ext.get('file')!r}, "

@@ -392,20 +392,33 @@ def test_export__int8_weights_are_half_the_file_and_onnx_matches_pytorch(run_dir
     assert torch.allclose(a, b, rtol=0.1, atol=0.05 * b.abs().max().item())  # int8 changes features only slightly
 
 
-def test_export__multitask_puts_the_sub_heads_that_fit_in_model_onnx(tiny_folder, tmp_path):
-    """Rule 3: rotation's sub-head runs on the photo's feature map → "rotation_logits" in model.onnx,
-    equal to PyTorch; jigsaw's takes tiles → no graph, and the card says why."""
+@pytest.fixture(scope="module")
+def multitask_run(tiny_folder, tmp_path_factory) -> Path:
+    """One real 1-epoch rotation+jigsaw multi-task pretraining run at 32 px (10 permutations)."""
     from ssl_train.tasks import get_task
 
-    cfg = DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=str(tmp_path / "split.csv"))
+    tmp = tmp_path_factory.mktemp("multitask-run")
+    cfg = DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=str(tmp / "split.csv"))
     ds = load_dataset(cfg, use_cache=False)
     data = SplitData(ds, load_or_make_split(ds, cfg), cfg)
     task = get_task("multitask", {"tasks": "rotation:1,jigsaw:0.5", "options": '{"jigsaw": {"n_permutations": 10, "tile_dim": 16, "hidden": 32}}'})
-    pretrain(task, data, tmp_path / "run", SMALL, TrainConfig(epochs=1, batch_size=8, lr=0.05, device="cpu"), progress=False)
-    d = export_model(tmp_path / "run" / CHECKPOINT_NAME, tmp_path / "models", "multitask")
+    pretrain(task, data, tmp / "run", SMALL, TrainConfig(epochs=1, batch_size=8, lr=0.05, device="cpu"), progress=False)
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def multitask_exported(multitask_run, tmp_path_factory) -> Path:
+    return export_model(multitask_run / CHECKPOINT_NAME, tmp_path_factory.mktemp("mt-models"), "multitask")
+
+
+def test_export__multitask_puts_the_sub_heads_that_fit_in_model_onnx(multitask_exported):
+    """Rule 3: rotation's sub-head runs on the photo's feature map → "rotation_logits" in model.onnx,
+    equal to PyTorch; jigsaw's takes tiles → its own graph (next test), and the card says why."""
+    d = multitask_exported
     card = json.loads((d / "model.json").read_text())
     assert card["output_names"] == ["features", "rotation_logits"] and card["sub_heads_in_model_onnx"] == ["rotation"]
-    assert "jigsaw: its head does not run on one photo's feature map" in card["head_note"]
+    assert "jigsaw in head-jigsaw.onnx (its head does not run on one photo's feature map" in card["head_note"]
+    assert "without a graph" not in card["head_note"]
     photos = real_photos(4)
     assert parity_check(d, photos) <= PARITY_TOL
     encoder, head, _ = load_model_weights(d)
@@ -415,6 +428,134 @@ def test_export__multitask_puts_the_sub_heads_that_fit_in_model_onnx(tiny_folder
     with torch.no_grad():
         want = head["rotation"](encoder(x)).numpy()
     assert got.shape == (4, 4) and np.abs(got - want).max() <= PARITY_TOL
+
+
+def _jigsaw_tiles(photos_u8: np.ndarray, sub, perm_index: int = 3) -> torch.Tensor:
+    """The jigsaw sub-task's encoder input for ``photos_u8``: centred tiles shuffled by one
+    permutation of its set, standardised per tile → (N·9, 3, t, t)."""
+    from ssl_train.tasks import jigsaw as J
+
+    x = torch.from_numpy(photos_u8).float() / 255.0
+    tiles = J.apply_permutation(J.cut_tiles(x, sub.config.tile_size, sub.config.gap), sub.permutations()[perm_index])
+    return J.standardize_tiles(tiles).flatten(0, 1)
+
+
+def test_export__multitask_jigsaw_sub_head_gets_its_own_graph_equal_to_pytorch(multitask_exported):
+    from ssl_train.tasks import get_task
+
+    d = multitask_exported
+    card = verify_model_dir(d)
+    g = card["sub_head_graphs"]["jigsaw"]
+    assert list(card["sub_head_graphs"]) == ["jigsaw"] and g["file"] == "head-jigsaw.onnx"
+    assert set(card["files"]) == {"model.onnx", "head-jigsaw.onnx", "weights.safetensors"} and card["head_graph"] is None
+    assert g["inputs"] == [{"name": "head_input", "dtype": "float32", "shape": ["head_input_dim0", SMALL.widths[-1], 1, 1]}]
+    assert g["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 10]}]
+    assert g["external_data"]["sha256"] == card["files"]["weights.safetensors"] and g["external_data"]["inline_bytes"] == 0
+    assert "sub-task 'jigsaw'" in g["input_from"]
+    # graph only: every weight is a byte range of the head.jigsaw.* tensors of weights.safetensors
+    assert _assert_graph_only(d / "head-jigsaw.onnx", d / "weights.safetensors") > 0
+    assert {t.name for t, _ in _onnx_weight_refs(d / "head-jigsaw.onnx")} and \
+        all(t.name.startswith("head.jigsaw.") for t, _ in _onnx_weight_refs(d / "head-jigsaw.onnx"))
+    # ONNX (encoder in PyTorch, tiles as the sub-task cuts them) equals PyTorch's sub-head, 1 and 4 photos
+    sub = get_task("multitask", card["task_config"]).subtasks["jigsaw"]
+    encoder, head, _ = load_model_weights(d)
+    sess = ort.InferenceSession(str(d / "head-jigsaw.onnx"), providers=["CPUExecutionProvider"])
+    for n in (1, 4):
+        with torch.no_grad():
+            fmap = encoder(_jigsaw_tiles(real_photos(n), sub))
+            want = head["jigsaw"](fmap).numpy()
+        (got,) = sess.run(None, {"head_input": fmap.numpy()})
+        assert got.shape == (n, 10) and np.abs(got - want).max() <= PARITY_TOL
+    assert parity_check(d, real_photos(3)) <= PARITY_TOL
+
+
+def test_export__parity_check_covers_the_sub_head_graph(multitask_exported, tmp_path):
+    d = tmp_path / "multitask"
+    shutil.copytree(multitask_exported, d)
+    model = onnx.load(str(d / "head-jigsaw.onnx"), load_external_data=False)
+    last = model.graph.node[-1]
+    out = last.output[0]
+    last.output[0] = out + "_raw"
+    model.graph.node.append(onnx.helper.make_node("Neg", [out + "_raw"], [out]))  # a wrong sub-head graph
+    (d / "head-jigsaw.onnx").write_bytes(model.SerializeToString())
+    assert parity_check(d, real_photos(3)) > 100 * PARITY_TOL  # the logits negated: caught
+
+
+# -- adding sub-head graphs to an existing folder ----------------------------------------------
+def _sha(path: Path) -> str:
+    from ssl_train.model_files import sha256_file
+
+    return sha256_file(path)
+
+
+@pytest.fixture
+def multitask_without_graph(multitask_exported, tmp_path) -> Path:
+    """The exported multi-task folder as an older export left it: no head-jigsaw.onnx, no
+    "sub_head_graphs", the old head_note; plus an unlisted file of the app beside the card."""
+    d = tmp_path / "models" / "multitask"
+    shutil.copytree(multitask_exported, d)
+    (d / "head-jigsaw.onnx").unlink()
+    card = json.loads((d / "model.json").read_text())
+    del card["sub_head_graphs"], card["files"]["head-jigsaw.onnx"]
+    card["head_note"] = "sub-task heads without a graph: jigsaw: its head does not run on one photo's feature map (RuntimeError: x)"
+    (d / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    (d / "app_precomputed.npz").write_bytes(b"not listed in the card")
+    verify_model_dir(d)
+    return d
+
+
+def test_add_head_graphs__adds_the_jigsaw_graph_and_keeps_every_file_byte_identical(multitask_without_graph, multitask_exported):
+    from ssl_train.export import add_sub_head_graphs
+
+    d = multitask_without_graph
+    before = {p.name: _sha(p) for p in d.iterdir() if p.name != "model.json"}
+    path, added = add_sub_head_graphs(d, parity_data=FLOWERS)
+    assert path == d and added == ["jigsaw"]
+    card = verify_model_dir(d)
+    assert {p.name: _sha(p) for p in d.iterdir() if p.name not in ("model.json", "head-jigsaw.onnx")} == before
+    assert {k: v for k, v in card["files"].items() if k != "head-jigsaw.onnx"} == {k: before[k] for k in ("model.onnx", "weights.safetensors")}
+    assert card["files"]["head-jigsaw.onnx"] == _sha(d / "head-jigsaw.onnx")
+    want = verify_model_dir(multitask_exported)["sub_head_graphs"]["jigsaw"]
+    got = card["sub_head_graphs"]["jigsaw"]
+    assert {k: got[k] for k in ("file", "inputs", "outputs", "external_data")} == {k: want[k] for k in ("file", "inputs", "outputs", "external_data")}
+    assert "jigsaw in head-jigsaw.onnx" in card["head_note"] and "without a graph" not in card["head_note"]
+    assert card["sub_head_graphs_added"]["sub_tasks"] == ["jigsaw"] and card["onnx_parity_max_abs_diff"] <= PARITY_TOL
+    assert [p.name for p in d.parent.iterdir()] == ["multitask"]  # no temporary folder left
+    assert parity_check(d, real_photos(3)) <= PARITY_TOL
+    # a second run finds nothing to add and writes nothing
+    stamp = (d / "model.json").stat().st_mtime_ns, _sha(d / "model.json")
+    assert add_sub_head_graphs(d, parity_data=FLOWERS) == (d, [])
+    assert ((d / "model.json").stat().st_mtime_ns, _sha(d / "model.json")) == stamp
+
+
+def test_add_head_graphs__a_failed_check_leaves_the_folder_as_it_was(multitask_without_graph, monkeypatch):
+    import ssl_train.export as E
+
+    d = multitask_without_graph
+    before = {p.name: _sha(p) for p in d.iterdir()}
+    monkeypatch.setattr(E, "parity_check", lambda *a, **k: 1.0)
+    with pytest.raises(E.ExportError, match="left as it was"):
+        E.add_sub_head_graphs(d, parity_data=FLOWERS)
+    assert {p.name: _sha(p) for p in d.iterdir()} == before
+    assert [p.name for p in d.parent.iterdir()] == ["multitask"]
+
+
+def test_cli__add_head_graphs(multitask_without_graph, exported, tmp_path, capsys, monkeypatch):
+    import ssl_train.export as E
+    from ssl_train.__main__ import main
+
+    d = multitask_without_graph
+    assert main(["export", "--add-head-graphs", str(d), "--parity-data", str(FLOWERS)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["added"] == {"jigsaw": "head-jigsaw.onnx"} and set(out["unchanged_files_sha256"]) == {"model.onnx", "weights.safetensors"}
+    # bad input: one line, exit code 2, before any work (no weights loaded)
+    monkeypatch.setattr(E, "load_model_weights", lambda *a, **k: pytest.fail("loaded weights of a folder it should refuse"))
+    for folder, msg in ((tmp_path / "nope", "does not exist"), (exported, "holds a 'rotation' model, not a 'multitask' one")):
+        assert main(["export", "--add-head-graphs", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and msg in err and err.count("\n") == 1
+    assert main(["export", "--add-head-graphs", str(d), "--metrics", "{}"]) == 2
+    assert "takes only --parity-data" in capsys.readouterr().err
 
 
 def test_export__rotation_grid_and_hidden_head_export_and_match_pytorch(tiny_folder, tmp_path):
