@@ -145,11 +145,27 @@ def measured(entry: ModelEntry) -> dict | None:
     return scores.load(reports_dir() / scores.REPORT_JSON, entry.name, weights_sha256(entry))
 
 
-def header(entry: ModelEntry, title: str, question: str, score: str | None, size: int) -> None:
-    """The panel's opening: the question in one sentence, then how well this model answers it."""
+def plain_measured(entry: ModelEntry) -> str | None:
+    """The plain part of the measured score (``reports/panel-scores.json``): its first clause and
+    its verdict ("— no better than the flat fill"); the rest goes to the experts' details."""
+    full = measured_sentence(entry)
+    if not full:
+        return None
+    first = full.split(";")[0].split(" — ")[0]
+    verdict = full.split(" — ", 1)[1] if " — " in full else ""
+    return f"{first}{' — **' + verdict + '**' if verdict else ''}"
+
+
+def header(entry: ModelEntry, title: str, question: str, score: str | None, size: int, use_measured: bool = True) -> None:
+    """The panel's opening: the question in one sentence, then how well this model answers it —
+    measured on every test photo when ``python -m app.scores`` has scored these weights, else
+    ``score`` (from the card, or from the photos on screen; always, with ``use_measured`` off)."""
     st.markdown(f"### {title}")
     st.markdown(question)
-    if score:
+    measured_words = plain_measured(entry) if use_measured else None
+    if measured_words:
+        st.markdown(f"**{md_escape(entry.name)}** on the test photos, which it never trained on: {measured_words}.")
+    elif score:
         st.markdown(f"**{md_escape(entry.name)}** on photos it never trained on: {score}.")
     st.caption(f"{md_escape(entry.label())} · sees {size}×{size}-pixel photos")
 
@@ -157,7 +173,10 @@ def header(entry: ModelEntry, title: str, question: str, score: str | None, size
 def details(entry: ModelEntry, lines: list[str]) -> None:
     """The expert's numbers (each with a one-line meaning) in a closed expander."""
     pt = {k: v for k, v in ((entry.card or {}).get("pretext_test") or {}).items() if isinstance(v, (int, float))}
+    full = measured_sentence(entry)
     with st.expander("Details for experts"):
+        if full:
+            st.markdown(f"- on the test split (`python -m app.scores` → `reports/panel-scores.md`): {full}")
         for line in lines:
             st.markdown(f"- {line}")
         if pt:
@@ -185,4 +204,4 @@ def measured_sentence(entry: ModelEntry) -> str | None:
         return None
     from app import scores
 
-    return scores.sentence(m)
+    return scores.sentence(m) or None

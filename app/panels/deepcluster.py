@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import pretext, ui
+from app import pretext, scores, ui
 
 from . import register, register_compute
 from .common import _open, details, gallery, header, load, photo_box, photos_for, run, times_in_100
@@ -12,24 +12,6 @@ from .common import _open, details, gallery, header, load, photo_box, photos_for
 TITLE = "Sort the photos into groups, with no labels"
 QUESTION = ("The model sorts all photos into groups of look-alikes — **by its own judgement, no labels** — then learns to "
             "tell which group a photo belongs to, and sorts again. Photos in one group should show the same kind of flower.")
-
-
-def same_flower_rates(clusters: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(share of photo pairs within one cluster that show the same class, the same share for two
-    photos drawn at random) — the first over the second says how much the clusters follow the
-    flowers. ``clusters``, ``labels``: (N,) ints."""
-    def same_pairs(groups: np.ndarray) -> tuple[float, float]:
-        same = total = 0.0
-        for g in np.unique(groups):
-            lab = labels[groups == g]
-            n = len(lab)
-            total += n * (n - 1) / 2
-            same += sum(c * (c - 1) / 2 for c in np.bincount(lab))
-        return same, total
-
-    s, t = same_pairs(clusters)
-    s0, t0 = same_pairs(np.zeros_like(labels))
-    return (s / t if t else 0.0), (s0 / t0 if t0 else 0.0)
 
 
 @register("deepcluster", "DeepCluster", TITLE, QUESTION, order=8)
@@ -44,11 +26,12 @@ def show(entry, items, ctx) -> None:
         return
     with st.spinner("Sorting the test photos into the model's groups (once per model)…"):
         gal = gallery(entry, p, ctx.index, None, clusters=True)
-    same, rand = same_flower_rates(gal["cluster"], gal["labels"])
+    same = scores.same_flower_rate(gal["cluster"], gal["labels"])
+    rand = scores.same_flower_rate(np.zeros_like(gal["labels"]), gal["labels"])  # every photo in one group: two at random
     agree = float(np.mean(gal["guess"] == gal["cluster"]))
     header(entry, TITLE, QUESTION,
            f"two test photos it puts in one group show the same flower **{times_in_100(same)}**; two photos picked at random, "
-           f"{times_in_100(rand)}", p.model.image_size)
+           f"{times_in_100(rand)}", p.model.image_size, use_measured=False)  # pairs of one flower say more than the classifier's score
     for name, u8 in photos_for(p, items):
         r = run(entry, "deepcluster_assign", u8[None])
         if r is None:

@@ -45,7 +45,8 @@ def show_for(entry, items, sub: str | None, acc_key: str) -> None:
         return
     n = len(p.task.permutations())
     acc = card_score(entry, acc_key)
-    header(entry, TITLE, QUESTION, chance_words(acc, 1 / n, "solved") if acc is not None else None, p.model.image_size)
+    header(entry, TITLE, QUESTION, chance_words(acc, 1 / n, "solved") if acc is not None else None, p.model.image_size,
+           use_measured=sub is None)  # a multi-task model's measured score is its first sub-task's
     puzzle = puzzle_control()
     for i, (name, u8) in enumerate(photos_for(p, items)):
         perm = int(np.random.default_rng([puzzle, i]).integers(n))
