@@ -149,6 +149,30 @@ def test_explorer__a_link_with_task_opens_that_panel(task_app):
     assert not at2.exception
 
 
+def test_explorer__header_reads_the_measured_score_only_for_the_weights_it_measured(task_app, task_models, app_env, tmp_path, monkeypatch):
+    import json
+
+    from app import scores
+
+    reports = tmp_path / "reports"
+    shutil.copytree(app_env["reports"], reports)
+    monkeypatch.setenv("PRETEXT_LAB_REPORTS", str(reports))
+    scores.write(scores.build(task_models, app_env["data"], only=["superres"]), reports)
+    at = task_app.run()
+    choose(at, "superres")
+    t = texts(at)
+    assert not at.exception and "on the test photos, which it never trained on: beats plain enlargement" in t
+    in_expanders = "\n".join(str(e.value) for x in at.expander for e in x.markdown)
+    assert "`python -m app.scores`" in in_expanders
+    report = json.loads((reports / scores.REPORT_JSON).read_text())
+    for m in report["models"].values():
+        m["weights_sha256"] = "0" * 64  # as if measured on other weights
+    (reports / scores.REPORT_JSON).write_text(json.dumps(report))
+    at = task_app.run()
+    choose(at, "superres")
+    assert not at.exception and "beats plain enlargement" not in texts(at)
+
+
 def test_explorer__puzzle_and_neighbour_controls_change_the_panels(task_app):
     at = task_app.run()
     choose(at, "context")
