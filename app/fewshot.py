@@ -14,20 +14,36 @@ from __future__ import annotations
 
 import io
 import threading
+import sys
 import time
 import traceback
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 PROBE_C = 1.0
+PROTOCOL_PERCENTS = (1, 5, 10, 25, 50, 100)  # = ssl_train.data.FRACTIONS × 100: where the reference curve has points
+OTHER = "other"  # the fraction picker's "any other percent" choice
 EVAL_CHUNK = 64  # test photos per forward pass when scoring a fine-tuned model
 MAX_KEPT = 8  # trained models a session keeps (oldest dropped first)
 _TRAIN_LOCK = threading.Lock()  # one fine-tune at a time on this server: the CPU has few cores
-ABANDONED_AFTER = 600.0  # s without the Few-shot page asking for progress: the tab was closed, stop training
+# When is a fine-tune's browser session over? (a closed tab used to train on for 10 minutes)
+# 1. Streamlit's runtime knows: ``Runtime.is_active_session(session_id)`` turns False as soon as the
+#    tab's websocket closes (tab closed, browser quit, navigated away). A dropped connection that comes
+#    back (Wi-Fi blip, server-side reconnect) makes the same session active again, so the job stops only
+#    after SESSION_GONE_AFTER seconds of continuous absence: a closed tab stops within ~10 s.
+# 2. A heartbeat backstop: the page's polling fragment (every 2 s) refreshes ``last_seen``; with no
+#    runtime to ask (AppTest, bare mode) or a session the runtime still lists but that has stopped
+#    polling, the job stops after HEARTBEAT_TIMEOUT seconds. It is not 10 s because browsers throttle
+#    hidden tabs' timers (Chrome: one wake-up a minute after 5 minutes hidden), so a person who switched
+#    tabs while waiting would lose their fine-tune; the websocket of a hidden tab stays open, so (1) is
+#    the fast path and is not fooled by throttling.
+SESSION_GONE_AFTER = 10.0  # s the runtime must report the session gone before the job stops
+HEARTBEAT_TIMEOUT = 150.0  # s without a poll from the page before the job stops (> Chrome's 60 s hidden-tab cadence, twice)
+QUEUE_POLL = 0.5  # s between checks while waiting for another fine-tune (so a queued job of a closed tab leaves the queue)
 
 
 @dataclass(eq=False)  # compared by identity: fields hold arrays and models
@@ -58,6 +74,16 @@ class Trained:
     def title(self) -> str:
         how = "linear probe" if self.mode == "linear" else "fine-tune"
         return f"{self.encoder} · {how} · {self.fraction:.0%} labels · seed {self.seed}"
+
+
+def chosen_percent(pick: int | str | None, other: int | float | None) -> int:
+    """The labelled percent (1–100) from the fraction picker (a protocol percent, or OTHER) and the
+    "other" number input; a missing or out-of-range value falls back to 10 / is clamped to 1–100."""
+    value = other if pick == OTHER else pick
+    try:
+        return int(min(100, max(1, round(float(value)))))
+    except (TypeError, ValueError):
+        return 10
 
 
 def labelled(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -139,10 +165,17 @@ class FinetuneJob:
     """Fine-tunes the chosen encoder and then scratch on the same labelled photos, in a thread.
 
     The page polls ``snapshot()``; ``stop()`` makes ``finetune``'s ``on_step`` return True, the
-    model trained so far is scored and kept, and remaining phases are skipped.
+    model trained so far is scored and kept, and remaining phases are skipped. A job whose browser
+    session has ended (``session_alive`` False for SESSION_GONE_AFTER s, or no ``heartbeat`` for
+    ``heartbeat_timeout`` s) stops itself, is marked ``abandoned`` and is not scored: nobody will see it.
+
+    ``session_alive``: a callable saying whether the page's session is still connected (from
+    ``session_probe()``), or None where there is no Streamlit runtime (the heartbeat alone then decides).
     """
 
-    def __init__(self, *, model_dir: Path | None, card: dict, data, fraction: float, seed: int, cfg, with_scratch: bool = True, encoder_name: str = "") -> None:
+    def __init__(self, *, model_dir: Path | None, card: dict, data, fraction: float, seed: int, cfg, with_scratch: bool = True, encoder_name: str = "",
+                 session_alive: Callable[[], bool] | None = None, heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+                 session_grace: float = SESSION_GONE_AFTER) -> None:
         self.model_dir = Path(model_dir) if model_dir else None
         self.card = card
         self.data = data  # ssl_train.data.SplitData at the encoder's input size
@@ -155,10 +188,15 @@ class FinetuneJob:
         self.losses: dict[str, list[float]] = {p: [] for p in self.phases}
         self.results: list[Trained] = []
         self.error: str | None = None
-        self.started = time.time()
+        self.started = time.time()  # created (queued): the queue wait counts from here
+        self.train_started: float | None = None  # s since epoch: got the trainer (end of the queue wait); ETA counts from here
         self.finished: float | None = None
-        self.last_seen = time.time()  # updated by snapshot(), i.e. by the page polling
+        self.last_seen = time.time()  # s since epoch: updated by heartbeat()/snapshot(), i.e. by the page polling
+        self.session_alive = session_alive
+        self.heartbeat_timeout, self.session_grace = float(heartbeat_timeout), float(session_grace)
+        self._gone_since: float | None = None  # s since epoch the runtime first said the session was gone
         self.abandoned = False
+        self.abandon_reason = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pretext-lab-finetune", daemon=True)
 
@@ -179,31 +217,70 @@ class FinetuneJob:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    def snapshot(self) -> dict[str, Any]:
+    def heartbeat(self) -> None:
+        """The page is still looking (called by its polling fragment every 2 s)."""
         self.last_seen = time.time()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Progress for the page (and a heartbeat). ``elapsed``/``eta`` are seconds of training, counted
+        from ``train_started`` (None while queued: no estimate then); ``waited`` the queue wait, s."""
+        self.heartbeat()
+        now = self.finished or time.time()
+        elapsed = None if self.train_started is None else now - self.train_started
         return {
             "state": self.state, "phase": self.phases[min(self.phase, len(self.phases) - 1)], "phase_index": self.phase,
             "phases": list(self.phases), "step": self.step, "total": self.total, "losses": {k: list(v) for k, v in self.losses.items()},
-            "elapsed": (self.finished or time.time()) - self.started, "error": self.error,
+            "elapsed": elapsed, "waited": (self.train_started or now) - self.started,
+            "eta": eta_seconds(elapsed, self.phase, len(self.phases), self.step, self.total), "error": self.error,
         }
+
+    def check_session(self, now: float | None = None) -> bool:
+        """True (and the job is told to stop, ``abandoned``) when its browser session has ended: the
+        runtime has said "gone" for ``session_grace`` s in a row, or no heartbeat for ``heartbeat_timeout`` s."""
+        now = time.time() if now is None else now
+        if self.session_alive is not None:
+            try:
+                alive = bool(self.session_alive())
+            except Exception:  # noqa: BLE001 — a probe that breaks (runtime shutting down) counts as gone
+                alive = False
+            self._gone_since = None if alive else (self._gone_since or now)
+            if self._gone_since is not None and now - self._gone_since >= self.session_grace:
+                return self._abandon(f"its browser session ended {now - self._gone_since:.0f} s ago")
+        if now - self.last_seen > self.heartbeat_timeout:
+            return self._abandon(f"the page has not asked for progress for {now - self.last_seen:.0f} s")
+        return False
+
+    def _abandon(self, reason: str) -> bool:
+        if not self.abandoned:
+            self.abandoned, self.abandon_reason = True, reason
+            print(f"[pretext-lab] fine-tune {'/'.join(self.phases)} at {self.fraction:.0%} stopped at step {self.step}: {reason}",
+                  file=sys.stderr, flush=True)  # the server log says why a job ended (the browser test reads it)
+        self._stop.set()
+        return True
 
     def _on_step(self, step: int, total: int, loss: float) -> bool:
         self.step, self.total = step, total
         self.losses[self.phases[self.phase]].append(float(loss))
-        if time.time() - self.last_seen > ABANDONED_AFTER:
-            self.abandoned = True
-            self._stop.set()
+        self.check_session()
         return self._stop.is_set()
 
     def _run(self) -> None:
         try:
             self.state = "waiting"
-            with _TRAIN_LOCK:
+            # poll the lock instead of blocking on it: a queued job whose tab was closed leaves the queue
+            while not _TRAIN_LOCK.acquire(timeout=QUEUE_POLL):
+                if self._stop.is_set() or self.check_session():
+                    self.state = "stopped"
+                    return
+            try:
                 if self._stop.is_set():
                     self.state = "stopped"
                     return
+                self.train_started = time.time()
                 self.state = "running"
                 self._train_all()
+            finally:
+                _TRAIN_LOCK.release()
             self.state = "stopped" if self._stop.is_set() else "done"
         except Exception as e:  # noqa: BLE001 — shown on the page, never raised into Streamlit
             self.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -233,6 +310,8 @@ class FinetuneJob:
             cfg = arm_config(self.cfg, self.card, "scratch" if name == "scratch" else "encoder")
             t0 = time.time()
             model, log = finetune(state, enc_cfg, ds.images[sub], labels[sub], n_classes, cfg, self.seed, on_step=self._on_step)
+            if self.abandoned:
+                break  # nobody is looking: scoring the test photos would only keep the CPU busy
             t1 = time.time()
             dev = resolve_device(self.cfg.device)
             # in chunks: predict's default batch of 256 photos at 96 px peaks at about 1 GB of activations
@@ -247,6 +326,35 @@ class FinetuneJob:
             ))
             if self._stop.is_set():
                 break
+
+
+def session_probe() -> Callable[[], bool] | None:
+    """A callable telling whether the calling script's browser session is still connected, for
+    ``FinetuneJob(session_alive=...)``; None outside a ``streamlit run`` server (AppTest, bare mode).
+    Must be called on the script thread (it reads the script-run context); the callable may run on any
+    thread (``Runtime.is_active_session`` is thread-safe)."""
+    try:
+        from streamlit.runtime import Runtime
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:
+        return None
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return None
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    if not runtime.is_active_session(session_id):  # AppTest gives a context but no session of this runtime
+        return None
+    return lambda: runtime.is_active_session(session_id)
+
+
+def eta_seconds(elapsed: float | None, phase: int, n_phases: int, step: int, total: int, min_steps: int = 5) -> float | None:
+    """Seconds left for a job in phase ``phase`` (0-based) of ``n_phases``, at ``step`` of ``total`` steps
+    per phase, after ``elapsed`` seconds of training (None: still queued → no estimate). None too before
+    ``min_steps`` steps: earlier estimates are mostly start-up time (imports, loading the encoder)."""
+    done = phase * total + step
+    if elapsed is None or done < min_steps or total <= 0:
+        return None
+    return max(0.0, elapsed / done * (n_phases * total - done))
 
 
 # -- using a trained model -----------------------------------------------------------------------------

@@ -28,7 +28,8 @@ MAP_EXACT = "map.exact"  # place uploads with umap's transform (fits UMAP in thi
 
 # -- Few-shot lab -------------------------------------------------------------------------------------
 FEW_UPLOADER = "fewshot.uploader"
-FEW_FRACTION = "fewshot.fraction"  # percent, 1..100
+FEW_FRACTION = "fewshot.fraction"  # the fraction picker: a protocol percent (1, 5, 10, 25, 50, 100) or app.fewshot.OTHER
+FEW_FRACTION_OTHER = "fewshot.fraction_other"  # percent 1..100, used when the picker says OTHER
 FEW_ENCODER = "fewshot.encoder"
 FEW_MODE = "fewshot.mode"  # "linear" | "finetune"
 FEW_SEED = "fewshot.seed"
@@ -44,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     EXPLORER_PUZZLE: 1,
     EXPLORER_NEIGHBOUR: "top-right",
     FEW_FRACTION: 10,
+    FEW_FRACTION_OTHER: 2,
     FEW_MODE: "linear",
     FEW_SEED: 0,
     FEW_QUICK: False,
@@ -61,7 +63,7 @@ FACTORIES: dict[str, Any] = {
 # were not drawn in a run; re-assigning the key at the top of every run makes it plain session state)
 PERSISTENT = (
     EXPLORER_TASK, EXPLORER_SUBTASK, EXPLORER_PICKS, EXPLORER_TURN, EXPLORER_PUZZLE, EXPLORER_NEIGHBOUR, MAP_LEFT, MAP_RIGHT, MAP_EXACT,
-    FEW_FRACTION, FEW_ENCODER, FEW_MODE, FEW_SEED, FEW_QUICK,
+    FEW_FRACTION, FEW_FRACTION_OTHER, FEW_ENCODER, FEW_MODE, FEW_SEED, FEW_QUICK,
 )
 
 

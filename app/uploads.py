@@ -15,6 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
 from ssl_train.images import MAX_PIXELS, BadImage, open_rgb
@@ -23,6 +24,15 @@ from .config import MAX_UPLOAD_MB
 
 ACCEPTED_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")  # = ssl_train.images.IMAGE_SUFFIXES
 KEEP_MAX_SIDE = 1024  # larger decoded photos are reduced to this long side (models see ≤ 512 px; bounds session memory)
+FLAT_SPREAD = 3.0  # pixel levels (of 255): a photo whose values spread less than this is one flat colour (= app.novelty.FLAT_SPREAD)
+ELONGATED = 10.0  # long side / short side beyond which the models' centre square shows little of the photo
+
+
+def size_limit_text(max_mb: int = MAX_UPLOAD_MB) -> str:
+    """One line for under an uploader: the per-photo size limit, visible (the uploader itself says it
+    only in a tooltip on a refused file, and the app never receives a file over the limit to say more)."""
+    return (f"Up to {max_mb} MB per photo. A bigger file is refused by the uploader before it reaches the app: it stays in the "
+            f"list above marked in red and is not used — save it smaller (e.g. 2000 pixels wide, JPEG) and upload that.")
 
 _EXIF_ORIENTATION = 0x0112
 _ORIENTATION_TEXT = {
@@ -124,4 +134,12 @@ def _describe(data: bytes, rgb: Image.Image) -> list[str]:
         notes.append(f"EXIF orientation applied (stored {_ORIENTATION_TEXT[orientation]})")
     if min(rgb.size) < 32:
         notes.append("very small: the models see an enlarged copy")
+    w, h = rgb.size
+    if max(w, h) / max(1, min(w, h)) > ELONGATED:
+        notes.append(f"extremely elongated ({max(w, h) / max(1, min(w, h)):.0f}:1): the models see only its middle square")
+    small = rgb.copy()
+    small.thumbnail((64, 64))  # the spread of a 64-px copy: cheap, and a flat photo stays flat
+    spread = float(np.asarray(small, np.float32).reshape(-1, 3).std(0).max())  # per channel: a flat green is still flat
+    if spread < FLAT_SPREAD:
+        notes.append(f"one flat colour (pixel values vary by {spread:.1f} of 255): there is nothing in it for a model to recognise")
     return notes

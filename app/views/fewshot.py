@@ -6,10 +6,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import fewshot, reference, state, ui
-from app.config import RANDOM_INIT, reports_dir
+from app import fewshot, novelty, palette, reference, state, ui
+from app.config import MAX_UPLOAD_MB, RANDOM_INIT, reports_dir
 from app.inference import ModelFileError
-from app.uploads import md_escape
+from app.uploads import md_escape, size_limit_text
 
 MODES = {"linear": "Linear probe (frozen features, < 1 s)", "finetune": "Fine-tune the whole network"}
 
@@ -33,6 +33,29 @@ def _task_of(name: str) -> str:
     return e.task if e is not None else name
 
 
+def arm_colour(name: str) -> str:
+    """The palette's colour of an arm: scratch grey, an encoder its task's colour (``app.palette``)."""
+    return palette.SCRATCH if name in ("scratch", RANDOM_INIT) else reference.task_colour(_task_of(name))
+
+
+def confusion_figure(cm: list[list[int]], classes: list[str], title: str, colour: str) -> go.Figure:
+    """Confusion matrix (true rows × predicted columns, photo counts) shaded from white to the arm's colour,
+    so the encoder's and scratch's matrices read as the two arms of the curves above them."""
+    z = np.asarray(cm)
+    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale=[[0.0, "#ffffff"], [1.0, colour]], showscale=False, text=z,
+                               texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z} photos<extra></extra>"))
+    fig.update_layout(title=dict(text=title, font=dict(color=colour)), xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                      height=330, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def novelty_check(model_key: str, data_key: str, _layout) -> novelty.NoveltyCheck:
+    """The training photos' features of one encoder and its 99 % threshold (shared, read-only; keyed by
+    the model's and the photo set's keys, the layout itself is not hashed)."""
+    return novelty.NoveltyCheck.fit(_layout.features[_layout.train_idx], _layout.features[_layout.test_idx])
+
+
 def reference_figure(summ: pd.DataFrame | None, mode: str, points: list) -> go.Figure:
     fig = go.Figure()
     if summ is not None:
@@ -48,7 +71,7 @@ def reference_figure(summ: pd.DataFrame | None, mode: str, points: list) -> go.F
     for r in points:
         fig.add_trace(go.Scatter(
             x=[100 * r.fraction], y=[100 * r.accuracy], mode="markers", name=f"{r.encoder} (this session)",
-            marker=dict(size=15, symbol="diamond", color=reference.task_colour(r.encoder if r.encoder == "scratch" else _task_of(r.encoder)),
+            marker=dict(size=15, symbol="diamond", color=arm_colour(r.encoder),
                         line=dict(width=1, color="black")),
         ))
     fig.update_layout(
@@ -62,7 +85,8 @@ def reference_figure(summ: pd.DataFrame | None, mode: str, points: list) -> go.F
 @st.fragment(run_every=2.0)
 def job_panel() -> None:
     """Live progress of this session's fine-tune (polled every 2 s while it runs: more often costs
-    training time on a 2-core machine)."""
+    training time on a 2-core machine). Each poll is also the job's heartbeat (``FinetuneJob.snapshot``):
+    when the tab closes the polls stop, and the job stops itself (see app.fewshot, SESSION_GONE_AFTER)."""
     job = st.session_state.get(state.FEW_JOB)
     if job is None:
         return
@@ -71,22 +95,100 @@ def job_panel() -> None:
     snap = job.snapshot()
     phase_no = snap["phase_index"] + 1
     if snap["state"] in ("queued", "waiting"):
-        st.info("Waiting for another fine-tune on this server to finish…", icon="⏳")
+        # no ETA while queued: how long the other fine-tune still needs is not this job's to know
+        st.info(f"Waiting for another fine-tune on this server to finish ({snap['waited']:.0f} s so far); "
+                "yours starts right after it. The time estimate appears once it starts.", icon="⏳")
     else:
         done = snap["step"] / max(1, snap["total"])
-        steps_done = snap["phase_index"] * snap["total"] + snap["step"]
-        left = ""
-        if steps_done >= 5:  # earlier estimates are mostly start-up time
-            per_step = snap["elapsed"] / steps_done
-            left = f", about {per_step * ((len(snap['phases']) - snap['phase_index']) * snap['total'] - snap['step']):.0f} s to go"
+        left = f", about {snap['eta']:.0f} s to go" if snap["eta"] is not None else ""
+        waited = f" (after {snap['waited']:.0f} s in the queue)" if snap["waited"] >= 2 else ""
         st.progress(done, text=f"Fine-tuning {snap['phase']} ({phase_no}/{len(snap['phases'])}) on {job.fraction:.0%} of the labels: "
-                               f"step {snap['step']} of {snap['total']} · {snap['elapsed']:.0f} s so far{left}")
+                               f"step {snap['step']} of {snap['total']} · {snap['elapsed'] or 0:.0f} s of training so far{left}{waited}")
     losses = {k: v for k, v in snap["losses"].items() if v}
     if losses:
         n = max(len(v) for v in losses.values())
-        st.line_chart(pd.DataFrame({k: v + [None] * (n - len(v)) for k, v in losses.items()}), height=200, x_label="step", y_label="training loss")
+        st.line_chart(pd.DataFrame({k: v + [None] * (n - len(v)) for k, v in losses.items()}), height=200, x_label="step", y_label="training loss",
+                      color=[arm_colour(k) for k in losses])
     if st.button("⏹ Stop", key="fewshot.stop", help="Keep the model trained so far, score it, skip the rest."):
         job.stop()
+
+
+def top_classes(classes: list[str], probs: np.ndarray, n: int = 3) -> str:
+    """``probs`` (classes,) → "sunflower 82% · dandelion 9% · tulip 4%" (the ``n`` most likely)."""
+    order = np.argsort(-probs)[:n]
+    return " · ".join(f"{classes[int(k)]} {probs[int(k)]:.0%}" for k in order)
+
+
+def classify_uploads(uploads: list, current: list, entry, entries: list, index) -> None:
+    """Each uploaded photo: its thumbnail, whether it is like the training photos (in ``entry``'s feature
+    space: the nearest training photo, shown, and how unusual that distance is among test flowers;
+    ``app.novelty``), and each model's top classes — as an answer only for a photo not flagged."""
+    images = [p.image for p in uploads]
+    verdicts: list[novelty.Verdict | None] = [None] * len(uploads)
+    lay = None
+    try:
+        lay = ui.layout(entry, index)
+        check = novelty_check(lay.model_key, lay.data_key, lay)
+        enc = ui.onnx_model(entry)
+        u8 = np.stack([enc.prepare(im) for im in images])
+        verdicts = novelty.judge(check, enc.features(u8), u8)
+    except Exception as e:  # noqa: BLE001 — the labels are still worth showing, with the check's failure said
+        check = None
+        st.error(f"Could not check whether the photos are like the training photos: {type(e).__name__}: {md_escape(str(e)[:200])}")
+    probs_all: list[np.ndarray | None] = []
+    for r in current:
+        try:
+            fm = ui.onnx_model(ui.model_by_name(entries, r.feature_model)) if r.mode == "linear" else None
+            probs_all.append(fewshot.classify(r, images, fm))
+        except Exception as e:  # noqa: BLE001
+            st.error(f"{r.encoder}: {type(e).__name__}: {md_escape(str(e)[:200])}")
+            probs_all.append(None)
+    rows: dict[str, list] = {"photo": [], "like the training photos?": []}
+    rows.update({r.encoder: [] for r in current})
+    for i, (photo, v) in enumerate(zip(uploads, verdicts)):
+        with st.container(border=True):
+            c_img, c_text, c_near = st.columns([1, 3, 1])
+            c_img.image(photo.image, caption=photo.name, width=150)
+            if v is None:
+                c_text.caption("Not checked against the training photos.")
+                said = "not checked"
+            elif v.flat:
+                c_text.warning("**One flat colour** — there is nothing in this photo for a model to recognise; "
+                               "the labels below are noise, not an answer.", icon="⚠️")
+                said = "no: one flat colour"
+            elif v.unlike:
+                c_text.warning(f"**Unlike the training photos** — further from every one of them than {check.quantile:.0%} of the test "
+                               f"flowers are (distance {v.distance:.2f}; limit {check.threshold:.2f}). This may not be a daisy, dandelion, "
+                               "rose, sunflower or tulip: the labels below are a guess, not an answer.", icon="⚠️")
+                said = "no: unlike them"
+            else:
+                c_text.caption(f"✓ Like the training photos: {v.further_share:.0%} of test flowers are further from their nearest "
+                               f"training photo (distance {v.distance:.2f}; flagged beyond {check.threshold:.2f}, which 1 test flower "
+                               f"in 100 is). This check uses {md_escape(entry.name)}'s features and does not catch every non-flower.")
+                said = "yes"
+            for r, probs in zip(current, probs_all):
+                if probs is None:
+                    continue
+                best = r.classes[int(np.argmax(probs[i]))]
+                how = "fine-tune" if r.mode == "finetune" else "linear probe"
+                if v is not None and v.flagged:
+                    c_text.markdown(f"{md_escape(r.encoder)} ({how}) would guess: {top_classes(r.classes, probs[i])}")
+                else:
+                    c_text.markdown(f"**{md_escape(r.encoder)}** ({how}): **{best}** — {top_classes(r.classes, probs[i])}")
+            if v is not None and lay is not None:
+                near = str(lay.files[lay.train_idx[v.nearest]])
+                c_near.image(ui.thumbnail(str(index.root), near, 150), width=150,
+                             caption=f"nearest training photo ({near.split('/')[0]}, distance {v.distance:.2f})")
+        rows["photo"].append(photo.name)
+        rows["like the training photos?"].append(said)
+        for r, probs in zip(current, probs_all):
+            rows[r.encoder].append("—" if probs is None else f"{r.classes[int(np.argmax(probs[i]))]} ({np.max(probs[i]):.0%})"
+                                   + (" ?" if v is not None and v.flagged else ""))
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    if all(p is not None for p in probs_all):
+        ups = [(p.name, [probs[i] for probs in probs_all]) for i, p in enumerate(uploads)]
+        st.download_button("⬇ Predictions for these photos (CSV)", fewshot.predictions_csv(current, ups), file_name="pretext-lab-upload-predictions.csv",
+                           mime="text/csv", key="fewshot.upload_csv")
 
 
 st.title("Few-shot lab")
@@ -105,9 +207,18 @@ pretext = [e.name for e in entries if not e.is_reference] or names
 if st.session_state.get(state.FEW_ENCODER) not in pretext:
     best = ui.featured_model(entries)
     st.session_state[state.FEW_ENCODER] = best if best in pretext else pretext[0]
-c1, c2, c3 = st.columns([2, 2, 2])
-pct = c1.slider("Labelled training photos (%)", 1, 100, key=state.FEW_FRACTION,
-                help="A stratified, seeded subset of the training split — the same photos the protocol uses for this seed.")
+c1, c2, c3 = st.columns([3, 2, 2])
+picks = [*fewshot.PROTOCOL_PERCENTS, fewshot.OTHER]
+if st.session_state.get(state.FEW_FRACTION) not in picks:  # a percent from elsewhere (an older session): keep it as "other"
+    st.session_state[state.FEW_FRACTION_OTHER] = fewshot.chosen_percent(st.session_state.get(state.FEW_FRACTION), None)
+    st.session_state[state.FEW_FRACTION] = fewshot.OTHER
+c1.segmented_control("Labelled training photos", picks, key=state.FEW_FRACTION, required=True,
+                     format_func=lambda v: "other…" if v == fewshot.OTHER else f"{v}%",
+                     help="The protocol's fractions first (the reference curve has a point at each); *other…* takes any percent. "
+                          "A stratified, seeded subset of the training split — the same photos the protocol uses for this seed.")
+if st.session_state[state.FEW_FRACTION] == fewshot.OTHER:
+    c1.number_input("Any percent of the training labels (1–100)", 1, 100, step=1, key=state.FEW_FRACTION_OTHER)
+pct = fewshot.chosen_percent(st.session_state[state.FEW_FRACTION], st.session_state.get(state.FEW_FRACTION_OTHER))
 enc_name = c2.selectbox("Pretrained encoder", pretext, key=state.FEW_ENCODER, format_func=lambda n: ui.model_by_name(entries, n).label())
 mode = c3.radio("Method", list(MODES), key=state.FEW_MODE, format_func=MODES.get)
 with st.expander("Settings"):
@@ -132,7 +243,7 @@ if job is not None and not job.running:  # a finished fine-tune: keep its models
         st.error(f"Fine-tuning failed: {md_escape(job.error)}")
     elif job.state == "stopped":
         st.warning(f"Fine-tuning stopped after {job.results[-1].info['steps'] if job.results else 0} steps"
-                   + (" (the page was left alone too long)" if job.abandoned else "") + "; the partial model is scored below.")
+                   + "; the partial model is scored below.")
     st.session_state[state.FEW_JOB] = job = None
 
 if job is not None:
@@ -176,6 +287,7 @@ else:
                 data = ui.decoded(str(index.root), fewshot.finetune_image_size(entry.card), index.key)
                 st.session_state[state.FEW_JOB] = fewshot.FinetuneJob(
                     model_dir=entry.path, card=entry.card, data=data, fraction=fraction, seed=int(seed), cfg=cfg, encoder_name=enc_name,
+                    session_alive=fewshot.session_probe(),  # stops within ~10 s of this tab closing
                 ).start()
             except Exception as e:  # noqa: BLE001
                 st.error(f"Could not start: {type(e).__name__}: {md_escape(str(e)[:200])}")
@@ -193,7 +305,7 @@ if current:
         col.metric(f"{r.encoder} · {r.n_labelled} labels", ui.percent(r.accuracy), delta=delta)
     cols = st.columns(len(current))
     for col, r in zip(cols, current):
-        col.plotly_chart(ui.confusion_figure(r.scores["confusion"], r.classes, f"{r.encoder}: confusion"), key=f"cm.{r.encoder}")
+        col.plotly_chart(confusion_figure(r.scores["confusion"], r.classes, f"{r.encoder}: confusion", arm_colour(r.encoder)), key=f"cm.{r.encoder}")
         if r.mode == "finetune":
             col.caption(f"{r.info.get('steps')} of {r.info.get('planned_steps')} steps in {r.info.get('train_seconds')} s, "
                         f"learning rate {(r.info.get('schedule') or {}).get('lr', '?')}"
@@ -204,20 +316,10 @@ st.plotly_chart(reference_figure(summ, mode, current), key="reference")
 st.caption(f"Reference: {note}. Diamonds: this session's models.")
 
 st.subheader("Classify your photos")
-uploads = ui.photo_input(state.FEW_UPLOADER, "Few-shot lab", label="Upload photos to classify with the models just trained")
+uploads = ui.photo_input(state.FEW_UPLOADER, "Few-shot lab", label=f"Upload photos to classify with the models just trained (up to {MAX_UPLOAD_MB} MB each)")
+st.caption(size_limit_text())
 if uploads and current:
-    rows = {"photo": [p.name for p in uploads]}
-    probs_all = []
-    for r in current:
-        try:
-            fm = ui.onnx_model(ui.model_by_name(entries, r.feature_model)) if r.mode == "linear" else None
-            probs = fewshot.classify(r, [p.image for p in uploads], fm)
-        except Exception as e:  # noqa: BLE001
-            st.error(f"{r.encoder}: {type(e).__name__}: {md_escape(str(e)[:200])}")
-            continue
-        probs_all.append(probs)
-        rows[r.encoder] = [f"{r.classes[int(np.argmax(p))]} ({np.max(p):.0%})" for p in probs]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    classify_uploads(uploads, current, entry, entries, index)
 elif uploads:
     st.caption("Train a model above first.")
 

@@ -147,3 +147,95 @@ def test_reference__every_shipped_task_has_its_own_colour_and_scratch_is_grey():
     assert len(set(colours)) == len(colours)  # no two lines of the reference chart alike
     assert reference.SCRATCH_COLOUR not in colours and reference.task_colour("random_init") == reference.SCRATCH_COLOUR
     assert reference.task_colour("a_new_task") == reference.task_colour("a_new_task") in colours  # unknown names: stable
+
+
+# -- a fine-tune of a closed tab stops; time from the start of training ----------------------------------
+def _long_job(models, app_env, **kw):
+    from ssl_train.model_files import read_card
+
+    cfg = FinetuneConfig(min_steps=100_000, max_steps=100_000, batch_size=8, device="cpu")  # would run for hours
+    return fewshot.FinetuneJob(model_dir=models / "rotation", card=read_card(models / "rotation"), data=_data(app_env),
+                               fraction=0.5, seed=0, cfg=cfg, encoder_name="rotation", **kw)
+
+
+def test_finetune_job__stops_within_seconds_when_the_page_stops_polling(models, app_env):
+    import time
+
+    job = _long_job(models, app_env, heartbeat_timeout=2.0).start()
+    for _ in range(4):  # the page's fragment polls while the tab is open: the job keeps training
+        time.sleep(0.5)
+        job.snapshot()
+    assert job.running and not job.abandoned
+    t_closed = time.time()  # the tab closes: no more polls
+    job.join(30)
+    assert not job._thread.is_alive() and job.state == "stopped" and job.abandoned
+    assert time.time() - t_closed < 15  # 2 s without a heartbeat, then at most one step
+    assert "has not asked for progress" in job.abandon_reason
+    assert job.results == []  # nobody is looking: not scored
+
+
+def test_finetune_job__stops_when_the_runtime_says_the_session_ended_and_survives_a_blip(models, app_env):
+    import time
+
+    connected = {"now": True}
+    job = _long_job(models, app_env, session_alive=lambda: connected["now"], session_grace=1.5).start()
+    while job.state != "running":
+        time.sleep(0.05)
+    connected["now"] = False  # a dropped connection that comes back within the grace period
+    time.sleep(0.5)
+    connected["now"] = True
+    time.sleep(2.0)
+    assert job.running and not job.abandoned
+    connected["now"] = False  # the tab closed for good (heartbeats still fresh: the runtime decides first)
+    t_closed = time.time()
+    while job.running and time.time() - t_closed < 30:
+        job.heartbeat()
+        time.sleep(0.1)
+    assert job.state == "stopped" and job.abandoned and "browser session ended" in job.abandon_reason
+    assert time.time() - t_closed < 10
+
+
+def test_finetune_job__queued_job_of_a_closed_tab_leaves_the_queue_and_eta_counts_from_its_start(models, app_env):
+    import time
+
+    first = _long_job(models, app_env).start()
+    second = _long_job(models, app_env, heartbeat_timeout=60.0).start()
+    time.sleep(1.5)
+    snap = second.snapshot()
+    assert snap["state"] == "waiting" and snap["elapsed"] is None and snap["eta"] is None and snap["waited"] >= 1.0
+    first.stop()
+    first.join(30)
+    while second.snapshot()["state"] == "waiting":
+        time.sleep(0.05)
+    time.sleep(1.5)
+    snap = second.snapshot()
+    assert second.train_started - second.started >= 1.5  # it waited in the queue ...
+    assert snap["elapsed"] < time.time() - second.train_started + 0.01 < 3  # ... and elapsed counts from its start only
+    second.stop()
+    second.join(30)
+    # a queued job whose tab closes leaves the queue without ever training
+    blocker = _long_job(models, app_env).start()
+    queued = _long_job(models, app_env, heartbeat_timeout=1.0).start()
+    queued.join(10)
+    assert queued.state == "stopped" and queued.train_started is None and queued.abandoned
+    blocker.stop()
+    blocker.join(30)
+
+
+def test_eta_seconds__none_while_queued_or_starting_then_from_the_rate_of_training():
+    assert fewshot.eta_seconds(None, 0, 2, 50, 100) is None  # queued
+    assert fewshot.eta_seconds(3.0, 0, 2, 2, 100) is None  # too early to say
+    assert fewshot.eta_seconds(10.0, 0, 2, 50, 100) == pytest.approx(30.0)  # 5 steps/s, 150 of 200 steps left
+    assert fewshot.eta_seconds(40.0, 1, 2, 100, 100) == pytest.approx(0.0)
+
+
+def test_session_probe__none_outside_a_streamlit_server():
+    assert fewshot.session_probe() is None
+
+
+def test_chosen_percent__protocol_pick_or_the_other_value_clamped():
+    assert fewshot.PROTOCOL_PERCENTS == tuple(round(100 * f) for f in __import__("ssl_train.data", fromlist=["FRACTIONS"]).FRACTIONS)
+    assert fewshot.chosen_percent(25, 7) == 25
+    assert fewshot.chosen_percent(fewshot.OTHER, 7) == 7
+    assert fewshot.chosen_percent(fewshot.OTHER, 500) == 100 and fewshot.chosen_percent(fewshot.OTHER, 0) == 1
+    assert fewshot.chosen_percent(None, None) == 10

@@ -226,13 +226,15 @@ def test_map__uploads_from_the_explorer_are_reused_and_can_be_forgotten(app):
 
 
 # -- Few-shot lab ----------------------------------------------------------------------------------
-def test_fewshot__linear_probe_beside_scratch_follows_the_slider(app):
+def test_fewshot__linear_probe_beside_scratch_follows_the_fraction_picker(app):
     at = page(app, "fewshot")
     assert not at.exception, at.exception
     labels = [m.label for m in at.metric]
     assert labels[0].startswith("rotation · ") and labels[1].startswith("scratch · ")
     n10 = int(labels[0].split("· ")[1].split()[0])
-    at.slider(key=state.FEW_FRACTION).set_value(100).run()
+    picker = at.segmented_control(key=state.FEW_FRACTION)
+    assert list(picker.options)[:6] == ["1%", "5%", "10%", "25%", "50%", "100%"] and picker.value == 10  # the protocol's six first
+    picker.set_value(100).run()
     n100 = int(at.metric[0].label.split("· ")[1].split()[0])
     assert not at.exception and n100 > n10
     assert len(at.get("plotly_chart")) == 3  # two confusion matrices + the reference curve
@@ -257,14 +259,50 @@ def test_fewshot__finetune_runs_in_background_and_shows_both_scores(app, monkeyp
     assert at.session_state[state.FEW_JOB] is None and "5 of 5 steps" in texts(at)
 
 
+def test_fewshot__any_other_percent_through_other(app):
+    at = page(app, "fewshot")
+    at.segmented_control(key=state.FEW_FRACTION).set_value(fewshot_other()).run()
+    at.number_input(key=state.FEW_FRACTION_OTHER).set_value(37).run()
+    assert not at.exception
+    n37 = int(at.metric[0].label.split("· ")[1].split()[0])
+    assert any(abs(r.fraction - 0.37) < 1e-9 for r in at.session_state[state.FEW_RESULTS])  # a probe at 37 % was trained
+    at.segmented_control(key=state.FEW_FRACTION).set_value(100).run()
+    assert int(at.metric[0].label.split("· ")[1].split()[0]) > n37
+    assert state.FEW_FRACTION_OTHER not in [n.key for n in at.number_input]  # the number input only with "other…"
+
+
+def fewshot_other():
+    from app.fewshot import OTHER
+
+    return OTHER
+
+
 def test_fewshot__classifies_an_uploaded_photo_and_refuses_a_bad_one(app):
     at = page(app, "fewshot")
+    assert "MB per photo" in texts(at)  # the size limit is on the page, not only in a tooltip
     name, data = photo_bytes("sunflower")
     at.file_uploader(key=state.FEW_UPLOADER).set_value([(name, data, JPEG), ("empty.png", b"", "image/png")]).run()
     assert not at.exception
     assert len(at.error) == 1 and "empty.png" in at.error[0].value and "empty" in at.error[0].value
-    df = at.dataframe[0].value
-    assert list(df.columns) == ["photo", "rotation", "scratch"] and df["photo"][0] == name
+    df = at.dataframe[0].value  # replaced: the table now says whether each photo is like the training photos
+    assert list(df.columns) == ["photo", "like the training photos?", "rotation", "scratch"] and df["photo"][0] == name
+    captions = [i.caption for e in at.get("image") for i in e.proto.imgs]
+    assert name in captions and any(c.startswith("nearest training photo") for c in captions)  # thumbnail, and the photo it is nearest
+
+
+def test_fewshot__a_black_photo_gets_a_warning_not_a_label(app):
+    import io
+
+    from PIL import Image
+
+    at = page(app, "fewshot")
+    bio = io.BytesIO()
+    Image.new("RGB", (120, 120)).save(bio, "PNG")
+    at.file_uploader(key=state.FEW_UPLOADER).set_value([("black.png", bio.getvalue(), "image/png")]).run()
+    assert not at.exception
+    assert any("One flat colour" in w.value for w in at.warning)
+    assert at.dataframe[0].value["like the training photos?"][0] == "no: one flat colour"
+    assert any("would guess" in m.value for m in at.markdown)
 
 
 # -- Talk mode -------------------------------------------------------------------------------------
@@ -286,12 +324,12 @@ def test_talk__steps_with_previous_next_and_links_to_live_pages(app):
 
 def test_app__choices_survive_a_visit_to_another_page(app):
     at = page(app, "fewshot")
-    at.slider(key=state.FEW_FRACTION).set_value(50).run()
+    at.segmented_control(key=state.FEW_FRACTION).set_value(50).run()
     at.radio(key=state.FEW_MODE).set_value("finetune").run()
     at.switch_page("views/explorer.py").run()
     at.segmented_control(key=state.EXPLORER_TURN).set_value(270).run()
     at.switch_page("views/fewshot.py").run()
-    assert at.slider(key=state.FEW_FRACTION).value == 50 and at.radio(key=state.FEW_MODE).value == "finetune"
+    assert at.segmented_control(key=state.FEW_FRACTION).value == 50 and at.radio(key=state.FEW_MODE).value == "finetune"
     at.switch_page("views/explorer.py").run()
     assert at.segmented_control(key=state.EXPLORER_TURN).value == 270 and not at.exception
 

@@ -109,3 +109,33 @@ def test_upload__names_are_cleaned_and_escaped_for_markdown():
 def test_upload__very_large_photo_is_reduced_with_a_note():
     p = open_upload("wide.png", encode(Image.new("RGB", (3000, 1000), (10, 20, 30)), "PNG"))
     assert p.ok and max(p.image.size) == 1024 and any("reduced from 3000×1000" in n for n in p.notes)
+
+
+def test_upload__black_photo_is_usable_with_a_flat_colour_note():
+    p = open_upload("black.png", encode(Image.new("RGB", (200, 200)), "PNG"))
+    assert p.ok and p.error is None
+    assert any("one flat colour" in n for n in p.notes), p.notes
+    assert "\n" not in p.message()
+
+
+def test_upload__100000_by_1_stripe_is_usable_with_a_note_and_no_exception():
+    from ssl_train.images import square_resize
+
+    p = open_upload("stripe.png", encode(Image.new("RGB", (100000, 1), (90, 120, 40)), "PNG"))
+    assert p.ok and p.image.size == (1024, 1)
+    assert any("elongated" in n for n in p.notes) and any("very small" in n for n in p.notes), p.notes
+    assert any("one flat colour" in n for n in p.notes), p.notes  # one green: no detail
+    assert square_resize(p.image, 32).size == (32, 32)  # what every model does to it next
+
+
+def test_upload__real_photo_gets_no_flat_or_elongated_note():
+    p = open_upload(*photo_bytes("rose"))
+    assert p.ok and not any("flat colour" in n or "elongated" in n for n in p.notes), p.notes
+
+
+def test_size_limit_text__says_the_megabytes_and_what_to_do():
+    from app.config import MAX_UPLOAD_MB
+    from app.uploads import size_limit_text
+
+    text = size_limit_text()
+    assert f"{MAX_UPLOAD_MB} MB per photo" in text and "smaller" in text
