@@ -162,10 +162,10 @@ def classify_uploads(uploads: list, current: list, entry, entries: list, index) 
                                "rose, sunflower or tulip: the labels below are a guess, not an answer.", icon="⚠️")
                 said = "no: unlike them"
             else:
-                c_text.caption(f"✓ Like the training photos: {v.further_share:.0%} of test flowers are further from their nearest "
+                c_text.caption(f"Not flagged: {v.further_share:.0%} of test flowers are further from their nearest "
                                f"training photo (distance {v.distance:.2f}; flagged beyond {check.threshold:.2f}, which 1 test flower "
                                f"in 100 is). This check uses {md_escape(entry.name)}'s features and does not catch every non-flower.")
-                said = "yes"
+                said = "not flagged"
             for r, probs in zip(current, probs_all):
                 if probs is None:
                     continue
