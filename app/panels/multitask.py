@@ -20,7 +20,8 @@ def show(entry, items, ctx) -> None:
         parts = pretext.multitask_parts(entry.card)
     except Exception:  # noqa: BLE001 (a card this version cannot parse: say so, below)
         parts = []
-    header(entry, TITLE, QUESTION, None, int((entry.card or {}).get("input", {}).get("image_size", 0)) or 0)
+    header(entry, TITLE, QUESTION, None, int((entry.card or {}).get("input", {}).get("image_size", 0)) or 0,
+           use_measured=False)  # each sub-task's panel below says its own score
     if not parts:
         st.warning(f"{md_escape(entry.name)}'s model.json does not list its sub-tasks; re-export it.")
         return

@@ -89,8 +89,9 @@ def show(entry, items, ctx) -> None:
     if not model.has_rotation_head:
         st.warning(f"{entry.name} has no rotation head in its model.onnx (outputs: {', '.join(model.output_names)}); re-export it.")
         return
-    acc = card_score(entry, "acc") if card_score(entry, "acc") is not None else card_score(entry, "rotation_acc")  # a multi-task card prefixes it
-    header(entry, TITLE, QUESTION, chance_words(acc, 0.25) if acc is not None else None, model.image_size)
+    own = card_score(entry, "acc") is not None  # a multi-task card prefixes its sub-tasks' scores
+    acc = card_score(entry, "acc") if own else card_score(entry, "rotation_acc")
+    header(entry, TITLE, QUESTION, chance_words(acc, 0.25) if acc is not None else None, model.image_size, use_measured=own)
     limits = reference.rotation_limits(reports_dir() / "rotation-limits.json", weights_sha256(entry))
     per_class = reference.rotation_accuracy_per_class(limits)
     if per_class:
