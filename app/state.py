@@ -25,6 +25,13 @@ MAP_UPLOADER = "map.uploader"
 MAP_LEFT = "map.left"  # model name of the left map
 MAP_RIGHT = "map.right"
 MAP_EXACT = "map.exact"  # place uploads with umap's transform (fits UMAP in this server once)
+MAP_VIEW = "map.view"  # "Side by side" | "Stacked": the two maps in two columns, or each full width
+MAP_SELECTION = "map.selection"  # [photo file] picked on either map (box, lasso or click), highlighted on both
+MAP_SELECTED_ON = "map.selected_on"  # "Left" | "Right" | None: the map the selection was made on
+MAP_CHART_GEN = "map.chart_gen"  # {"Left": int, "Right": int}: bumped to drop a chart's own selection box
+MAP_CHART = "map.chart"  # prefix of the maps' st.plotly_chart keys (+ side, model, generation)
+MAP_CLEAR = "map.clear"  # the "Clear selection" button
+MAP_HOVER = "map.hover"  # prefix of the hover-thumbnail component keys (+ source)
 
 # -- Few-shot lab -------------------------------------------------------------------------------------
 FEW_UPLOADER = "fewshot.uploader"
@@ -44,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     EXPLORER_TURN: 90,
     EXPLORER_PUZZLE: 1,
     EXPLORER_NEIGHBOUR: "top-right",
+    MAP_VIEW: "Side by side",
     FEW_FRACTION: 10,
     FEW_FRACTION_OTHER: 2,
     FEW_MODE: "linear",
@@ -54,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
 # mutable defaults are built fresh for each session
 FACTORIES: dict[str, Any] = {
     UPLOADS: lambda: {"photos": [], "page": ""},
+    MAP_SELECTION: list,
+    MAP_SELECTED_ON: lambda: None,
+    MAP_CHART_GEN: lambda: {"Left": 0, "Right": 0},
     FEW_RESULTS: list,
     FEW_JOB: lambda: None,
 }
@@ -62,7 +73,7 @@ FACTORIES: dict[str, Any] = {
 # widget values kept when the user visits another page (Streamlit drops the state of widgets that
 # were not drawn in a run; re-assigning the key at the top of every run makes it plain session state)
 PERSISTENT = (
-    EXPLORER_TASK, EXPLORER_SUBTASK, EXPLORER_PICKS, EXPLORER_TURN, EXPLORER_PUZZLE, EXPLORER_NEIGHBOUR, MAP_LEFT, MAP_RIGHT, MAP_EXACT,
+    EXPLORER_TASK, EXPLORER_SUBTASK, EXPLORER_PICKS, EXPLORER_TURN, EXPLORER_PUZZLE, EXPLORER_NEIGHBOUR, MAP_LEFT, MAP_RIGHT, MAP_EXACT, MAP_VIEW,
     FEW_FRACTION, FEW_FRACTION_OTHER, FEW_ENCODER, FEW_MODE, FEW_SEED, FEW_QUICK,
 )
 

@@ -65,3 +65,70 @@ def test_browser__upload_a_flower_photo_and_see_the_rotation_prediction(server, 
         finally:
             browser.close()
     assert (SHOTS / "browser-explorer-upload.png").stat().st_size > 10_000
+
+
+# plotly's own geometry of a chart's plot area, in page pixels: [left, top, width, height]
+PLOT_AREA = """(i) => { const gd = document.querySelectorAll('.js-plotly-plot')[i]; const s = gd._fullLayout._size;
+  const r = gd.getBoundingClientRect(); return [r.left + s.l, r.top + s.t, s.w, s.h]; }"""
+# page pixels of one photo dot: [x, y, its file] (first trace with customdata, its first point)
+FIRST_DOT = """(i) => { const gd = document.querySelectorAll('.js-plotly-plot')[i]; const fl = gd._fullLayout;
+  const r = gd.getBoundingClientRect(); const t = gd._fullData.find(d => d.customdata && d.customdata.length);
+  return [r.left + fl._size.l + fl.xaxis.l2p(t.x[0]), r.top + fl._size.t + fl.yaxis.l2p(t.y[0]), t.customdata[0][0]]; }"""
+
+
+def test_browser__map_lasso_fills_the_gallery_highlights_both_maps_and_hover_shows_the_photo(server, app_env):
+    from playwright.sync_api import sync_playwright
+
+    from app import photos
+
+    idx = photos.index(app_env["data"])
+    n_test = int(idx.is_test.sum())
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server + "/embeddings")
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=120_000)
+            wait_idle(page, 60_000)
+            assert page.locator(".map-gallery").count() == 0
+            # a lasso round the whole right map (the default drag mode): every test photo
+            page.evaluate("() => document.querySelectorAll('.js-plotly-plot')[1].scrollIntoView({block: 'center'})")
+            x, y, w, h = page.evaluate(PLOT_AREA, 1)
+            corners = [(x + 2, y + 2), (x + w - 2, y + 2), (x + w - 2, y + h - 2), (x + 2, y + h - 2), (x + 2, y + 4)]
+            page.mouse.move(*corners[0])
+            page.mouse.down()
+            for c in corners[1:]:
+                page.mouse.move(*c, steps=10)
+            page.mouse.up()
+            page.locator(".map-gallery").wait_for(timeout=60_000)
+            wait_idle(page, 60_000)
+            assert page.get_by_text(f"{n_test} photos selected on the right map").count() == 1
+            for cls in idx.classes:  # one test photo per class in the fixture photo set
+                assert page.get_by_text(f"1 of {n_test} selected is a {cls}").count() == 1
+            assert page.locator(".map-gallery img").count() == n_test
+            # the left map (another encoder) highlights the same photos
+            names = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => gd.data.map(t => t.name))")
+            assert all(f"selected ({n_test})" in n for n in names)
+            # hover a dot of the left map: its photo in a card beside the pointer
+            page.evaluate("() => document.querySelectorAll('.js-plotly-plot')[0].scrollIntoView({block: 'center'})")
+            dx, dy, file = page.evaluate(FIRST_DOT, 0)
+            page.mouse.move(dx - 40, dy - 40)
+            page.mouse.move(dx, dy, steps=8)
+            card = page.locator("#pretext-map-hover")
+            card.wait_for(state="visible", timeout=10_000)
+            assert file.rsplit("/", 1)[-1] in card.inner_text()
+            assert card.locator("img").get_attribute("src").startswith("data:image/jpeg;base64,")
+            assert page.evaluate("() => document.querySelector('#pretext-map-hover img').naturalWidth") > 0  # a decodable photo
+            page.screenshot(path=str(SHOTS / "browser-map-selection-hover.png"))
+            page.mouse.move(5, 5)
+            card.wait_for(state="hidden", timeout=10_000)
+            # clear selection: the gallery goes, and so do the highlights
+            page.get_by_role("button", name="Clear selection").click()
+            page.locator(".map-gallery").wait_for(state="detached", timeout=60_000)
+            wait_idle(page, 60_000)
+            names = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => gd.data.map(t => t.name))")
+            assert len(names) == 2 and not any(str(n).startswith("selected") for ns in names for n in ns)
+            assert page.locator("[data-testid='stException']").count() == 0
+        finally:
+            browser.close()

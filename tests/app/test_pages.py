@@ -225,6 +225,45 @@ def test_map__uploads_from_the_explorer_are_reused_and_can_be_forgotten(app):
     assert not any("kNN vote" in m.value for m in at.markdown)
 
 
+def test_map__stacked_view_draws_each_map_full_width_and_taller(app):
+    import json
+
+    at = page(app, "embeddings")
+    side_by_side = [json.loads(c.proto.spec)["layout"]["height"] for c in at.get("plotly_chart")]
+    at.segmented_control(key=state.MAP_VIEW).set_value("Stacked").run()
+    stacked = [json.loads(c.proto.spec)["layout"]["height"] for c in at.get("plotly_chart")]
+    assert not at.exception and len(stacked) == 2 and min(stacked) > max(side_by_side) >= 600
+
+
+def test_map__selection_fills_the_gallery_with_class_counts_is_highlighted_on_both_maps_and_clears(app, app_env):
+    import json
+
+    from app import photos
+
+    at = page(app, "embeddings")
+    idx = photos.index(app_env["data"])
+    test_files = {idx.classes[y]: f for f, y, t in zip(idx.files, idx.labels, idx.is_test) if t}  # one test photo per class here
+    picked = [test_files["rose"], test_files["daisy"], test_files["tulip"]]
+    at.session_state[state.MAP_SELECTION] = picked
+    at.run()
+    assert not at.exception, at.exception
+    t = texts(at)
+    assert "3 photos selected" in t
+    for cls, word in (("daisy", "daisy"), ("rose", "rose"), ("tulip", "tulip")):
+        assert f"1 of 3 selected is a {word}" in t
+    assert "sunflower" not in "\n".join(m.value for m in at.markdown if "selected" in m.value)
+    gallery = [e.proto.body for e in at.get("html") if "map-gallery" in e.proto.body]
+    assert len(gallery) == 1 and gallery[0].count("<img ") == 3 and "more" not in gallery[0]
+    assert all(f"rose · {picked[0].rsplit('/', 1)[-1]}" in g for g in gallery)
+    # the same three photos are highlighted on both maps (their rim trace), whichever encoder draws them
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(specs) == 2 and all(any(tr.get("name") == "selected (3)" for tr in sp["data"]) for sp in specs)
+    at.button(key=state.MAP_CLEAR).click().run()
+    assert at.session_state[state.MAP_SELECTION] == [] and "selected" not in "".join(e.proto.body for e in at.get("html"))
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert not any(str(tr.get("name", "")).startswith("selected") for sp in specs for tr in sp["data"])
+
+
 # -- Few-shot lab ----------------------------------------------------------------------------------
 def test_fewshot__linear_probe_beside_scratch_follows_the_fraction_picker(app):
     at = page(app, "fewshot")
