@@ -2,8 +2,10 @@
 
 Starts the app (``app.measure.start_server``), uploads a real photo and a drawing of a flower
 (made here with Pillow: a child's drawing is the classic "unlike the training photos" input), then
-opens each model's panel with ``?task=<folder>`` and saves the panel at 1400 px wide to
-``reports/screenshots/panel-<folder>.jpg``. Real chromium, real models from ``$PRETEXT_LAB_MODELS``.
+opens each model's panel from the task picker and saves what a 1400×1000 window shows to
+``test-results/screenshots/panel-<folder>.jpg`` (git-ignored: a dozen full shots would not fit the
+clone budget), then one contact sheet of them all to ``reports/screenshots/explorer-panels.jpg``.
+Real chromium, real models from ``$PRETEXT_LAB_MODELS``.
 """
 from __future__ import annotations
 
@@ -93,7 +95,8 @@ def _label_of(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m app.shots", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(REPO / "reports" / "screenshots"))
+    ap.add_argument("--out", default=str(REPO / "test-results" / "screenshots"), help="the full screenshots")
+    ap.add_argument("--sheet", default=str(REPO / "reports" / "screenshots" / "explorer-panels.jpg"), help="the contact sheet")
     ap.add_argument("--photo", default="", help="the photo to upload (default: a bundled test photo)")
     a = ap.parse_args(argv)
     from . import photos
@@ -101,9 +104,25 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     photo = Path(a.photo) if a.photo else data_dir() / photos.index(data_dir()).picks(1)[-1]
-    for p in panels_shots(out, photo):
+    shots = panels_shots(out, photo)
+    for p in shots:
         print(p)
+    print(contact_sheet(shots[1:], Path(a.sheet)))
     return 0
+
+
+def contact_sheet(shots: list[Path], path: Path, columns: int = 4, width: int = 1400, quality: int = 60) -> Path:
+    """The panels' screenshots side by side, ``columns`` a row, ``width`` px wide in all → JPEG."""
+    images = [Image.open(p).convert("RGB") for p in shots]
+    w = width // columns
+    h = round(w * images[0].height / images[0].width)
+    rows = -(-len(images) // columns)
+    sheet = Image.new("RGB", (w * columns, h * rows), "white")
+    for i, img in enumerate(images):
+        sheet.paste(img.resize((w, h), Image.Resampling.LANCZOS), ((i % columns) * w, (i // columns) * h))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, quality=quality, optimize=True)
+    return path
 
 
 if __name__ == "__main__":
