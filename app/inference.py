@@ -269,20 +269,24 @@ def turn(image_u8: np.ndarray, k: int) -> np.ndarray:
     return rotate(torch.from_numpy(np.ascontiguousarray(image_u8))[None], int(k))[0].numpy()
 
 
-def auto_upright(model: OnnxModel, image_u8: np.ndarray, shown_u8: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+def auto_upright(model: OnnxModel, image_u8: np.ndarray, shown_u8: np.ndarray | None = None,
+                 probs: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
     """Predict how a photo (3, S, S) is turned and undo it with ``ssl_train.tasks.rotation.upright``.
 
     The model looks at the photo in all four turns and the turn is judged from all four answers at
     once (``ssl_train.tasks.rotation.four_view_turn_scores``): on the test split that puts more
     photos upright than one look (``reports/rotation-limits.md``). ``shown_u8`` (3, D, D), a larger
     square crop of the same photo, is what gets turned back for display (default: the model's
-    input). Returns (predicted k, its probabilities over the four turns (4,), upright uint8).
+    input). ``probs`` (4, 4): the model's answers for the input's four turns when already known
+    (a reordering of any turned copy's, since turning is exact): no network call then.
+    Returns (predicted k, its probabilities over the four turns (4,), upright uint8).
     """
     import torch
 
     from ssl_train.tasks.rotation import four_view_turn_scores, upright
 
-    _, probs = rotation_grid(model, np.asarray(image_u8))
+    if probs is None:
+        _, probs = rotation_grid(model, np.asarray(image_u8))
     scores = four_view_turn_scores(_log(probs)[None])[0].numpy()
     joint = softmax(scores[None])[0]
     k = int(np.argmax(joint))

@@ -785,6 +785,17 @@ def _write_model_dir(
     return final
 
 
+def _checked_parity(tmp: Path, card: dict, photos, photo_root, kept: str) -> dict:
+    """Write ``card`` provisionally into ``tmp`` (parity_check reads it), compare every ONNX graph
+    with PyTorch on ``photos`` → the card with the parity figures; ExportError (saying ``kept``,
+    what happened to the destination) when they differ beyond PARITY_TOL."""
+    (tmp / CARD_NAME).write_text(json.dumps(portable(card), indent=2) + "\n")
+    diff = parity_check(tmp, photos)
+    if not diff <= PARITY_TOL:
+        raise ExportError(f"ONNX outputs differ from PyTorch by {diff:.3g} > {PARITY_TOL:g} on {len(photos)} photos; {kept}")
+    return {**card, "onnx_parity_max_abs_diff": diff, "onnx_parity_photos": {"count": int(len(photos)), "from": str(photo_root)}}
+
+
 def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict, fp16_storage: bool, photos, photo_root: Path, final: Path, name: str,
                     int8: bool = False) -> None:
     """Write every file of a model folder into ``tmp`` and check it (parity, verify)."""
@@ -836,12 +847,7 @@ def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict,
         "export_versions": _versions(),
     }
     card["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != CARD_NAME}
-    (tmp / CARD_NAME).write_text(json.dumps(portable(card), indent=2) + "\n")  # provisional, read by parity_check
-    diff = parity_check(tmp, photos)
-    if not diff <= PARITY_TOL:
-        raise ExportError(f"ONNX outputs differ from PyTorch by {diff:.3g} > {PARITY_TOL:g} on {len(photos)} photos; nothing was written to {final}")
-    card["onnx_parity_max_abs_diff"] = diff
-    card["onnx_parity_photos"] = {"count": int(len(photos)), "from": str(photo_root)}
+    card = _checked_parity(tmp, card, photos, photo_root, f"nothing was written to {final}")
     (tmp / CARD_NAME).write_text(json.dumps(portable(card), indent=2) + "\n")  # repository paths relative: cards travel
     verify_model_dir(tmp)
 
@@ -1106,12 +1112,7 @@ def add_sub_head_graphs(model_dir: str | Path, parity_data: str | Path | None = 
         else:
             card.pop("head_note", None)
         card["files"] = {**card["files"], **{g["file"]: sha256_file(tmp / g["file"]) for g in graphs.values()}}
-        (tmp / CARD_NAME).write_text(json.dumps(portable(card), indent=2) + "\n")  # provisional, read by parity_check
-        diff = parity_check(tmp, photos)
-        if not diff <= PARITY_TOL:
-            raise ExportError(f"ONNX outputs differ from PyTorch by {diff:.3g} > {PARITY_TOL:g} on {len(photos)} photos; {d} was left as it was")
-        card["onnx_parity_max_abs_diff"] = diff
-        card["onnx_parity_photos"] = {"count": int(len(photos)), "from": str(photo_root)}
+        card = _checked_parity(tmp, card, photos, photo_root, f"{d} was left as it was")
         card = _with_key_after(card, "sub_head_graphs", "sub_head_graphs_added", {
             "sub_tasks": added,
             "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -24,7 +24,8 @@ def answers(model, image_u8: np.ndarray, k_user: int) -> dict:
     with each turn's mirror image) and auto-upright of the photo turned ``k_user`` quarter turns."""
     _, probs = inference.rotation_grid(model, image_u8)
     probs_m = inference.with_mirror_probabilities(model, image_u8, probs)
-    guess, p_in, _ = inference.auto_upright(model, inference.turn(image_u8, k_user))
+    # the turned photo's four turns are the photo's own four, reordered (rot90 is exact): no new network calls
+    guess, p_in, _ = inference.auto_upright(model, inference.turn(image_u8, k_user), probs=probs[(k_user + np.arange(4)) % 4])
     return {"probs": probs, "probs_mirror": probs_m, "upright_guess": guess, "upright_probs": p_in}
 
 

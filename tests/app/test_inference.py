@@ -146,3 +146,21 @@ def test_inference__imports_no_training_machinery():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_auto_upright__known_turn_answers_give_the_same_verdict_as_asking_again(made_models, app_env):
+    import numpy as np
+
+    from app import inference, photos
+
+    m = inference.OnnxModel(made_models / "rotation")
+    idx = photos.index(app_env["data"])
+    for f in idx.picks(1)[:3]:
+        u8 = m.prepare(photos.open_bundled(app_env["data"], f))
+        _, probs = inference.rotation_grid(m, u8)
+        for k in range(4):
+            asked = inference.auto_upright(m, inference.turn(u8, k))
+            known = inference.auto_upright(m, inference.turn(u8, k), probs=probs[(k + np.arange(4)) % 4])
+            assert asked[0] == known[0]
+            np.testing.assert_allclose(asked[1], known[1], atol=1e-5)
+            np.testing.assert_array_equal(asked[2], known[2])
