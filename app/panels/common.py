@@ -79,6 +79,15 @@ def load(entry: ModelEntry, sub: str | None = None) -> pretext.Pretext | None:
     return p
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def bundled_index(root: str):
+    """The bundled photos' index (``app.photos.index``), read once: for ``Panel.compute``, which
+    runs without the page (the page itself uses ``ui.photo_index``)."""
+    from app import photos
+
+    return photos.index(root)
+
+
 def answer(entry: ModelEntry, kind: str, img, *args, sub: str | None = None) -> dict:
     """``app.pretext.<kind>`` on one photo (a PIL image), uncached: a panel's network work, for
     ``Panel.compute`` (the model itself stays cached)."""

@@ -59,8 +59,9 @@ def show(entry, items, ctx) -> None:
 
 @register_compute(GENERIC)
 def compute(entry, img) -> list:
-    from app import photos
     from app.config import data_dir
 
-    index = photos.index(data_dir())
+    from .common import bundled_index
+
+    index = bundled_index(str(data_dir()))
     return look_alikes(entry, [("photo", img)], index, embedding.find(entry.path, entry.card, index.key, index.files))

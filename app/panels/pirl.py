@@ -1,10 +1,10 @@
 """PIRL (Misra & van der Maaten, CVPR 2020): a photo and its own jigsaw version should look alike."""
 from __future__ import annotations
 
-from app import photos
 from app.config import data_dir
 
 from . import _contrast, register, register_compute
+from .common import bundled_index
 
 TITLE = "Recognise a photo from its shuffled version"
 QUESTION = ("The model does not predict anything: it learns to give a photo and **its own shuffled version** (jigsaw tiles) "
@@ -20,4 +20,4 @@ def show(entry, items, ctx) -> None:
 
 @register_compute("pirl")
 def compute(entry, img) -> dict:
-    return _contrast.compute(entry, img, photos.index(data_dir()), "pirl")
+    return _contrast.compute(entry, img, bundled_index(str(data_dir())), "pirl")

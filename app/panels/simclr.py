@@ -1,10 +1,10 @@
 """SimCLR (Chen et al., ICML 2020): two random views of one photo should look alike."""
 from __future__ import annotations
 
-from app import photos
 from app.config import data_dir
 
 from . import _contrast, register, register_compute
+from .common import bundled_index
 
 TITLE = "Recognise a photo from another view of it"
 QUESTION = ("The model does not predict anything: it learns to give **two random views** of one photo (cropped, flipped, "
@@ -20,4 +20,4 @@ def show(entry, items, ctx) -> None:
 
 @register_compute("simclr")
 def compute(entry, img) -> dict:
-    return _contrast.compute(entry, img, photos.index(data_dir()), "simclr")
+    return _contrast.compute(entry, img, bundled_index(str(data_dir())), "simclr")
