@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from . import register, register_compute
-from .common import answer, details, header, load, measured_sentence, photo_box, photos_for, picture_row, run
+from .common import answer, answers, details, header, load, measured_sentence, photo_box, picture_row
 
 TITLE = "Colour this black-and-white photo"
 QUESTION = ("We take the colour out of your photo and ask the model to **paint it back**. To colour a tulip red and the "
@@ -18,10 +18,7 @@ def show(entry, items, ctx) -> None:
         return
     header(entry, TITLE, QUESTION, measured_sentence(entry), p.model.image_size)
     errs = []
-    for name, u8 in photos_for(p, items):
-        r = run(entry, "colorization", u8)
-        if r is None:
-            continue
+    for name, u8, r in answers(entry, p, items, "colorization"):
         errs.append((r["ab_rmse"], r["ab_rmse_grey"]))
         with photo_box(name):
             picture_row([(r["grey"], "what the model gets: no colour"), (r["predicted"], "the model's colours"), (r["original"], "the real colours")])

@@ -104,6 +104,15 @@ def run(entry: ModelEntry, kind: str, image_u8: np.ndarray, *args, sub: str | No
         return None
 
 
+def answers(entry: ModelEntry, p: pretext.Pretext, items, kind: str, *args):
+    """(name, the model's uint8 view (3, S, S), ``app.pretext.<kind>``'s answer) for each photo whose
+    answer could be computed (a model-file problem was said in one line by ``run``)."""
+    for name, u8 in photos_for(p, items):
+        r = run(entry, kind, u8, *args)
+        if r is not None:
+            yield name, u8, r
+
+
 def gallery(entry: ModelEntry, p: pretext.Pretext, index, limit: int | None, clusters: bool = False) -> dict:
     return _gallery(str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key,
                     p.model.image_size, limit, clusters)

@@ -7,7 +7,7 @@ import streamlit as st
 from app import pretext, state
 
 from . import register, register_compute
-from .common import answer, W, card_score, chance_words, details, header, load, photo_box, photos_for, run
+from .common import answer, answers, W, card_score, chance_words, details, header, load, photo_box
 
 TITLE = "Where does this piece go?"
 QUESTION = ("We show the model the **centre** of your photo and one **neighbouring piece**, and ask **where the piece "
@@ -25,10 +25,7 @@ def show(entry, items, ctx) -> None:
     acc = card_score(entry, "acc")
     header(entry, TITLE, QUESTION, chance_words(acc, 1 / 8) if acc is not None else None, p.model.image_size)
     neighbour = st.segmented_control("Neighbour shown in detail", list(POSITION_NAMES), key=state.EXPLORER_NEIGHBOUR, required=True)
-    for name, u8 in photos_for(p, items):
-        r = run(entry, "context", u8)
-        if r is None:
-            continue
+    for name, u8, r in answers(entry, p, items, "context"):
         names = list(r["names"])
         k = names.index(neighbour) if neighbour in names else 2
         pred = r["predicted"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from . import register, register_compute
-from .common import answer, details, header, load, measured_sentence, photo_box, photos_for, picture_row, run
+from .common import answer, answers, details, header, load, measured_sentence, photo_box, picture_row
 
 TITLE = "Fill the hole"
 QUESTION = ("We cut a square **hole** out of your photo and ask the model to **paint what was there** from the "
@@ -17,10 +17,7 @@ def show(entry, items, ctx) -> None:
     if p is None:
         return
     header(entry, TITLE, QUESTION, measured_sentence(entry), p.model.image_size)
-    for name, u8 in photos_for(p, items):
-        r = run(entry, "inpainting", u8)
-        if r is None:
-            continue
+    for name, u8, r in answers(entry, p, items, "inpainting"):
         with photo_box(name):
             picture_row([(r["masked"], "what the model gets: a hole"), (r["filled"], "the hole filled by the model"),
                          (r["flat"], "the plain answer: one flat colour"), (r["original"], "the real photo")], width=140)

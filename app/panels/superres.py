@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from . import register, register_compute
-from .common import answer, details, header, load, measured_sentence, photo_box, photos_for, picture_row, run
+from .common import answer, answers, details, header, load, measured_sentence, photo_box, picture_row
 
 TITLE = "Make the small photo sharp again"
 QUESTION = ("We shrink your photo and ask the model to **restore the detail**. The plain way — smooth enlargement "
@@ -18,10 +18,7 @@ def show(entry, items, ctx) -> None:
     if p is None:
         return
     header(entry, TITLE, QUESTION, measured_sentence(entry), p.model.image_size)
-    for name, u8 in photos_for(p, items):
-        r = run(entry, "superres", u8)
-        if r is None:
-            continue
+    for name, u8, r in answers(entry, p, items, "superres"):
         gain = r["psnr_model"] - r["psnr_bicubic"]
         with photo_box(name):
             s = r["small"].shape[-1]
