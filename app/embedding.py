@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import PRECOMPUTED_NAME, cache_dir
+from .novelty import unit_rows
 
 FORMAT = "pretext-lab-app-layout/4"  # /4: no file names (files_sha256 in meta; the names come from split.csv)
 # /3: features uint8 + features_min/features_scale, file names stored; /2: features float16
@@ -304,15 +305,10 @@ def build(model, data_root: str | Path, progress: Callable[[str], None] | None =
 
 
 # -- uploads on the map ----------------------------------------------------------------------------
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def neighbours(layout: Layout, feats: np.ndarray, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
     """For each row of ``feats``: the ``k`` most similar map photos (cosine) → (indices into
     ``layout.map_idx`` (n, k), similarities (n, k))."""
-    sims = _unit(feats) @ _unit(layout.map_features).T
+    sims = unit_rows(feats) @ unit_rows(layout.map_features).T
     k = min(k, sims.shape[1])
     order = np.argsort(-sims, axis=1)[:, :k]
     return order, np.take_along_axis(sims, order, 1)
@@ -330,7 +326,7 @@ def knn_vote(layout: Layout, feats: np.ndarray, k: int = KNN_K) -> tuple[list[in
     """Class votes for new photos from the training photos' labels, like the kNN score (cosine,
     weights 1/distance) → (predicted class per photo, vote shares (n, classes))."""
     tr = layout.train_idx
-    sims = _unit(feats) @ _unit(layout.features[tr]).T
+    sims = unit_rows(feats) @ unit_rows(layout.features[tr]).T
     k = min(k, len(tr))
     order = np.argsort(-sims, axis=1)[:, :k]
     dist = np.maximum(1.0 - np.take_along_axis(sims, order, 1), 1e-9)

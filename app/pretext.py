@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .inference import EncoderGraph, HeadGraph, ModelFileError, OnnxModel, softmax
+from .novelty import unit_rows
 
 # the tasks with a panel on the explorer (rotation's lives in app.inference and the page itself)
 PANEL_TASKS = ("rotation", "jigsaw", "colorization", "context", "inpainting", "superres", "pirl", "simclr", "deepcluster", "multitask")
@@ -363,8 +364,7 @@ def simclr(p: Pretext, images_u8: np.ndarray, seed: int = 0) -> dict[str, Any]:
     x = _t(images_u8)
     n = x.shape[0]
     views = _u8(S.two_views(x, p.config, torch.Generator().manual_seed(int(seed))))  # uint8, as model.onnx takes photos
-    z = p.model.run(views, ["projection"])["projection"].astype(np.float32)
-    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    z = unit_rows(p.model.run(views, ["projection"])["projection"])
     sim = z[:n] @ z[n:].T
     own = np.diag(sim)
     return {"first": views[:n], "second": views[n:], "similarity": sim, "rank": 1 + (sim > own[:, None]).sum(1),
