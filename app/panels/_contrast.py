@@ -12,7 +12,7 @@ from app.uploads import md_escape
 
 from app import inference
 
-from .common import _compute, chance_words, details, gallery, gallery_answer, header, load, ordinal, photo_box, photos_for
+from .common import _compute, chance_words, details, gallery, gallery_answer, header, load, opened, ordinal, photo_box, photos_for
 
 GALLERY = 100  # test photos the user's photo is compared with
 
@@ -81,10 +81,4 @@ def show(entry, items, ctx, kind: str, title: str, question: str, version: str, 
 
 def compute(entry, img, ctx_index, kind: str) -> dict:
     """The network work for one photo: its versions and those of the ``GALLERY`` test photos."""
-    return with_gallery(entry, load_quiet(entry), [("photo", img)], ctx_index, kind, 1)[3]
-
-
-def load_quiet(entry):
-    from .common import _open
-
-    return _open(str(entry.path), inference.folder_signature(entry.path), None)
+    return with_gallery(entry, opened(entry), [("photo", img)], ctx_index, kind, 1)[3]

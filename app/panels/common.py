@@ -64,7 +64,7 @@ def load(entry: ModelEntry, sub: str | None = None) -> pretext.Pretext | None:
     """The model ready for its panel (``sub``: a multi-task model's sub-task), or None after one
     clear line saying what is missing and how to make it."""
     try:
-        p = _open(str(entry.path), inference.folder_signature(entry.path), sub)
+        p = opened(entry, sub)
     except ModelFileError as e:
         st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
         return None
@@ -88,10 +88,16 @@ def bundled_index(root: str):
     return photos.index(root)
 
 
+def opened(entry: ModelEntry, sub: str | None = None) -> pretext.Pretext:
+    """The model of ``entry`` (``sub``: a multi-task model's sub-task) as its panel uses it, cached;
+    raises what ``load`` turns into one line."""
+    return _open(str(entry.path), inference.folder_signature(entry.path), sub)
+
+
 def answer(entry: ModelEntry, kind: str, img, *args, sub: str | None = None) -> dict:
     """``app.pretext.<kind>`` on one photo (a PIL image), uncached: a panel's network work, for
     ``Panel.compute`` (the model itself stays cached)."""
-    p = _open(str(entry.path), inference.folder_signature(entry.path), sub)
+    p = opened(entry, sub)
     return getattr(pretext, kind)(p, p.model.prepare(img), *args)
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 from app import pretext, scores, ui
 
 from . import register, register_compute
-from .common import _open, details, gallery, header, load, photo_box, photos_for, run, times_in_100
+from .common import answer, details, gallery, header, load, photo_box, photos_for, run, times_in_100
 
 TITLE = "Sort the photos into groups, with no labels"
 QUESTION = ("The model sorts all photos into groups of look-alikes — **by its own judgement, no labels** — then learns to "
@@ -61,7 +61,4 @@ def show(entry, items, ctx) -> None:
 
 @register_compute("deepcluster")
 def compute(entry, img) -> dict:
-    from app import inference
-
-    p = _open(str(entry.path), inference.folder_signature(entry.path), None)
-    return pretext.deepcluster_assign(p, p.model.prepare(img)[None])
+    return answer(entry, "deepcluster_assign", img)  # one photo (3, S, S) is a batch of one to it
