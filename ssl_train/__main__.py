@@ -231,11 +231,15 @@ def cmd_pretrain(a) -> int:
     task = get_task(a.task, _task_options(a.task_opt))
     enc, tcfg, dcfg = _enc_cfg(a), _train_cfg(a), _data_cfg(a)
     task.config.validate(dcfg.image_size)
+    from .snapshots import parse_schedule
+
+    snaps = parse_schedule(a.snapshots, tcfg.epochs)
     data = load_split_data(dcfg)
     out = Path(a.out or REPO / "runs" / a.task)
     from .distributed import shutdown
 
-    summary = pretrain(task, data, out, enc, tcfg, resume=a.resume, progress=not a.quiet, stop_after_epoch=a.stop_after_epoch, holdout=a.holdout)
+    summary = pretrain(task, data, out, enc, tcfg, resume=a.resume, progress=not a.quiet, stop_after_epoch=a.stop_after_epoch, holdout=a.holdout,
+                       snapshots=snaps)
     shutdown()  # on an error torchrun stops the other ranks; a barrier then would only hang
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -430,6 +434,26 @@ def cmd_runs(a) -> int:
     return 0
 
 
+def cmd_learning_map(a) -> int:
+    from .snapshots import SNAPSHOT_FILE, snapshot_image_size, snapshot_test_idx, write_learning
+
+    run, model = Path(a.run), Path(a.model)
+    if not (run / SNAPSHOT_FILE).is_file():
+        raise UserError(f"{run / SNAPSHOT_FILE} does not exist: pretrain with --snapshots auto --out {run} first")
+    if not (model / "model.json").is_file():
+        raise UserError(f"{model} is not a model folder (no model.json); export the run first (python -m ssl_train export)")
+    from .data import load_split_data
+
+    a.image_size = snapshot_image_size(run / SNAPSHOT_FILE)
+    data = load_split_data(_data_cfg(a))
+    idx = snapshot_test_idx(run / SNAPSHOT_FILE)
+    if not (len(idx) == len(data.test_idx) and (idx == data.test_idx).all()):
+        raise UserError(f"{run}'s snapshots were taken on another test split than {a.data}'s; use the run's --data")
+    out = write_learning(model, run, data.ds.labels[idx], data.ds.classes, [data.ds.files[i] for i in idx])
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} KB); the talk's 'watch it learn' slide shows it: streamlit run app/streamlit_app.py")
+    return 0
+
+
 def cmd_rotation_limits(a) -> int:
     from .data import decoded_at, load_split_data
     from .rotation_limits import judge_sizes, judge_sizes_markdown, load_folder_model, load_run_model, model_image_size, score, to_markdown, write
@@ -478,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     s.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     s.add_argument("--stop-after-epoch", type=int, default=None, help="end after this epoch (0-based) as a kill would; resume later with --resume")
+    s.add_argument("--snapshots", default="", help="save the test photos' features after these numbers of epochs (0 = before training), or 'auto'; "
+                   "`learning-map` turns them into the talk's 'watch it learn' map. Training is unchanged")
     s.add_argument("--holdout", choices=("test", "validation"), default="test",
                    help="test: train on the training split, score the pretext task on the test split. validation: train on the fit part of the "
                         "training split and score on its validation part (the budget study's split), to choose a task's settings without the test photos")
@@ -583,6 +609,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_options(s)
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_finetune_lr)
+
+    from .snapshots import __doc__ as snapshots_doc
+
+    s = sub.add_parser("learning-map", help="turn a run's feature snapshots into the aligned 2-D layouts of 'watch it learn' (MODEL/learning.npz)",
+                       description=snapshots_doc, formatter_class=_DocAndDefaults)
+    s.add_argument("--run", required=True, help="pretraining run folder made with --snapshots")
+    s.add_argument("--model", required=True, help="model folder to write learning.npz into, e.g. models/rotation")
+    _add_data(s)
+    s.set_defaults(fn=cmd_learning_map)
 
     from .rotation_limits import __doc__ as limits_doc
 

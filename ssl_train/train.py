@@ -15,13 +15,14 @@ import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .snapshots import save_snapshot
 from .data import SplitData, validation_split
 from .distributed import all_reduce_mean, barrier, init_from_env
 from .encoders import EncoderConfig, build_encoder, pooled
@@ -227,6 +228,7 @@ def pretrain(
     progress: bool = True,
     stop_after_epoch: int | None = None,
     holdout: str = "test",
+    snapshots: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Pretrain an encoder with ``task`` on the training split (labels unused).
 
@@ -238,6 +240,9 @@ def pretrain(
     Writes ``<out_dir>/checkpoint.safetensors`` after every epoch and ``metrics.jsonl`` (one JSON
     object per log line). Returns a summary dict (also saved as ``summary.json``).
     ``stop_after_epoch`` ends the run early after that epoch, as a kill would (used by tests).
+    ``snapshots``: numbers of epochs done (0 = before training) after which the test photos' pooled
+    features are added to ``<out_dir>/snapshots.safetensors`` (see ``snapshots.py``); taking them
+    changes nothing in training.
     """
     enc_cfg = enc_cfg or EncoderConfig()
     cfg = cfg or TrainConfig()
@@ -345,6 +350,15 @@ def pretrain(
     except ImportError:  # pragma: no cover
         tqdm = None
     last_epoch = cfg.epochs - 1 if stop_after_epoch is None else min(cfg.epochs - 1, stop_after_epoch)
+    snap_at = set(int(e) for e in snapshots)
+    snap_u8 = data.ds.images[torch.as_tensor(data.test_idx)].to(dev) if snap_at and di.is_main else None
+
+    def snapshot(epochs_done: int) -> None:
+        if snap_u8 is not None and epochs_done in snap_at:
+            save_snapshot(out_dir, epochs_done, embed(snap_u8), data.test_idx, data.cfg.image_size)
+
+    if start_epoch == 0:
+        snapshot(0)
     for epoch in range(start_epoch, last_epoch + 1):
         t_epoch = time.time()
         # every rank draws the same pseudo-labels / bank state from gen_shared; augmentation per rank
@@ -397,6 +411,7 @@ def pretrain(
                     tb.add_scalar(k, v, rec["step"])
         if progress:
             print(f"[{task.name}] epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4f}" for k, v in ep.items()) + f" ({rec['seconds']:.1f}s)", flush=True)
+        snapshot(epoch + 1)  # before the checkpoint: a kill between the two redoes the epoch and its snapshot
         save_checkpoint(ckpt_path, model.encoder, model.head, dict(meta_base, epoch=epoch, history=history), opt)
         if di.enabled:
             barrier()
