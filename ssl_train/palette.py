@@ -1,4 +1,9 @@
-"""One palette for every chart of the app (and talk mode): a colour per encoder and per flower class.
+"""One palette for every chart: the app's (and talk mode's) and the report figures (``ssl_train.report``),
+a colour per encoder and per flower class, so a task has the same colour wherever it is drawn.
+
+It lives in ``ssl_train`` because the training package never imports the app; ``app.palette``
+re-exports it. Plain hex strings, no plotting library: plotly (the app) and matplotlib (the
+reports) both take them.
 
 Colour-blind safe: the encoder colours are Paul Tol's "bright" and "muted" qualitative schemes
 (designed to stay distinct under the common colour-vision deficiencies), scratch is neutral grey.
@@ -10,6 +15,8 @@ gets a stable colour without editing this file.
 from __future__ import annotations
 
 import zlib
+
+__all__ = ["SCRATCH", "UPLOAD", "HIGHLIGHT", "ENCODERS", "CLASSES", "encoder_colour", "class_colour", "class_colours"]
 
 SCRATCH = "#7F7F7F"  # the no-pretraining reference ("scratch", "random_init"): neutral, never a task's hue
 UPLOAD = "#111111"  # ★ uploads on maps: black with a white rim, above every class colour

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .palette import SCRATCH as PALETTE_SCRATCH
+from .palette import encoder_colour
 from .protocol import SCRATCH, summarize
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -153,9 +155,11 @@ def _fraction_axis(ax, title: str, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def figure(report: dict[str, Any], path: Path) -> None:
+def draw_figure(report: dict[str, Any]):
     """Test accuracy vs labelled fraction, one line per encoder, ± std band; a panel per mode, and
-    a last panel with each encoder's fine-tune gain over scratch (paired by seed)."""
+    a last panel with each encoder's fine-tune gain over scratch (paired by seed). Each encoder is
+    drawn in its ``ssl_train.palette`` colour (scratch grey and dashed), the same as in the app.
+    Returns the matplotlib Figure (Agg backend), not yet saved: ``save_figure`` writes it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,7 +176,8 @@ def figure(report: dict[str, Any], path: Path) -> None:
     for ax in axes[1:len(modes)]:
         ax.sharey(axes[0])
     tasks = sorted({s["task"] for s in summ}, key=lambda t: (t != SCRATCH, t))
-    colors = {t: ("#555555" if t == SCRATCH else plt.cm.tab10(i % 10)) for i, t in enumerate(tasks)}
+    # the palette's colours, not tab10: a task is the same colour here, in the app and in the talk
+    colors = {t: encoder_colour(t) for t in tasks}
     for ax, mode in zip(axes, modes):
         for t in tasks:
             pts = sorted((s["fraction"], s["mean"], s["std"]) for s in summ if s["task"] == t and s["mode"] == mode)
@@ -196,21 +201,32 @@ def figure(report: dict[str, Any], path: Path) -> None:
             f, m, sd, _ = (list(x) for x in zip(*pts))
             ax.plot(f, [100 * v for v in m], marker="o", ms=3, color=colors[t], label=t)
             ax.fill_between(f, [100 * (a - b) for a, b in zip(m, sd)], [100 * (a + b) for a, b in zip(m, sd)], color=colors[t], alpha=0.12, lw=0)
-        ax.axhline(0, color="#555555", ls="--", lw=1)
+        ax.axhline(0, color=PALETTE_SCRATCH, ls="--", lw=1)  # scratch itself: zero gain, in scratch's grey
         _fraction_axis(ax, "fine-tune: gain over scratch", "points (same seed, same labels)")
     seeds = sorted({r["seed"] for r in report["runs"]})
     fig.suptitle(f"Flowers, {report['n_test']} fixed test photos, mean ± std over {len(seeds)} seeds", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write ``fig`` as a 64-colour palette PNG at 130 dpi and close it: a quarter of the size of
+    matplotlib's RGBA one, the same to the eye (the tracked repository has a size budget and the
+    figures are remade with every report)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a 64-colour palette PNG: a quarter of the size of matplotlib's RGBA one, the same to the eye (the
-    # tracked repository has a size budget and the figures are remade with every report)
     buf = io.BytesIO()
     fig.savefig(buf, dpi=130, format="png")
     plt.close(fig)
-    from PIL import Image
-
     with Image.open(buf) as im:
         im.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+def figure(report: dict[str, Any], path: Path) -> None:
+    """``draw_figure`` of ``report`` saved to ``path`` (PNG)."""
+    save_figure(draw_figure(report), path)
 
 
 def lr_line(report: dict[str, Any]) -> str:

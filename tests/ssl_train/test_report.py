@@ -91,3 +91,25 @@ def test_signed__a_gain_that_rounds_to_zero_is_plus_zero_whichever_side_noise_fe
     from ssl_train.report import _signed
 
     assert [_signed(x) for x in (1.44, -0.8, -1e-9, 0.0, -0.04, 0.04)] == ["+1.4", "-0.8", "+0.0", "+0.0", "+0.0", "+0.0"]
+
+
+def test_figure__each_task_in_its_palette_colour_scratch_grey_and_dashed():
+    """The protocol figure takes its colours from ``ssl_train.palette`` (as the app does), not tab10."""
+    from matplotlib import pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from ssl_train.palette import SCRATCH, encoder_colour
+    from ssl_train.report import draw_figure
+
+    fig = draw_figure(_report())
+    try:
+        lines = [ln for ax in fig.axes for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+        assert {ln.get_label() for ln in lines} == {"scratch", "rotation", "jigsaw"}
+        for ln in lines:
+            want = SCRATCH if ln.get_label() == "scratch" else encoder_colour(ln.get_label())
+            assert to_hex(ln.get_color()).lower() == want.lower(), ln.get_label()
+            assert ln.get_linestyle() == ("--" if ln.get_label() == "scratch" else "-")
+        # every panel drew its lines: fine-tune and kNN (3 encoders each) and the gain panel (2)
+        assert len(lines) == 3 + 3 + 2
+    finally:
+        plt.close(fig)
