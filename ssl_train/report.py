@@ -209,19 +209,39 @@ def draw_figure(report: dict[str, Any]):
     return fig
 
 
+def _quantized(im, keep: list[str], n: int = 64):
+    """An RGB PIL image → an ``n``-colour palette image whose palette holds each ``keep`` colour
+    (hex) exactly, plus a median cut of the rest. A median cut alone merges near hues of the
+    palette's lines (Tol's red and orange, its cyan and teal came out one colour each)."""
+    from PIL import Image, ImageColor
+
+    exact = list(dict.fromkeys(ImageColor.getrgb(c)[:3] for c in keep))[: n // 2]
+    flat = im.quantize(colors=n - len(exact), method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).getpalette()
+    cut = [tuple(flat[i : i + 3]) for i in range(0, 3 * (n - len(exact)), 3)]
+    # Pillow maps a pixel to a palette entry through a coarse colour cube: a near copy of an exact
+    # colour (the cut's 252-grey beside white) could take its pixels, so near copies are left out
+    cut = [c for c in cut if min(sum((a - b) ** 2 for a, b in zip(c, e)) for e in exact) > 12 ** 2]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([v for c in (*exact, *cut) for v in c])
+    return im.quantize(palette=palette, dither=Image.Dither.NONE)
+
+
 def save_figure(fig, path: Path) -> None:
     """Write ``fig`` as a 64-colour palette PNG at 130 dpi and close it: a quarter of the size of
     matplotlib's RGBA one, the same to the eye (the tracked repository has a size budget and the
-    figures are remade with every report)."""
+    figures are remade with every report). The lines keep their exact colours."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
     from PIL import Image
 
+    # white page, black text and every line's colour exactly; a median cut's bucket mean would tint them
+    keep = ["#ffffff", "#000000", *sorted({to_hex(ln.get_color()) for ax in fig.axes for ln in ax.get_lines()})]
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     fig.savefig(buf, dpi=130, format="png")
     plt.close(fig)
     with Image.open(buf) as im:
-        im.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+        _quantized(im.convert("RGB"), keep).save(path, optimize=True)
 
 
 def figure(report: dict[str, Any], path: Path) -> None:

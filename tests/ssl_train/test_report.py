@@ -113,3 +113,20 @@ def test_figure__each_task_in_its_palette_colour_scratch_grey_and_dashed():
         assert len(lines) == 3 + 3 + 2
     finally:
         plt.close(fig)
+
+
+def test_save_figure__the_64_colour_png_keeps_each_line_colour_and_the_white_page(tmp_path):
+    """A plain median cut merged Tol's red and orange (and tinted the page grey): the lines' colours stay exact."""
+    from PIL import Image
+
+    from ssl_train.palette import SCRATCH, encoder_colour
+    from ssl_train.report import draw_figure, save_figure
+
+    save_figure(draw_figure(_report()), tmp_path / "f.png")
+    with Image.open(tmp_path / "f.png") as im:
+        assert im.mode == "P" and len(im.getpalette()) <= 3 * 64
+        rgb = im.convert("RGB")
+    colours = {c for _, c in rgb.getcolors(64)}
+    assert rgb.getpixel((2, 2)) == (255, 255, 255)
+    for hexc in (SCRATCH, encoder_colour("rotation"), encoder_colour("jigsaw")):
+        assert tuple(int(hexc[i : i + 2], 16) for i in (1, 3, 5)) in colours, hexc
