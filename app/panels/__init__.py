@@ -12,9 +12,29 @@ import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 GENERIC = "generic"
+DEMO_SIDE = 320  # px: the longer side of a demo's pictures (a slide shows them about this size)
+
+
+@dataclass(frozen=True)
+class Demo:
+    """One photo's question and the model's answer, for a slide (talk mode), without Streamlit.
+
+    ``input``: what the model is given (the shuffled tiles, the grey photo…), ``output``: what it
+    answers, both PIL RGB images whose longer side is ``DEMO_SIDE`` px; ``input_caption`` /
+    ``output_caption``: a few plain words under each ("no colour", "the model's colours");
+    ``question``: the task as a short plain-English instruction ("Put the shuffled tiles back")."""
+
+    input: "Image.Image"
+    output: "Image.Image"
+    input_caption: str
+    output_caption: str
+    question: str
 
 
 @dataclass(frozen=True)
@@ -27,7 +47,9 @@ class Panel:
     the photos ``[(name, PIL.Image)]``; ``order`` places it in the picker (the story first);
     ``show_sub(entry, photos, ctx)``, when set, draws the task's head inside a multi-task model;
     ``compute(entry, image)``, when set, is all the network work the panel does for one photo
-    (a PIL image), without Streamlit: ``python -m app.measure`` times it."""
+    (a PIL image), without Streamlit: ``python -m app.measure`` times it; ``demo(entry, image)``,
+    when set, is the task's question and the model's answer on one photo as two pictures (``Demo``),
+    without Streamlit: talk mode shows it."""
 
     task: str
     label: str
@@ -37,6 +59,7 @@ class Panel:
     order: int = 100
     show_sub: Callable[..., None] | None = None
     compute: Callable[..., object] | None = None
+    demo: Callable[..., Demo] | None = None
 
 
 PANELS: dict[str, Panel] = {}
@@ -68,6 +91,16 @@ def register_compute(task: str) -> Callable:
 
     def deco(fn: Callable[..., object]) -> Callable[..., object]:
         PANELS[task] = dataclasses.replace(PANELS[task], compute=fn)
+        return fn
+
+    return deco
+
+
+def register_demo(task: str) -> Callable:
+    """Decorator: the panel of ``task``'s one-photo demo for talk mode (see ``Panel.demo``)."""
+
+    def deco(fn: Callable[..., Demo]) -> Callable[..., Demo]:
+        PANELS[task] = dataclasses.replace(PANELS[task], demo=fn)
         return fn
 
     return deco

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import register, register_compute
+from app import pretext
+
+from . import DEMO_SIDE, Demo, register, register_compute, register_demo
 from .common import answer, answers, details, header, load, measured_sentence, photo_box, picture_row
 
 TITLE = "Colour this black-and-white photo"
@@ -35,3 +37,11 @@ def show(entry, items, ctx) -> None:
 @register_compute("colorization")
 def compute(entry, img) -> dict:
     return answer(entry, "colorization", img)
+
+
+@register_demo("colorization")
+def demo(entry, img) -> Demo:
+    """``img`` without its colour → the colours the model paints on it."""
+    r = answer(entry, "colorization", img)
+    return Demo(pretext.enlarge(r["grey"], DEMO_SIDE, smooth=True), pretext.enlarge(r["predicted"], DEMO_SIDE, smooth=True),
+                "no colour", "the model's colours", "Put the colour back")

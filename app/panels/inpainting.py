@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import register, register_compute
+from app import pretext
+
+from . import DEMO_SIDE, Demo, register, register_compute, register_demo
 from .common import answer, answers, details, header, load, measured_sentence, photo_box, picture_row
 
 TITLE = "Fill the hole"
@@ -34,3 +36,11 @@ def show(entry, items, ctx) -> None:
 @register_compute("inpainting")
 def compute(entry, img) -> dict:
     return answer(entry, "inpainting", img)
+
+
+@register_demo("inpainting")
+def demo(entry, img) -> Demo:
+    """``img`` with the centre hole the panel cuts → the hole filled by the model."""
+    r = answer(entry, "inpainting", img)
+    return Demo(pretext.enlarge(r["masked"], DEMO_SIDE, smooth=True), pretext.enlarge(r["filled"], DEMO_SIDE, smooth=True),
+                "a hole", "filled by the model", "Paint what was in the hole")

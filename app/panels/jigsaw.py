@@ -6,8 +6,8 @@ import streamlit as st
 
 from app import pretext, state
 
-from . import register, register_compute, register_sub
-from .common import answer, W, card_score, chance_words, details, header, load, photo_box, photos_for, run
+from . import DEMO_SIDE, Demo, register, register_compute, register_demo, register_sub
+from .common import answer, W, card_score, chance_words, details, header, load, opened, photo_box, photos_for, run
 
 TITLE = "Put the puzzle back together"
 QUESTION = ("We cut your photo into 3×3 tiles and shuffle them, and the model must say **how they were shuffled**. "
@@ -18,6 +18,11 @@ def puzzle_control() -> int:
     """The puzzle number chosen on the page: it picks the shuffles (and PIRL's and SimCLR's views)."""
     return int(st.number_input("Puzzle number (each number shuffles the tiles differently)", min_value=0, max_value=9999,
                                step=1, key=state.EXPLORER_PUZZLE))
+
+
+def puzzle_permutation(puzzle: int, i: int, n: int) -> int:
+    """The shuffle (index into the model's ``n`` permutations) of the ``i``-th photo for puzzle number ``puzzle``."""
+    return int(np.random.default_rng([puzzle, i]).integers(n))
 
 
 def one_photo(entry, name: str, u8: np.ndarray, perm: int, sub: str | None = None) -> None:
@@ -49,7 +54,7 @@ def show_for(entry, items, sub: str | None, acc_key: str) -> None:
            use_measured=sub is None)  # a multi-task model's measured score is its first sub-task's
     puzzle = puzzle_control()
     for i, (name, u8) in enumerate(photos_for(p, items)):
-        perm = int(np.random.default_rng([puzzle, i]).integers(n))
+        perm = puzzle_permutation(puzzle, i, n)
         one_photo(entry, name, u8, perm, sub)
     details(entry, [f"{n} possible shuffles (the model's permutation set), so guessing solves 1 in {n}",
                     f"puzzles solved on the test split: {100 * acc:.1f}%" if acc is not None else "no pretext test in model.json"])
@@ -69,3 +74,14 @@ def show_sub(entry, items, ctx) -> None:
 @register_compute("jigsaw")
 def compute(entry, img) -> dict:
     return answer(entry, "jigsaw", img, 0)
+
+
+@register_demo("jigsaw")
+def demo(entry, img) -> Demo:
+    """The explorer's first puzzle (number 0, first photo) on ``img``: the shuffled tiles → the tiles
+    put back in the order the model names."""
+    perm = puzzle_permutation(0, 0, len(opened(entry).task.permutations()))
+    r = answer(entry, "jigsaw", img, perm)
+    verdict = "solved" if r["correct"] else f"{r['in_place']} of 9 tiles in place"
+    return Demo(pretext.enlarge(r["shuffled"], DEMO_SIDE, smooth=True), pretext.enlarge(r["answer"], DEMO_SIDE, smooth=True),
+                "shuffled tiles", f"the model's order: {verdict}", "Put the shuffled tiles back")

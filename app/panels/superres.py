@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import register, register_compute
+from app import pretext
+
+from . import DEMO_SIDE, Demo, register, register_compute, register_demo
 from .common import answer, answers, details, header, load, measured_sentence, photo_box, picture_row
 
 TITLE = "Make the small photo sharp again"
@@ -39,3 +41,16 @@ def show(entry, items, ctx) -> None:
 @register_compute("superres")
 def compute(entry, img) -> dict:
     return answer(entry, "superres", img)
+
+
+@register_demo("superres")
+def demo(entry, img) -> Demo:
+    """``img`` shrunk by the task's factor (its pixels shown blocky, as the model gets them) → the
+    model's restoration. Honest like the panel: the caption says whether it is visibly sharper than
+    plain smooth enlargement (bicubic), which at this training budget it mostly is not."""
+    r = answer(entry, "superres", img)
+    s = r["small"].shape[-1]
+    gain = r["psnr_model"] - r["psnr_bicubic"]
+    verdict = "visibly sharper than smooth enlarging" if gain >= VISIBLE_DB else "no sharper than smooth enlarging"
+    return Demo(pretext.enlarge(r["small"], DEMO_SIDE, smooth=False), pretext.enlarge(r["restored"], DEMO_SIDE, smooth=True),
+                f"shrunk to {s}×{s} pixels", verdict, "Make the small photo sharp")
