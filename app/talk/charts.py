@@ -118,9 +118,9 @@ def _points(v: float) -> str:
     return f"{r:+d}" if r else "0"
 
 
-def _caption(fig: go.Figure, text: str, y: float = 0.02) -> None:
+def _caption(fig: go.Figure, text: str) -> None:
     """The source line, bottom right inside the plot (where accuracy curves never are: they rise)."""
-    fig.add_annotation(text=text, xref="paper", yref="paper", x=0.99, y=y, xanchor="right", yanchor="bottom", showarrow=False,
+    fig.add_annotation(text=text, xref="paper", yref="paper", x=0.99, y=0.02, xanchor="right", yanchor="bottom", showarrow=False,
                        font=dict(size=BIG, color=palette.SCRATCH))
 
 
@@ -134,10 +134,10 @@ def headline(protocol_json: Path, height: int | None = None) -> go.Figure:
     best, gain, focus = best_other(ft), gains(ft), 100 * FOCUS
     fig = go.Figure()
     for task in (reference.SCRATCH, PROTAGONIST, best):
-        g, colour = ft[ft["task"] == task].sort_values("fraction"), palette.encoder_colour(task)
-        fig.add_trace(go.Scatter(
+        g, colour, baseline = ft[ft["task"] == task].sort_values("fraction"), palette.encoder_colour(task), task == reference.SCRATCH
+        fig.add_trace(go.Scatter(  # the baseline dashed and thinner: the eye follows the two pretrained lines
             x=g["fraction"], y=g["mean"], name=name(task), mode="lines+markers",
-            line=dict(color=colour, width=THICK if task != reference.SCRATCH else LINE, dash="solid" if task != reference.SCRATCH else "dash"),
+            line=dict(color=colour, width=LINE if baseline else THICK, dash="dash" if baseline else "solid"),
             marker=dict(size=14, color=colour), error_y=dict(type="data", array=g["std"], thickness=3, width=8, color=colour),
             hovertemplate="%{x} % labelled: %{y:.1f} % correct<extra>" + name(task) + "</extra>"))
     # the two gains at 10 %: the best line's label above its point (clear of the legend), the protagonist's below-right
@@ -150,7 +150,7 @@ def headline(protocol_json: Path, height: int | None = None) -> go.Figure:
     seeds = int(ft["seeds"].max())
     _caption(fig, f"mean of {seeds} runs · bars: run-to-run spread · {header.get('n_test', '?')} test photos")
     _fraction_axis(fig)
-    fig.update_yaxes(title_text=Y_CORRECT, ticksuffix="")
+    fig.update_yaxes(title_text=Y_CORRECT)
     return _style(fig, height, dict(l=10), legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top", bgcolor="white", font_size=FONT),
                   hovermode="closest")
 
