@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits} ...``.
+"""Command line: ``python -m ssl_train {tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits,replay} ...``.
 
 Bad input ends with a one-line ``error: ...`` naming the problem and the fix, exit code 2.
 """
@@ -15,6 +15,8 @@ from .errors import UserError
 from .paths import REPO
 
 D = argparse.ArgumentDefaultsHelpFormatter
+CHECKPOINT_HELP = ("pretrained encoder: a training checkpoint (runs/TASK/checkpoint.safetensors), a shipped model folder (models/NAME, "
+                   "checked against its model.json's sha256) or that folder's weights.safetensors")
 
 
 class _DocAndDefaults(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -248,16 +250,14 @@ def cmd_pretrain(a) -> int:
 
 
 def _load_encoder_from(a, enc_cfg):
-    from .checkpoint import load_checkpoint
-    from .encoders import EncoderConfig
+    """(encoder state or None, encoder config, name) of ``--checkpoint``: a training checkpoint, a
+    model folder or its weights.safetensors (``pretrained.load_pretrained``); scratch without one."""
+    from .pretrained import load_pretrained
 
     if not a.checkpoint:
         return None, enc_cfg, "scratch"
-    ck = load_checkpoint(a.checkpoint)
-    if a.task:
-        ck.expect(task=a.task)
-    saved = EncoderConfig.from_dict(ck.meta["encoder"])
-    return ck.encoder_state, saved, ck.meta.get("task", "?")
+    pre = load_pretrained(a.checkpoint, task=a.task or None)
+    return pre.state, pre.enc_cfg, pre.name
 
 
 def cmd_finetune(a) -> int:
@@ -270,6 +270,8 @@ def cmd_finetune(a) -> int:
 
     check_fraction(a.fraction)
     ft = _ft_cfg(a)
+    if a.out and Path(a.out).exists() and not a.overwrite:  # before the training it would be lost after
+        raise UserError(f"{a.out} already exists; pass --overwrite or choose another --out")
     state, enc_cfg, name = _load_encoder_from(a, _enc_cfg(a))
     data = load_split_data(_data_cfg(a))
     sub = labelled_subset(data.train_idx, data.ds.labels, a.fraction, a.seed)
@@ -281,8 +283,6 @@ def cmd_finetune(a) -> int:
         from .checkpoint import save_checkpoint
 
         out = Path(a.out)
-        if out.exists() and not a.overwrite:
-            raise UserError(f"{out} already exists; pass --overwrite or choose another --out")
         save_checkpoint(out, model.encoder, model.fc, {"task": "classifier", "source": name, "encoder": enc_cfg.to_dict(), "config": {"finetune": ft.to_dict()}, "classes": data.ds.classes, "epoch": 0, "result": {k: v for k, v in res.items() if k != "confusion"}})
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items() if k not in ("confusion", "per_class_accuracy")} | {"per_class_accuracy": dict(zip(data.ds.classes, np.round(res["per_class_accuracy"], 3).tolist()))}, indent=1))
     return 0
@@ -454,6 +454,27 @@ def cmd_learning_map(a) -> int:
     return 0
 
 
+def cmd_replay(a) -> int:
+    from .data import check_fraction, load_split_data
+    from .pretrained import load_pretrained
+    from .replay import arm_lrs, check_out, run_replay, write_replay
+
+    check_fraction(a.fraction)
+    if a.points < 1:
+        raise UserError(f"--points {a.points} must be at least 1, e.g. --points 30")
+    out = Path(a.out)
+    check_out(out, a.overwrite)  # before minutes of training
+    ft = _ft_cfg(a)
+    pre = load_pretrained(a.model)
+    lrs = arm_lrs(pre.card, pre.task, a.ft_lrs, ft.lr)
+    data = load_split_data(_data_cfg(a))
+    doc = run_replay(pre, data, a.fraction, a.seed, ft, lrs, _command_line(a), n_points=a.points, progress=not a.quiet)
+    write_replay(doc, out)
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} KB): " + ", ".join(f"{arm['name']} {arm['final_test_accuracy']:.3f}" for arm in doc["arms"])
+          + " final test accuracy; replay it in talk mode: streamlit run app/streamlit_app.py (slide 'Fine-tuning, replayed')")
+    return 0
+
+
 def cmd_rotation_limits(a) -> int:
     from .data import decoded_at, load_split_data
     from .rotation_limits import judge_sizes, judge_sizes_markdown, load_folder_model, load_run_model, model_image_size, score, to_markdown, write
@@ -490,7 +511,7 @@ def _judge_sizes(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits,runs}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits,runs,learning-map,replay}")
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -511,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_pretrain)
 
     s = sub.add_parser("finetune", help="fine-tune an encoder (or scratch) on a labelled fraction, score on the test split", formatter_class=D)
-    s.add_argument("--checkpoint", default="", help="pretrained checkpoint; omit for a randomly initialised encoder (scratch)")
+    s.add_argument("--checkpoint", default="", help=CHECKPOINT_HELP + "; omit for a randomly initialised encoder (scratch)")
     s.add_argument("--task", default="", help="if given, refuse a checkpoint of another task")
     s.add_argument("--fraction", type=float, default=0.1, help="labelled fraction of the training split, in (0, 1]")
     s.add_argument("--seed", type=int, default=0, help="seed of the labelled subset and of training")
@@ -521,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_finetune)
 
     s = sub.add_parser("evaluate", help="kNN and per-stage linear probe of a frozen encoder at given fractions", formatter_class=D)
-    s.add_argument("--checkpoint", default="", help="pretrained checkpoint; omit for a randomly initialised encoder")
+    s.add_argument("--checkpoint", default="", help=CHECKPOINT_HELP + "; omit for a randomly initialised encoder")
     s.add_argument("--task", default="", help="if given, refuse a checkpoint of another task")
     s.add_argument("--fractions", type=_floats, default=(0.1,), help="labelled fractions, comma-separated")
     s.add_argument("--seed", type=int, default=0, help="seed of the labelled subsets")
@@ -640,6 +661,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dirs", nargs="+", metavar="RUN_DIR", help="run folders (each with its summary.json), e.g. runs/rotval-*")
     s.add_argument("--out", default="", help="also write this markdown file and a .json beside it, e.g. reports/rotation-head.md")
     s.set_defaults(fn=cmd_runs)
+
+    from .replay import N_POINTS
+    from .replay import __doc__ as replay_doc
+
+    s = sub.add_parser("replay", help="record scratch and a pretrained model fine-tuning on the same labels, test accuracy along the way (the talk's replay slide)",
+                       description=replay_doc, formatter_class=_DocAndDefaults)
+    s.add_argument("--model", default=str(REPO / "models" / "simclr"), help="the pretrained arm: " + CHECKPOINT_HELP)
+    s.add_argument("--fraction", type=float, default=0.1, help="labelled fraction of the training split, in (0, 1]")
+    s.add_argument("--seed", type=int, default=0, help="seed of the labelled subset, the initialisation and the batch order (as the protocol's)")
+    s.add_argument("--points", type=int, default=N_POINTS, help="recorded intervals per arm: the test split is scored at this many evenly spaced steps, and before the first")
+    s.add_argument("--ft-lrs", default=str(REPO / "reports" / "finetune-lr.json"),
+                   help="for a model whose card records no fine-tuning learning rates (a training checkpoint): the `finetune-lr` report to take them from; '' for --ft-lr")
+    s.add_argument("--out", default=str(REPO / "reports" / "finetune-replay.json"), help="the recording (JSON)")
+    s.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing file")
+    s.add_argument("--quiet", action="store_true", help="no per-arm lines")
+    _add_data(s), _add_finetune(s)
+    s.set_defaults(fn=cmd_replay)
 
     from .export import add_export_parser
 

@@ -144,6 +144,17 @@ def predict(model: nn.Module, images_u8: torch.Tensor, device: torch.device, bat
     return torch.cat(out).numpy()
 
 
+def _watched(watch: Callable[[int, int, float | None, Classifier], None] | None, step: int, total: int, loss: float | None, model: Classifier) -> None:
+    """Call ``finetune``'s ``watch`` so that it cannot change the run: the training draws from its own
+    generators, the global CPU random state is put back (a watcher may draw from it), and so is train
+    mode (scoring switches batch norm to its running statistics)."""
+    if watch is None:
+        return
+    with torch.random.fork_rng(devices=[]):
+        watch(step, total, loss, model)
+    model.train()
+
+
 def finetune(
     encoder_state: dict[str, torch.Tensor] | None,
     enc_cfg: EncoderConfig,
@@ -153,11 +164,18 @@ def finetune(
     cfg: FinetuneConfig,
     seed: int,
     on_step: Callable[[int, int, float], bool | None] | None = None,
+    watch: Callable[[int, int, float | None, Classifier], None] | None = None,
 ) -> tuple[Classifier, dict[str, Any]]:
     """Fine-tune the whole encoder (from ``encoder_state``, or random init when None) plus a linear
     layer on a labelled set: uint8 (n, 3, S, S), labels (n,). SGD with Nesterov momentum, warm-up
     and cosine decay, random resized crops and flips. ``on_step(step, total, loss)`` may return
-    True to stop early (the app's stop button). Returns the model (eval mode) and a log."""
+    True to stop early (the app's stop button). Returns the model (eval mode) and a log.
+
+    ``watch(step, total, loss, model)``, if given, sees the model before the first update (step 0,
+    loss None) and after each update (step ≥ 1, that step's loss): it may score it (eval mode, no
+    gradients; ``replay`` records test accuracy this way) but must not change its weights. The model
+    goes back to train mode after each call and the CPU random state is restored, so a run with a
+    ``watch`` trains exactly as one without."""
     dev = resolve_device(cfg.device)
     torch.manual_seed(seed)
     encoder = build_encoder(enc_cfg)
@@ -179,6 +197,7 @@ def finetune(
     pos = 0
     model.train()
     stopped = False
+    _watched(watch, 0, total, None, model)
     for step in range(total):
         if pos + bs > n:
             order, pos = torch.randperm(n, generator=perm_gen), 0
@@ -192,6 +211,7 @@ def finetune(
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        _watched(watch, step + 1, total, losses[-1], model)
         if on_step is not None and on_step(step + 1, total, losses[-1]):
             stopped = True
             break

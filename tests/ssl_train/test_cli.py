@@ -25,7 +25,7 @@ def test_cli__tasks_lists_registered_names_one_per_line(capsys):
     assert code == 0 and out.split() == task_names() and "rotation" in out.split()
 
 
-@pytest.mark.parametrize("cmd", ["pretrain", "finetune", "evaluate", "protocol", "report", "tasks", "export", "bench", "release"])
+@pytest.mark.parametrize("cmd", ["pretrain", "finetune", "evaluate", "protocol", "report", "tasks", "export", "bench", "release", "replay"])
 def test_cli__every_command_has_help_with_defaults(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([cmd, "--help"])
