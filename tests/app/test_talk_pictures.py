@@ -2,7 +2,7 @@
 
 The module is pure compute: each test passes the repository's models/ and data/flowers (or a
 temporary copy of part of them) explicitly, so the app fixtures' environment variables do not matter.
-The test that runs every demoed shipped model twice is marked ``slow``.
+The tests that run a model over every pick or every demoed model are marked ``slow``.
 """
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def _index() -> photos.PhotoIndex:
 
 # -- slide 1 ------------------------------------------------------------------------------------------
 def test_idea__four_turns_and_the_rotation_models_probabilities():
-    idea = P.idea(MODELS, FLOWERS)
+    f = _index().picks()[1]
+    idea = P.idea(MODELS, FLOWERS, f)
+    assert idea.photo == f
     assert idea.probs.shape == (4, 4)
     np.testing.assert_allclose(idea.probs.sum(1), 1.0, atol=1e-5)
     assert idea.correct == [int(np.argmax(idea.probs[k])) == k for k in range(4)]
@@ -36,18 +38,26 @@ def test_idea__four_turns_and_the_rotation_models_probabilities():
     # the turns are one picture turned: turn 2 is turn 0 upside down
     a0, a2 = np.asarray(idea.turns[0]), np.asarray(idea.turns[2])
     assert np.array_equal(a2, a0[::-1, ::-1])
-    # the default: the first pick on which every turn is named right with ≥ CLEAR probability
-    picks = _index().picks()
-    assert idea.photo in picks and all(idea.correct) and idea.probs.diagonal().min() >= P.CLEAR
-    earlier = picks[: picks.index(idea.photo)]
-    for f in earlier:
-        other = P.idea(MODELS, FLOWERS, f)
-        assert not (all(other.correct) and other.probs.diagonal().min() >= P.CLEAR), f
+    # the probabilities are the app's rotation inference on that photo
+    model = inference.OnnxModel(MODELS / P.PROTAGONIST)
+    want = inference.rotation_grid(model, model.prepare(photos.open_bundled(FLOWERS, f)))[1]
+    np.testing.assert_allclose(idea.probs, want, atol=1e-6)
 
 
-def test_idea__a_given_photo_is_used():
-    f = _index().picks()[1]
-    assert P.idea(MODELS, FLOWERS, f).photo == f
+@pytest.mark.slow
+def test_idea__the_default_photo_is_the_one_the_model_is_surest_of():
+    idea = P.idea(MODELS, FLOWERS)
+    # the pick on which the model is surest of all four turns (its least sure turn's probability for
+    # the true turn highest), recomputed here with the app's rotation inference
+    model = inference.OnnxModel(MODELS / P.PROTAGONIST)
+    sure = {}
+    for f in _index().picks():
+        probs = inference.rotation_grid(model, model.prepare(photos.open_bundled(FLOWERS, f)))[1]
+        if (probs.argmax(1) == np.arange(4)).all():
+            sure[f] = probs.diagonal().min()
+    assert idea.photo == max(sure, key=sure.get) and all(idea.correct)
+    np.testing.assert_allclose(idea.probs.diagonal().min(), sure[idea.photo], rtol=1e-5)
+    assert P.default_photo(MODELS, FLOWERS) == idea.photo  # slide 2 shows the same photo by default
 
 
 def test_idea__missing_model_or_photos_says_what_and_how(tmp_path):
