@@ -45,7 +45,14 @@ FEW_RESULTS = "fewshot.results"  # [app.fewshot.Trained], newest last, per sessi
 FEW_JOB = "fewshot.job"  # app.fewshot.FinetuneJob | None
 
 # -- Talk mode ----------------------------------------------------------------------------------------
-TALK_STEP = "talk.step"
+TALK_STEP = "talk.step"  # index of the slide on screen (the URL's ?step= is this + 1)
+TALK_FROM_URL = "talk.from_url"  # True once ?step= / ?present= have opened the talk in this session
+TALK_PRESENT = "talk.present"  # presenter mode: no sidebar, header or toolbar
+TALK_NOTES = "talk.notes"  # speaker notes beside the slide
+TALK_KEYS = "talk.keys"  # the keyboard / window-size component (app/talk/keys.py)
+TALK_CHOICE = "talk.choice"  # prefix (+ slide key) of a slide's own picker (turn, encoder, fraction)
+TALK_PREV = "talk.prev"
+TALK_NEXT = "talk.next"
 
 DEFAULTS: dict[str, Any] = {
     EXPLORER_TURN: 90,
@@ -58,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
     FEW_SEED: 0,
     FEW_QUICK: False,
     TALK_STEP: 0,
+    TALK_PRESENT: False,
+    TALK_NOTES: False,
 }
 # mutable defaults are built fresh for each session
 FACTORIES: dict[str, Any] = {
@@ -74,7 +83,7 @@ FACTORIES: dict[str, Any] = {
 # were not drawn in a run; re-assigning the key at the top of every run makes it plain session state)
 PERSISTENT = (
     EXPLORER_TASK, EXPLORER_SUBTASK, EXPLORER_PICKS, EXPLORER_TURN, EXPLORER_PUZZLE, EXPLORER_NEIGHBOUR, MAP_LEFT, MAP_RIGHT, MAP_EXACT, MAP_VIEW,
-    FEW_FRACTION, FEW_FRACTION_OTHER, FEW_ENCODER, FEW_MODE, FEW_SEED, FEW_QUICK,
+    FEW_FRACTION, FEW_FRACTION_OTHER, FEW_ENCODER, FEW_MODE, FEW_SEED, FEW_QUICK, TALK_PRESENT, TALK_NOTES,
 )
 
 

@@ -1,127 +1,104 @@
-"""Talk mode: the idea and the seven-step protocol, one step per screen, in large type."""
+"""Talk mode: the story of pretext tasks as projector slides, one live picture or chart each.
+
+``?present=1`` (or the toggle) hides Streamlit's sidebar, header and toolbar; ``?step=N`` opens
+slide N and follows every step, so a reload or a link lands on the same slide. ←/→, PageUp/PageDown
+and Home/End step at any window size (``app/talk/keys.py``). Everything a slide shows is built once
+and cached; sizes come from the browser's window, so every slide fits without scrolling.
+"""
 from __future__ import annotations
 
 import streamlit as st
 
-from app import inference, photos, reference, state, ui
-from app.config import data_dir, display, reports_dir
-
-STYLE = """
-<style>
-[data-testid="stMain"] [data-testid="stMarkdown"] p,
-[data-testid="stMain"] [data-testid="stMarkdown"] li { font-size: 1.55rem; line-height: 1.45; }
-[data-testid="stMain"] h1 { font-size: 3rem; }
-[data-testid="stMain"] h2 { font-size: 2.3rem; }
-[data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1rem; }
-[data-testid="stMain"] [data-testid="stPageLink"] p { font-size: 1.35rem; }
-</style>
-"""
+from app import state
+from app.config import data_dir, models_dir, reports_dir
+from app.talk import keys, layout, story
 
 
-def steps(n_train: int | None, n_test: int | None) -> list[dict]:
-    tr = f"{n_train:,}" if n_train else "most"
-    te = f"{n_test:,}" if n_test else "the rest"
-    return [
-        dict(title="Labels are expensive. Photos are free.", page="views/explorer.py", link="See a pretext task live", body=f"""
-- **Downstream task** — what we care about: *which flower is this?* Needs a label per photo.
-- **Pretext task** — a question the photo answers itself: *how was this photo turned?*
-- Train an encoder on the pretext task with **no labels**, then reuse its features downstream with only a few labels.
-""", rotations=True),
-        dict(title="1 · Split once, and never train on the test photos", page="views/embeddings.py", link="The test photos on a map", body=f"""
-- {tr} training photos, {te} test photos, 5 classes — saved in `split.csv` in the repository.
-- Near-duplicates (same photo resized, burst shots) stay on **one** side of the split.
-- Every number in this talk is scored on the same test photos.
-"""),
-        dict(title="2 · Keep only a fraction of the labels", page="views/fewshot.py", link="Choose a fraction", body="""
-- 1, 5, 10, 25, 50 or 100 % of the training labels.
-- Stratified (every class keeps some), seeded, and **nested**: the 5 % photos contain the 1 % photos.
-"""),
-        dict(title="3 · Scratch: learn from that small set alone", page="views/fewshot.py", link="Train from scratch", body="""
-- Random weights, the same network, the same schedule.
-- This is the bar a pretext task has to beat.
-"""),
-        dict(title="4 · Pretrain with a pretext task — labels unused", page="views/explorer.py", link="Rotation, live", body="""
-- Rotation (Gidaris et al., ICLR 2018): every photo in all four turns in the same batch.
-- To tell 90° from 270° the encoder has to learn what flowers look like.
-- Only the **training** photos, and never their labels.
-"""),
-        dict(title="5 · Fine-tune (and probe) on the same small set", page="views/fewshot.py", link="Fine-tune or probe", body="""
-- **Fine-tune**: start from the pretrained weights, train everything.
-- **Linear probe**: freeze the encoder, fit a logistic regression on its features.
-- **kNN**: vote of the 20 most similar labelled photos.
-"""),
-        dict(title="6 · Score on the test split", page="views/embeddings.py", link="Features side by side", body="""
-- Test accuracy and the confusion matrix, on photos no model has seen.
-- Three seeds each: mean ± standard deviation.
-"""),
-        dict(title="7 · Compare 3 with 5–6", page="views/fewshot.py", link="Compare it yourself", body="", figure=True),
-    ]
-
-
-def go(delta: int, n: int) -> None:
-    st.session_state[state.TALK_STEP] = max(0, min(n - 1, st.session_state[state.TALK_STEP] + delta))
-
-
-def rotations_strip() -> None:
-    idx = ui.photo_index()
-    if idx is None or not idx.picks(1):
-        return
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _visual(slide_key: str, choice: str | None, sources: story.Sources, signature: tuple):
+    slide = next(s for s in story.SLIDES if s.key == slide_key)
     try:
-        img = photos.open_bundled(data_dir(), idx.picks(1)[0])
-    except Exception:  # noqa: BLE001
+        return story.build(slide, sources, choice)
+    except story.MISSING as e:
+        return e
+
+
+def visual(slide: story.Slide, choice: str | None, sources: story.Sources):
+    """The slide's visual or its Missing error, cached until an input file changes."""
+    return _visual(slide.key, choice, sources, layout.signature(sources))
+
+
+def step_to(i: int) -> None:
+    st.session_state[state.TALK_STEP] = max(0, min(len(story.SLIDES) - 1, i))
+
+
+def apply_key(step: str | None, i: int) -> int:
+    n = len(story.SLIDES)
+    return {"next": min(n - 1, i + 1), "prev": max(0, i - 1), "first": 0, "last": n - 1}.get(step or "", i)
+
+
+def open_from_url() -> None:
+    """The first run of a session takes ``?step=`` and ``?present=`` from the URL (once)."""
+    if st.session_state.get(state.TALK_FROM_URL):
         return
-    sq = inference.display_square(img, 220)
-    cols = st.columns(4)
-    for k, col in enumerate(cols):
-        col.image(inference.to_pil(inference.turn(sq, k)), caption=f"turned {inference.ANGLE_LABELS[k]}", width=200)
+    st.session_state[state.TALK_FROM_URL] = True
+    st.session_state[state.TALK_STEP] = layout.step_from_url(st.query_params.get("step"), len(story.SLIDES))
+    if "present" in st.query_params:
+        st.session_state[state.TALK_PRESENT] = st.query_params.get("present") not in ("0", "false", "")
 
 
-def headline() -> None:
-    png = reports_dir() / "protocol.png"
-    if png.is_file():
-        st.image(str(png), width="stretch")
-        return
-    summ, note = reference.load(reports_dir() / "protocol.json")
-    if summ is None:
-        st.info(f"The headline figure appears here once the protocol has run: {note}.")
-        return
-    import plotly.graph_objects as pgo
+open_from_url()
+k = keys.mount(state.TALK_KEYS)
+if k.step:
+    step_to(apply_key(k.step, int(st.session_state[state.TALK_STEP])))
+i = max(0, min(len(story.SLIDES) - 1, int(st.session_state[state.TALK_STEP])))
+slide = story.SLIDES[i]
+present = bool(st.session_state[state.TALK_PRESENT])
+notes = bool(st.session_state[state.TALK_NOTES])
+st.query_params["step"] = str(i + 1)
+if present:
+    st.query_params["present"] = "1"
+elif "present" in st.query_params:
+    del st.query_params["present"]
 
-    fig = pgo.Figure()
-    for (task, mode), g in summ.groupby(["task", "mode"]):
-        g = g.sort_values("fraction")
-        fig.add_trace(pgo.Scatter(x=100 * g["fraction"], y=100 * g["mean"], error_y=dict(type="data", array=100 * g["std"]),
-                                  mode="lines+markers", name=f"{task} · {reference.MODE_TITLES.get(mode, mode)}",
-                                  line=dict(color=reference.task_colour(task), dash=reference.MODE_DASH.get(mode, "solid"), width=3)))
-    fig.update_layout(xaxis=dict(type="log", title="labelled training photos (%)", tickvals=[1, 2, 5, 10, 25, 50, 100]),
-                      yaxis=dict(title="test accuracy (%)"), height=480, font=dict(size=18), margin=dict(l=10, r=10, t=10, b=10))
-    st.plotly_chart(fig)
-    st.caption(f"Drawn from protocol.json ({note}); `python -m ssl_train report` draws {display(png)}.")
+sources = story.Sources(models_dir(), data_dir(), reports_dir())
+choices = slide.choices(sources)
+ck = f"{state.TALK_CHOICE}.{slide.key}"
+if choices and st.session_state.get(ck) not in choices:
+    st.session_state[ck] = choices[0]
+choice = st.session_state.get(ck) if choices else None
+shown = visual(slide, choice, sources)
+box = layout.Box.for_window(k.width, k.height, present=present, notes=notes, controls=bool(choices), caption=bool(getattr(shown, "caption", "")))
+st.html(layout.css(box, present))
+
+st.markdown(f"<h1 class='talk-title'>{layout.esc(slide.title)}</h1><p class='talk-sub'>{layout.esc(slide.subtitle)}</p>", unsafe_allow_html=True)
+if choices:
+    st.segmented_control(slide.choice_label, choices, key=ck, label_visibility="collapsed")
+if notes:
+    body, side = st.columns([box.visual_w, box.notes_w], gap="medium")
+    side.markdown(f"<div class='talk-notes'>{layout.esc(slide.notes)}</div>", unsafe_allow_html=True)
+else:
+    body = st.container()
+with body:
+    layout.draw(shown, box, key=f"talk.visual.{slide.key}.{choice}")
+
+nav = st.columns([1, 1, 1.1, 1.6, 1.6, 2.6], vertical_alignment="center")
+nav[0].button("◀", on_click=step_to, args=(i - 1,), disabled=i == 0, key=state.TALK_PREV, help="Previous slide (← or PageUp)", width="stretch")
+nav[1].button("▶", on_click=step_to, args=(i + 1,), disabled=i == len(story.SLIDES) - 1, key=state.TALK_NEXT, type="primary",
+              help="Next slide (→ or PageDown)", width="stretch")
+nav[2].markdown(f"<span class='talk-count'>{i + 1} / {len(story.SLIDES)}</span>", unsafe_allow_html=True)
+nav[3].toggle("Presenter", key=state.TALK_PRESENT, help="Hide the app's sidebar and header (or open the page with ?present=1)")
+nav[4].toggle("Notes", key=state.TALK_NOTES, help="Speaker notes beside the slide")
+nav[5].page_link(slide.link_page, label=slide.link_label, icon=":material/arrow_forward:")
 
 
-st.markdown(STYLE, unsafe_allow_html=True)
-index = None
-try:
-    index = photos.index(data_dir())
-except photos.DataMissing:
-    pass
-STEPS = steps(int((~index.is_test).sum()) if index else None, int(index.is_test.sum()) if index else None)
-n = len(STEPS)
-st.session_state[state.TALK_STEP] = max(0, min(n - 1, int(st.session_state[state.TALK_STEP])))
-i = st.session_state[state.TALK_STEP]
-step = STEPS[i]
-
-st.title(step["title"])
-if step["body"]:
-    st.markdown(step["body"])
-if step.get("rotations"):
-    rotations_strip()
-if step.get("figure"):
-    headline()
-st.page_link(step["page"], label=step["link"], icon="👉")
-
-st.divider()
-b1, b2, b3 = st.columns([1.4, 1.4, 4])
-b1.button("◀ Previous", on_click=go, args=(-1, n), disabled=i == 0, shortcut="Left", key="talk.prev")
-b2.button("Next ▶", on_click=go, args=(1, n), disabled=i == n - 1, shortcut="Right", key="talk.next", type="primary")
-b3.caption(f"Step {i + 1} of {n} · ← / → keys work too")
+# build the other slides now (cached per server), so a step never waits; a key pressed meanwhile
+# interrupts this loop at the next placeholder update and reruns at once
+tick = st.empty()
+for other in story.SLIDES:
+    for c in other.choices(sources) or (None,):
+        try:
+            visual(other, c, sources)
+        except Exception:  # noqa: BLE001 — that slide shows its own error when it is opened
+            pass
+        tick.empty()
