@@ -131,9 +131,14 @@ def headline(protocol_json: Path, height: int | None = None) -> go.Figure:
     ft, header = finetune_table(protocol_json)
     if PROTAGONIST not in set(ft["task"]):
         raise Missing(f"{protocol_json} has no {PROTAGONIST} results", PROTOCOL_COMMAND)
-    best, gain, focus = best_other(ft), gains(ft), 100 * FOCUS
+    gain, focus = gains(ft), 100 * FOCUS
+    try:
+        best: str | None = best_other(ft)
+    except Missing:  # a protocol of the protagonist alone (the `protocol` command's default): scratch vs it
+        best = None
+    shown = [t for t in (reference.SCRATCH, PROTAGONIST, best) if t]
     fig = go.Figure()
-    for task in (reference.SCRATCH, PROTAGONIST, best):
+    for task in shown:
         g, colour, baseline = ft[ft["task"] == task].sort_values("fraction"), palette.encoder_colour(task), task == reference.SCRATCH
         fig.add_trace(go.Scatter(  # the baseline dashed and thinner: the eye follows the two pretrained lines
             x=g["fraction"], y=g["mean"], name=name(task), mode="lines+markers",
@@ -143,6 +148,8 @@ def headline(protocol_json: Path, height: int | None = None) -> go.Figure:
     # the two gains at 10 %: the best line's label above its point (clear of the legend), the protagonist's below-right
     # (the two lines are only a few points apart there)
     for task, ax, ay in ((best, 10, -115), (PROTAGONIST, 150, 80)):
+        if task is None or focus not in gain.columns:
+            continue
         y = float(ft[(ft["task"] == task) & (ft["fraction"] == focus)]["mean"].iloc[0])
         fig.add_annotation(x=math.log10(focus), y=y, ax=ax, ay=ay, xanchor="left", text=f"<b>{_points(gain.loc[task, focus])} points</b> at {focus:g} % labels",
                            font=dict(size=HUGE, color=palette.encoder_colour(task)), showarrow=True, arrowwidth=3, arrowhead=2,

@@ -132,3 +132,53 @@ def test_browser__map_lasso_fills_the_gallery_highlights_both_maps_and_hover_sho
             assert page.locator("[data-testid='stException']").count() == 0
         finally:
             browser.close()
+
+
+@pytest.fixture
+def talk_server(task_models, app_env, tmp_path):
+    """The app over every task's model, a learning map and a recorded fine-tune: every slide has its picture."""
+    from .test_talk import learning_file, replay_file
+
+    reports = tmp_path / "reports"
+    shutil.copytree(app_env["reports"], reports)
+    learning_file(task_models)
+    replay_file(reports)
+    port = free_port()
+    env = {k: str(v) for k, v in {"PRETEXT_LAB_MODELS": task_models, "PRETEXT_LAB_DATA": app_env["data"], "PRETEXT_LAB_REPORTS": reports,
+                                  "PRETEXT_LAB_CACHE": tmp_path / "cache"}.items()}
+    proc = start_server(port, env=env, log=tmp_path / "server.log")
+    try:
+        wait_ready(port, proc, timeout=90)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(proc)
+        print((tmp_path / "server.log").read_text()[-3000:])
+
+
+def test_browser__talk_every_slide_fits_720p_in_presenter_mode_and_keys_step(talk_server):
+    from playwright.sync_api import sync_playwright
+
+    from app.talk import story
+    from app.talk_shots import check_talk
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page()
+            recs = check_talk(page, talk_server, 1280, 720, shots=SHOTS)  # steps with →
+            assert [r["step"] for r in recs] == list(range(1, len(story.SLIDES) + 1))
+            for r, slide in zip(recs, story.SLIDES):
+                assert r["title"] == slide.title and f"step={r['step']}" in r["url"]
+                assert not r["problems"], (r["step"], r["problems"])
+                assert not r["geometry"]["sidebar"]
+                assert page.locator("[data-testid='stException']").count() == 0
+            # the other keys: PageUp back, Home to the first, End to the last; a reload stays where it was
+            for key, expect in (("PageUp", len(story.SLIDES) - 1), ("Home", 1), ("PageDown", 2), ("End", len(story.SLIDES)), ("ArrowLeft", len(story.SLIDES) - 1)):
+                page.keyboard.press(key)
+                page.wait_for_function("(t) => document.querySelector('h1.talk-title').textContent === t", arg=story.SLIDES[expect - 1].title, timeout=60_000)
+                assert f"step={expect}" in page.url
+            page.reload()
+            page.wait_for_function("(t) => document.querySelector('h1.talk-title')?.textContent === t", arg=story.SLIDES[-2].title, timeout=60_000)
+        finally:
+            browser.close()

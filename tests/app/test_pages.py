@@ -344,21 +344,7 @@ def test_fewshot__a_black_photo_gets_a_warning_not_a_label(app):
     assert any("would guess" in m.value for m in at.markdown)
 
 
-# -- Talk mode -------------------------------------------------------------------------------------
-def test_talk__steps_with_previous_next_and_links_to_live_pages(app):
-    at = page(app, "talk")
-    assert not at.exception
-    seen = [at.title[0].value]
-    assert at.button(key="talk.prev").disabled and len(at.get("page_link")) == 1
-    for _ in range(10):
-        if at.button(key="talk.next").disabled:
-            break
-        at.button(key="talk.next").click().run()
-        seen.append(at.title[0].value)
-    assert len(seen) == 8 and seen[1].startswith("1 ·") and seen[-1].startswith("7 ·")
-    assert len(at.get("plotly_chart")) == 1  # no protocol.png in the fixture: drawn from protocol.json
-    at.button(key="talk.prev").click().run()
-    assert at.title[0].value == seen[-2] and not at.exception
+# -- Talk mode: tests/app/test_talk.py ------------------------------------------------------------
 
 
 def test_app__choices_survive_a_visit_to_another_page(app):
