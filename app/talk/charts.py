@@ -349,12 +349,13 @@ def replay(replay_json: Path, height: int | None = None) -> go.Figure:
 
     names = [f"{e:g}" for e in grid]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.05)
-    fig.add_traces(traces(grid[0], len(grid) == 1))
+    fig.add_traces(traces(grid[-1], True))  # still, the slide shows the whole run; ▶ replays it from the start
     fig.frames = [go.Frame(name=n, data=traces(e, i == len(grid) - 1)) for i, (e, n) in enumerate(zip(grid, names))]
     frame_ms = int(np.clip(8000 // len(grid), 80, 400))  # the whole replay in ~8 s
     # the player goes on top (below the plot the x axis title needs the room), a bare scrubber: the x axis and the
     # growing curves already say which epoch it is
     fig.update_layout(**_player(names, [""] * len(names), None, frame_ms, 0, top=True))
+    fig.layout.sliders[0].active = len(grid) - 1
     top_acc = np.nanmax(np.concatenate([a["accuracy"] for a in arms]))
     fig.update_yaxes(row=1, col=1, title_text="correct on unseen<br>test photos (%)", range=[0, min(100, 10 * math.ceil((top_acc + 8) / 10))])
     losses = np.concatenate([a["loss"] for a in arms])
