@@ -32,6 +32,7 @@ from .evaluate import FinetuneConfig, extract_features, finetune, knn_eval, line
 from .model_files import sha256_file
 from .paths import portable
 from .tasks import get_task
+from .snapshots import auto_schedule
 from .train import CHECKPOINT_NAME, TrainConfig, device_name, library_versions, peak_rss_mb, pretrain, resolve_device
 
 MODES = ("finetune", "linear", "knn")
@@ -267,7 +268,9 @@ def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, 
     out = runs_dir / f"{task_name}-{key}"
     summary_path = out / "summary.json"
     if not summary_path.exists():
-        pretrain(task, decoded_at(data, size), out, enc_cfg, train_cfg, resume=(out / CHECKPOINT_NAME).exists(), progress=progress)
+        # feature snapshots for the talk's "watch it learn" map: they change nothing in training (test_snapshots)
+        pretrain(task, decoded_at(data, size), out, enc_cfg, train_cfg, resume=(out / CHECKPOINT_NAME).exists(), progress=progress,
+                 snapshots=auto_schedule(train_cfg.epochs))
     summary = json.loads(summary_path.read_text())
     ck = load_checkpoint(out / CHECKPOINT_NAME)
     ck.expect(task=task_name, encoder=enc_cfg.to_dict())

@@ -263,6 +263,18 @@ def _existing_report(path: Path, tasks: list[str]) -> dict | None:
     return rep
 
 
+def learning_map(model_dir: Path, run_dir: Path, data) -> str:
+    """Write ``model_dir/learning.npz`` (the talk's "watch it learn") from the run's feature
+    snapshots; a run made before snapshots existed has none: say so. Returns a one-line note."""
+    from .snapshots import SNAPSHOT_FILE, write_learning
+
+    if not (run_dir / SNAPSHOT_FILE).is_file():
+        return f"no feature snapshots in {run_dir} (a run made before --snapshots): no learning map"
+    idx = data.test_idx
+    out = write_learning(model_dir, run_dir, data.ds.labels[idx], data.ds.classes, [data.ds.files[i] for i in idx])
+    return f"learning map {out} ({out.stat().st_size / 1e3:.0f} KB)"
+
+
 def run_release(
     rcfg: ReleaseConfig,
     data,
@@ -322,6 +334,8 @@ def run_release(
             continue
         exported[t] = export_model(checkpoints[t], models_dir, t, {"budget": budgets[t]}, fp16_storage=fp16, int8=int8)
         say(f"[release] exported {exported[t]}")
+    for t in tasks:
+        say(f"[release]   {t}: {learning_map(exported[t], Path(checkpoints[t]).parent, data)}")
     # the reference is never pretrained: its card says so instead of carrying the others' budget note
     random_budget = {**budget, "epochs": 0, "pretrained_on": [], "note": RANDOM_NOTE}
     ref = {"encoder": json.loads(json.dumps(enc_cfg.to_dict())), "image_size": int(data.cfg.image_size), "seed": 0}

@@ -12,6 +12,7 @@ stores coordinates only (float16, a few KB per frame) with the test photos' labe
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -110,19 +111,32 @@ def write_learning(model_dir: Path, run_dir: Path, labels: np.ndarray, classes: 
     """Write ``model_dir/learning.npz`` from ``run_dir``'s snapshots: epochs (F,), xy (F, N, 2)
     float16, the test photos' labels (N,) int16, classes and photo files (relative to the data
     folder), and a JSON ``meta``. Returns the path."""
-    snaps = load_snapshots(Path(run_dir) / SNAPSHOT_FILE)
+    src = Path(run_dir) / SNAPSHOT_FILE
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    out = Path(model_dir) / LEARNING_FILE
+    if learning_source(out) == digest:
+        return out  # made from these very snapshots: kept byte for byte
+    snaps = load_snapshots(src)
     if len(snaps) < 2:
         raise UserError(f"{run_dir} has {len(snaps)} snapshot(s); a learning map needs at least 2 (pretrain with --snapshots auto)")
     epochs = np.asarray(sorted(snaps), np.int16)
     xy = learning_layouts([snaps[int(e)].float().numpy() for e in epochs])
     meta = {"format": LEARNING_FORMAT, "made_by": f"python -m ssl_train learning-map --run {run_dir} --model {model_dir}",
-            "layout": "umap-learn AlignedUMAP", "params": ALIGNED_UMAP, "n_photos": int(xy.shape[1])}
-    out = Path(model_dir) / LEARNING_FILE
+            "layout": "umap-learn AlignedUMAP", "params": ALIGNED_UMAP, "n_photos": int(xy.shape[1]), "snapshots_sha256": digest}
     tmp = out.with_name("learning.tmp.npz")
     np.savez_compressed(tmp, epochs=epochs, xy=xy.astype(np.float16), labels=np.asarray(labels, np.int16),
                         classes=np.asarray(list(classes)), files=np.asarray(list(files)), meta=np.asarray(json.dumps(meta)))
     os.replace(tmp, out)
     return out
+
+
+def learning_source(path: Path) -> str | None:
+    """The sha256 of the snapshots file a learning.npz was made from (None: no file, or unreadable)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"])).get("snapshots_sha256")
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def snapshot_image_size(path: Path) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from ssl_train.__main__ import main
@@ -57,6 +58,9 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
         if name != "random_init":
             chk = m["stored_weights_check"]
             assert 0 <= chk["knn_test_accuracy_stored"] <= 1 and chk["max_relative_feature_difference"] < 0.1
+    # every pretrained model carries its "watch it learn" map from the run's feature snapshots
+    z = np.load(models / "rotation" / "learning.npz", allow_pickle=False)
+    assert z["epochs"][0] == 0 and z["xy"].shape[1] == len(z["labels"]) and "random_init" not in [p.parent.name for p in models.glob("*/learning.npz")]
     # a second release reuses the finished pretraining runs and the protocol's results
     runs_before = sorted(p.name for p in (tmp_path / "runs").iterdir())
     # --no-protocol takes the metrics from the existing report; exports made from the same
