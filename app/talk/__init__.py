@@ -1,2 +1,11 @@
 """Talk mode's content: the pictures and charts of each slide, built from the shipped models, the
 bundled photos and the reports (pure compute, no Streamlit), for the page and the offline export."""
+
+
+class Missing(Exception):
+    """A slide's input is missing or unreadable: ``what`` (one line) and ``command``, the command that
+    makes or restores it; ``str(e)`` is ``"{what} — {command}"``. The slide shows that line instead."""
+
+    def __init__(self, what: str, command: str):
+        super().__init__(f"{what} — {command}")
+        self.what, self.command = what, command

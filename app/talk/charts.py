@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app import palette, reference
+from . import Missing  # one "input missing" error for every slide
 
 PROTAGONIST = "rotation"  # the talk's story: the one pretext task every slide follows
 FOCUS = 0.1  # the labelled fraction the talk quotes ("at 10 % labels")
@@ -44,14 +45,6 @@ NAMES = {reference.SCRATCH: "no pretraining (scratch)", "simclr": "SimCLR", "pir
          "multitask": "multi-task", "superres": "super-resolution"}
 X_FRACTION = "labelled photos used (%)"
 Y_CORRECT = "correct on unseen test photos (%)"
-
-
-class Missing(Exception):
-    """A chart's input file is missing or unreadable: ``what`` is wrong, ``command`` makes the file."""
-
-    def __init__(self, what: str, command: str):
-        super().__init__(f"{what} — {command}")
-        self.what, self.command = what, command
 
 
 def name(task: str) -> str:

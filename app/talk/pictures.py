@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from app import inference, palette, photos
+from . import Missing  # one "input missing" error for every slide
 
 PROTAGONIST = "rotation"  # slide 1's task: the model folder models/<PROTAGONIST> answers "which way is up?"
 TURN_SIDE = 320  # px: each of slide 1's four turns
@@ -33,15 +34,6 @@ RESTORE_PHOTOS = "git checkout -- data/flowers (or set PRETEXT_LAB_DATA to a pho
 RESTORE_MODEL = "git checkout -- models/{name} (or python -m ssl_train release --tasks {name} to retrain and export it)"
 
 log = logging.getLogger(__name__)
-
-
-class Missing(Exception):
-    """A slide's input is missing: ``what`` (one line) and ``command``, the command that makes or
-    restores it; ``str(e)`` is ``"{what} — {command}"``."""
-
-    def __init__(self, what: str, command: str):
-        super().__init__(f"{what} — {command}")
-        self.what, self.command = what, command
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Union
 
-from . import charts, pictures
+from . import Missing, charts, pictures
 
-Missing = pictures.Missing
-MISSING = (pictures.Missing, charts.Missing)  # both modules' "input missing" errors
+MISSING = Missing
 LEARNING_FILE = "learning.npz"
 REPLAY_FILE = "finetune-replay.json"
 FRACTIONS = ("1 %", "10 %")  # the mosaic's choices: the protocol's two headline fractions
