@@ -126,7 +126,7 @@ def wait_count(locator, n: int, timeout: float = 180.0) -> None:
         time.sleep(0.1)
 
 
-SHOT_QUALITY = 60  # JPEG quality of the screenshots: small enough for the tracked repository's size budget
+SHOT_QUALITY = 50  # JPEG quality of the screenshots: small enough for the tracked repository's size budget
 TRAIN_SECONDS = re.compile(r"steps in ([0-9.]+) s")  # the few-shot page's caption of a finished fine-tune
 
 
