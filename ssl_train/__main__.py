@@ -703,5 +703,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console() -> None:
+    """The ``pretext-lab`` command of ``pip install .`` (pyproject.toml): the same CLI."""
+    sys.exit(main())
+
+
 if __name__ == "__main__":
     sys.exit(main())
