@@ -44,7 +44,7 @@ class Box:
         pad_side = int(0.03 * w)
         title_px, sub_px = max(26, int(0.058 * h)), max(16, int(0.03 * h))
         used = (pad_top + int(1.25 * title_px) + int(1.5 * sub_px) + 12 + NAV_PX + 14 + (CONTROLS_PX if controls else 0)
-                + (int(1.6 * max(14, int(0.022 * h))) if caption else 0))
+                + (int(2.1 * max(14, int(0.022 * h))) if caption else 0))
         inner_w = w - 2 * pad_side - (0 if present else SIDEBAR_PX)
         notes_w = int(NOTES_SHARE * inner_w) if notes else 0
         return cls(w, h, pad_top, pad_side, title_px, sub_px, max(200, inner_w - notes_w - (16 if notes else 0)), max(160, h - used), notes_w)
@@ -64,7 +64,7 @@ def css(box: Box, present: bool) -> str:
 [data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] {{ gap: 0.35rem; }}
 h1.talk-title {{ font-size: {box.title_px}px !important; line-height: 1.15; margin: 0; padding: 0; font-weight: 700; }}
 p.talk-sub {{ font-size: {box.sub_px}px; line-height: 1.3; margin: 0.15em 0 0.25em 0; color: #444; }}
-p.talk-caption {{ font-size: {cap}px; line-height: 1.3; margin: 0.2em 0 0 0; color: #555; text-align: center; }}
+p.talk-caption {{ font-size: {cap}px; line-height: 1.3; margin: 0.2em 0 0.5em 0; color: #555; text-align: center; }}
 div.talk-notes {{ font-size: {max(15, int(0.024 * box.height))}px; line-height: 1.4; background: #FFF8E1; border-left: 5px solid {palette.HIGHLIGHT};
   padding: 0.7em 0.9em; border-radius: 6px; max-height: {box.visual_h}px; overflow-y: auto; }}
 span.talk-count {{ font-size: {max(16, int(0.026 * box.height))}px; color: #555; }}
@@ -139,10 +139,12 @@ def guesses_figure(idea, selected: int, height: int):
     return fig
 
 
-def font_scale(height: int) -> float:
-    """Charts are drawn for a 720-px screen; on a taller one their type grows, a little less than
-    the screen (a 1080-px projector: ×1.3), so legends and labels still fit."""
-    return max(1.0, 1.0 + 0.6 * (height / 720 - 1.0))
+def font_scale(box: "Box") -> float:
+    """Charts are drawn for the visual box of a 1280×720 screen (about 1200 px wide); on a taller
+    screen their type grows a little less than the screen (a 1080-px projector: ×1.3), in a narrower
+    box (sidebar, notes) it shrinks with the width, never below ×0.7, so legends and labels still fit."""
+    by_height = max(1.0, 1.0 + 0.6 * (box.height / 720 - 1.0))
+    return max(0.7, min(by_height, box.visual_w / 1200))
 
 
 def scaled(fig, factor: float, height: int):
@@ -185,7 +187,7 @@ def draw(visual, box: Box, key: str) -> None:
             dw, _ = fit(w / h, box.visual_w, box.visual_h)
             st.image(visual.image, width=dw)
         else:
-            fig = scaled(visual.figure, font_scale(box.height), box.visual_h)
+            fig = scaled(visual.figure, font_scale(box), box.visual_h)
             st.plotly_chart(fig, key=f"{key}.chart", config={"displayModeBar": False, "responsive": True}, width="stretch", theme=None)
         if visual.caption:
             st.markdown(f"<p class='talk-caption'>{esc(visual.caption)}</p>", unsafe_allow_html=True)
