@@ -89,7 +89,7 @@ def open_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_MB * 1024 * 
         photo.error = f"the file is {len(data) / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit; upload a smaller photo"
         return photo
     try:
-        img = open_rgb(data, max_pixels=max_pixels)
+        img = open_rgb(data, max_pixels=max_pixels, max_aspect=float("inf"))  # a strip is shrunk with a note below, not refused
     except BadImage as e:
         reason = str(e)
         if "cannot identify image file" in reason:

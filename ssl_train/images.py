@@ -16,6 +16,8 @@ from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 40_000_000  # larger is treated as a decompression bomb, not a photo
+MAX_ASPECT = 10.0  # a longer side over 10× the shorter is a strip, not a photo: its centre-crop resize would
+# blow up (a 375-byte 100000×1 PNG becomes a 9,600,000×96 image at 96 px), so it is refused from the header
 
 
 class BadImage(ValueError):
@@ -42,10 +44,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_rgb(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def open_rgb(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS, max_aspect: float = MAX_ASPECT) -> Image.Image:
     """Open a photo fully decoded as RGB with EXIF orientation applied.
 
-    Raises ``BadImage`` (one line) for non-images, truncated files, decompression bombs.
+    Raises ``BadImage`` (one line) for non-images, truncated files, decompression bombs and strips
+    (one side over ``max_aspect`` times the other) — size and aspect are read from the header,
+    before anything is decoded.
     Animated images yield their first frame.
     """
     if isinstance(source, bytes):
@@ -57,6 +61,8 @@ def open_rgb(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS
             w, h = img.size
             if w * h > max_pixels:
                 raise BadImage(f"image is {w}×{h} pixels, over the {max_pixels:,}-pixel limit (a decompression bomb?)")
+            if max(w, h) > max_aspect * max(1, min(w, h)) or min(w, h) < 1:
+                raise BadImage(f"image is {w}×{h} pixels: one side over {max_aspect:g}× the other, a strip rather than a photo")
             img.seek(0)
             img.load()  # decode now: truncated files fail here, not later
             img = ImageOps.exif_transpose(img)

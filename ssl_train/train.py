@@ -433,6 +433,8 @@ def pretrain(
         "config": meta_base["config"],
         "encoder": enc_cfg.to_dict(),
         "checkpoint": str(ckpt_path),
+        # photos the loader could not use (not an image, truncated, a strip, …): listed here, not only on stderr
+        "skipped_files": [{"file": f, "why": why} for f, why in data.ds.skipped],
     }
     if finished and di.is_main:
         held_u8 = data.ds.images[torch.as_tensor(eval_idx)]

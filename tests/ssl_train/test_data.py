@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import io
 import shutil
 import warnings
@@ -268,3 +269,40 @@ def test_validation_split__disjoint_inside_train_every_class_near_dups_same_side
             assert side[a] == side[b], first
             checked += 1
     assert checked > 0
+
+
+@pytest.mark.parametrize("size", [(100_000, 1), (1, 1_000_000), (961, 96)])
+def test_load__a_strip_is_refused_from_its_header_and_memory_stays_small(tiny_folder, tmp_path, size):
+    import io
+    import resource
+
+    root = tmp_path / "f"
+    shutil.copytree(tiny_folder, root)
+    buf = io.BytesIO()
+    Image.new("L", size, 128).save(buf, "PNG", optimize=True)
+    (root / "rose" / "strip.png").write_bytes(buf.getvalue())
+    assert len(buf.getvalue()) < 5_000  # a few hundred bytes on disk
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(DataConfig(root=str(root), image_size=32), use_cache=False)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert [f for f, _ in ds.skipped] == ["rose/strip.png"] and "a strip rather than a photo" in ds.skipped[0][1]
+    assert any("strip.png" in str(w.message) for w in caught)
+    assert grown_mb < 300, grown_mb  # decoding it would have taken gigabytes
+
+
+def test_pretrain__skipped_photos_are_listed_in_the_summary(tiny_folder, tmp_path, small_encoder):
+    from ssl_train.tasks import get_task
+    from ssl_train.data import load_split_data
+    from ssl_train.train import TrainConfig, pretrain
+
+    root = tmp_path / "f"
+    shutil.copytree(tiny_folder, root)
+    (root / "rose" / "notes.jpg").write_text("this is not a photo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = load_split_data(DataConfig(root=str(root), image_size=32, split_file=str(tmp_path / "split.csv")))
+    s = pretrain(get_task("rotation"), data, tmp_path / "run", small_encoder, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False)
+    assert s["skipped_files"][0]["file"] == "rose/notes.jpg" and "not a readable image" in s["skipped_files"][0]["why"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_files"] == s["skipped_files"]
