@@ -28,12 +28,18 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .data import SplitData
+    from .encoders import EncoderConfig
+    from .evaluate import FinetuneConfig
+    from .pretrained import Pretrained
 
 FORMAT = "pretext-lab-replay/1"
 N_POINTS = 30  # recorded intervals per arm (31 points with step 0): smooth curves, a small file
@@ -119,8 +125,8 @@ class Recorder:
         self._losses.clear()
 
 
-def record_arm(state: dict[str, torch.Tensor] | None, enc_cfg, train_u8: torch.Tensor, train_y: np.ndarray, test_u8: torch.Tensor,
-               test_y: np.ndarray, n_classes: int, cfg, seed: int, n_points: int = N_POINTS) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def record_arm(state: dict[str, torch.Tensor] | None, enc_cfg: EncoderConfig, train_u8: torch.Tensor, train_y: np.ndarray, test_u8: torch.Tensor,
+               test_y: np.ndarray, n_classes: int, cfg: FinetuneConfig, seed: int, n_points: int = N_POINTS) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Fine-tune one arm as the protocol does (``evaluate.finetune``: ``state`` None = scratch) and
     record it: (points, finetune's log). The last point is the finished model."""
     from .evaluate import finetune
@@ -133,8 +139,8 @@ def record_arm(state: dict[str, torch.Tensor] | None, enc_cfg, train_u8: torch.T
     return rec.points, log
 
 
-def run_replay(pre, data, fraction: float, seed: int, cfg, lrs: tuple[float, float], command: str, n_points: int = N_POINTS,
-               progress: bool = True) -> dict[str, Any]:
+def run_replay(pre: Pretrained, data: SplitData, fraction: float, seed: int, cfg: FinetuneConfig, lrs: tuple[float, float], command: str,
+               n_points: int = N_POINTS, progress: bool = True) -> dict[str, Any]:
     """Both arms on ``data`` (``SplitData``) at ``fraction`` / ``seed``: scratch with ``lrs[0]``,
     ``pre`` (``pretrained.Pretrained``) with ``lrs[1]``; the replay document (module doc)."""
     from .data import labelled_subset
@@ -161,5 +167,8 @@ def run_replay(pre, data, fraction: float, seed: int, cfg, lrs: tuple[float, flo
 def write_replay(doc: dict[str, Any], out: Path) -> None:
     """Write ``doc`` to ``out`` atomically: a temporary file in the same folder, then ``os.replace``."""
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, out)
+    try:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after the replace; a half-written one must not stay behind
