@@ -236,8 +236,16 @@ def cmd_pretrain(a) -> int:
     from .snapshots import parse_schedule
 
     snaps = parse_schedule(a.snapshots, tcfg.epochs)
-    data = load_split_data(dcfg)
     out = Path(a.out or REPO / "runs" / a.task)
+    from .paths import check_output
+    from .train import CHECKPOINT_NAME, check_resume
+
+    check_output(out, "--out", folder=True)
+    if a.resume:
+        check_resume(out, task, enc, tcfg, dcfg, a.holdout)
+    elif (out / CHECKPOINT_NAME).exists():
+        raise UserError(f"{out / CHECKPOINT_NAME} already exists; pass --resume to continue that run, or --out NEW_DIR to start another")
+    data = load_split_data(dcfg)
     from .distributed import shutdown
 
     summary = pretrain(task, data, out, enc, tcfg, resume=a.resume, progress=not a.quiet, stop_after_epoch=a.stop_after_epoch, holdout=a.holdout,
@@ -270,8 +278,10 @@ def cmd_finetune(a) -> int:
 
     check_fraction(a.fraction)
     ft = _ft_cfg(a)
-    if a.out and Path(a.out).exists() and not a.overwrite:  # before the training it would be lost after
-        raise UserError(f"{a.out} already exists; pass --overwrite or choose another --out")
+    if a.out:  # before the training it would be lost after
+        from .paths import check_output
+
+        check_output(a.out, "--out", overwrite=a.overwrite)
     state, enc_cfg, name = _load_encoder_from(a, _enc_cfg(a))
     data = load_split_data(_data_cfg(a))
     sub = labelled_subset(data.train_idx, data.ds.labels, a.fraction, a.seed)

@@ -34,3 +34,33 @@ def portable(obj: Any, root: Path = REPO) -> Any:
         return x
 
     return fix(obj)
+
+
+def check_output(path: str | Path, what: str = "--out", folder: bool = False, overwrite: bool = True) -> Path:
+    """Refuse, before any work, an output that cannot be written: one of its parents is a file, the
+    nearest existing parent is not writable (``/sys``, a read-only mount), it is a folder where a
+    file is wanted (or the reverse), or it exists and ``overwrite`` is False. Raises UserError with
+    one line saying what to do; returns the path."""
+    from .errors import UserError
+
+    p = Path(path)
+    if p.exists():
+        if folder and not p.is_dir():
+            raise UserError(f"{what} {p} is a file, not a folder; choose a folder name")
+        if not folder and p.is_dir():
+            raise UserError(f"{what} {p} is a folder; give a file name inside it")
+        if not overwrite:
+            raise UserError(f"{what} {p} already exists; pass --overwrite to replace it, or choose another {what}")
+    parent = p if folder and p.is_dir() else p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what} {p}: {parent} is a file, not a folder; choose another {what}")
+    import shutil
+    import tempfile
+
+    try:  # a real probe: os.access says yes to root even where nothing can be created (/sys, read-only mounts)
+        shutil.rmtree(tempfile.mkdtemp(prefix=".pretext-probe-", dir=parent))
+    except OSError:
+        raise UserError(f"{what} {p}: {parent} is not writable; choose a folder you can write to") from None
+    return p

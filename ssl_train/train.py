@@ -218,6 +218,32 @@ def _training_photos(task: PretextTask, data: SplitData) -> torch.Tensor:
     return ds.images
 
 
+def _differences(saved: dict, now: dict, prefix: str) -> list[str]:
+    return [f"{prefix}{k}: the run has {saved.get(k)!r}, now {now.get(k)!r}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+
+
+def check_resume(out_dir: str | Path, task: PretextTask, enc_cfg: EncoderConfig, cfg: TrainConfig, data_cfg, holdout: str = "test"):
+    """Refuse, before any work, to resume a run that is not there or was made with other settings
+    (task options, training, photo size and split, encoder, holdout; not the device). Returns the
+    loaded checkpoint."""
+    ckpt_path = Path(out_dir) / CHECKPOINT_NAME
+    if not ckpt_path.exists():
+        raise UserError(f"--resume: {out_dir} holds no run ({CHECKPOINT_NAME} is missing); leave out --resume to start one there")
+    ck = load_checkpoint(ckpt_path)
+    ck.expect(task=task.name, encoder=enc_cfg.to_dict())
+    saved = ck.meta.get("config", {})
+    now = json.loads(json.dumps({"task": task.config_dict(), "train": cfg.to_dict(), "data": data_cfg.to_dict()}))
+    diffs = _differences(saved.get("task", {}), now["task"], "task ")
+    diffs += _differences({k: v for k, v in saved.get("train", {}).items() if k != "device"}, {k: v for k, v in now["train"].items() if k != "device"}, "")
+    root = lambda d: str(Path(d.get("root", "")).resolve()) if d.get("root") else ""
+    diffs += _differences({**saved.get("data", {}), "root": root(saved.get("data", {}))}, {**now["data"], "root": root(now["data"])}, "") if "data" in saved else []
+    if ck.meta.get("holdout", "test") != holdout:
+        diffs.append(f"holdout: the run has {ck.meta.get('holdout', 'test')!r}, now {holdout!r}")
+    if diffs:
+        raise UserError(f"{ckpt_path} was made with other settings ({'; '.join(diffs[:3])}); resume with the same options, or use --out NEW_DIR")
+    return ck
+
+
 def pretrain(
     task: PretextTask,
     data: SplitData,
@@ -291,14 +317,7 @@ def pretrain(
     start_epoch = 0
     history: list[dict] = []
     if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        ck.expect(task=task.name, encoder=enc_cfg.to_dict())
-        saved = ck.meta.get("config", {})
-        now = json.loads(json.dumps(meta_base["config"]))
-        if saved.get("task") != now["task"] or {k: v for k, v in saved.get("train", {}).items() if k != "device"} != {
-            k: v for k, v in now["train"].items() if k != "device"
-        } or ck.meta.get("holdout", "test") != holdout:
-            raise UserError(f"{ckpt_path} was made with other settings; resume with the same options, or use --out NEW_DIR")
+        ck = check_resume(out_dir, task, enc_cfg, cfg, data.cfg, holdout)
         model.encoder.load_state_dict(ck.encoder_state)
         model.head.load_state_dict(ck.head_state)
         opt_state = ck.optimizer_state()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,41 @@ def test_cli__error_has_no_traceback_in_a_real_process(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ssl_train", "pretrain", "--data", str(tmp_path / "missing")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stderr.strip().startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+
+
+def _pretrain_args(tiny_folder, tmp_path, out, *extra):
+    return ["pretrain", "--data", str(tiny_folder), "--split", str(tmp_path / "split.csv"), "--image-size", "32", "--epochs", "1",
+            "--batch-size", "8", "--widths", "8,16,16,32", "--blocks", "1,1,1,1", "--device", "cpu", "--quiet", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "unwritable", "resume_nothing"])
+def test_pretrain_cli__bad_out_or_resume_is_one_line_exit_2_before_any_work(tiny_folder, tmp_path, capsys, case):
+    (tmp_path / "afile").write_text("x")
+    out, extra = {"under_a_file": (tmp_path / "afile" / "run", ()), "unwritable": (Path("/sys/pretext-run"), ()),
+                  "resume_nothing": (tmp_path / "nothing", ("--resume",))}[case]
+    rc = main(_pretrain_args(tiny_folder, tmp_path, out, *extra))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert {"under_a_file": "is a file, not a folder", "unwritable": "not writable", "resume_nothing": "holds no run"}[case] in err[0]
+    assert not (tmp_path / "split.csv").exists()  # refused before the photos were even read
+
+
+def test_pretrain_cli__resume_with_another_photo_size_is_refused_and_the_run_kept(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_pretrain_args(tiny_folder, tmp_path, out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = _pretrain_args(tiny_folder, tmp_path, out, "--resume")
+    args[args.index("--image-size") + 1] = "48"
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "other settings (image_size: the run has 32, now 48)" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_finetune_cli__out_under_a_file_is_refused_before_training(tiny_folder, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    rc = main(["finetune", "--data", str(tiny_folder), "--split", str(tmp_path / "split.csv"), "--image-size", "32", "--out", str(tmp_path / "afile" / "clf.safetensors")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is a file, not a folder" in err[0]
+    assert not (tmp_path / "split.csv").exists()
