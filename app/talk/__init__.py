@@ -2,6 +2,9 @@
 bundled photos and the reports (pure compute, no Streamlit), for the page and the offline export."""
 
 
+PROTAGONIST = "rotation"  # the talk's story follows this task: slide 1's model, the headline's second line, the first learning map
+
+
 class Missing(Exception):
     """A slide's input is missing or unreadable: ``what`` (one line) and ``command``, the command that
     makes or restores it; ``str(e)`` is ``"{what} — {command}"``. The slide shows that line instead."""

@@ -22,9 +22,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app import palette, reference
-from . import Missing  # one "input missing" error for every slide
+from . import PROTAGONIST, Missing  # one "input missing" error for every slide; the story's task
 
-PROTAGONIST = "rotation"  # the talk's story: the one pretext task every slide follows
 FOCUS = 0.1  # the labelled fraction the talk quotes ("at 10 % labels")
 FRACTION_TICKS = (1, 5, 10, 25, 50, 100)  # % of labelled photos: the protocol's fractions
 BARELY = 2.0  # points: a gain under this is inside the seed-to-seed spread the protocol reports (paired std 1–3 points)

@@ -17,6 +17,8 @@ from PIL import Image, ImageDraw
 
 from app import palette
 
+from . import PROTAGONIST
+
 HEADER_PX = 60  # Streamlit's header bar, when shown
 SIDEBAR_PX = 300  # the expanded sidebar (outside presenter mode)
 NAV_PX = 58  # the navigation row
@@ -127,7 +129,7 @@ def guesses_figure(idea, selected: int, height: int):
     import plotly.graph_objects as go
 
     p = np.asarray(idea.probs[selected], float)
-    colours = [palette.encoder_colour("rotation") if a == selected else "#BBBBBB" for a in range(len(p))]
+    colours = [palette.encoder_colour(PROTAGONIST) if a == selected else "#BBBBBB" for a in range(len(p))]
     fig = go.Figure(go.Bar(x=100 * p, y=[f"turned {a}" for a in idea.angle_labels], orientation="h", marker_color=colours,
                            text=[f"{100 * v:.0f} %" for v in p], textposition="outside", cliponaxis=False))
     fs = max(18, height // 22)

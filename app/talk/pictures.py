@@ -20,9 +20,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from app import inference, palette, photos
-from . import Missing  # one "input missing" error for every slide
+from . import PROTAGONIST, Missing  # one "input missing" error for every slide; the story's task
 
-PROTAGONIST = "rotation"  # slide 1's task: the model folder models/<PROTAGONIST> answers "which way is up?"
 TURN_SIDE = 320  # px: each of slide 1's four turns
 NAME_PX, COUNT_PX = 40, 32  # the mosaic's class names and counts (it is ≤ 1800 px wide: ≥ 28 px on a 1280 screen's width)
 POP = 1.5  # a labelled photo is drawn this many times its cell, over its neighbours: 27 of 2,783 must be seen
