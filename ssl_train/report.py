@@ -286,7 +286,14 @@ def results_block(report: dict[str, Any], figure_rel: str) -> str:
 def write_reports(json_path: Path, readme: Path | None = None) -> dict[str, Path]:
     """From ``json_path`` write ``<stem>.png`` and ``<stem>.md`` beside it and, if ``readme`` has the
     results markers, replace the block between them."""
-    report = json.loads(Path(json_path).read_text())
+    json_path = Path(json_path)
+    if json_path.suffix == ".gz":  # a finished study's report, kept compressed (the clone budget)
+        import gzip
+
+        report = json.loads(gzip.decompress(json_path.read_bytes()))
+        json_path = json_path.with_suffix("")  # protocol-15ep.json.gz → protocol-15ep.png / .md beside it
+    else:
+        report = json.loads(json_path.read_text())
     fig_path = json_path.with_suffix(".png")
     md_path = json_path.with_suffix(".md")
     figure(report, fig_path)

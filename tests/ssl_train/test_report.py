@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ssl_train.report import END, START, at_fraction_markdown, gains_markdown, paired_gain, pretext_metric, table_markdown, write_reports
 
@@ -130,3 +131,17 @@ def test_save_figure__the_64_colour_png_keeps_each_line_colour_and_the_white_pag
     assert rgb.getpixel((2, 2)) == (255, 255, 255)
     for hexc in (SCRATCH, encoder_colour("rotation"), encoder_colour("jigsaw")):
         assert tuple(int(hexc[i : i + 2], 16) for i in (1, 3, 5)) in colours, hexc
+
+
+def test_write_reports__a_compressed_study_report_regenerates_its_table_and_figure_beside_it(tmp_path):
+    import shutil
+
+    from ssl_train.report import write_reports
+
+    repo_reports = Path(__file__).resolve().parents[2] / "reports"
+    src = tmp_path / "protocol-15ep.json.gz"
+    shutil.copy(repo_reports / "protocol-15ep.json.gz", src)
+    written = write_reports(src)
+    assert written["figure"] == tmp_path / "protocol-15ep.png" and written["table"] == tmp_path / "protocol-15ep.md"
+    assert written["table"].read_text() == (repo_reports / "protocol-15ep.md").read_text()  # the committed table is this command's output
+    assert written["figure"].stat().st_size > 10_000
