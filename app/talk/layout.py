@@ -133,7 +133,7 @@ def guesses_figure(idea, selected: int, height: int):
     fig = go.Figure(go.Bar(x=100 * p, y=[f"turned {a}" for a in idea.angle_labels], orientation="h", marker_color=colours,
                            text=[f"{100 * v:.0f} %" for v in p], textposition="outside", cliponaxis=False))
     fs = max(18, height // 22)
-    fig.update_layout(template="plotly_white", height=height, margin=dict(l=10, r=60, t=fs * 3, b=10), showlegend=False, paper_bgcolor="rgba(0,0,0,0)",
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=10, r=60, t=fs * 3, b=10), showlegend=False, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
                       font_family="Source Sans Pro, Segoe UI, Helvetica, Arial, sans-serif", yaxis_ticksuffix="  ",
                       font=dict(size=fs), title=dict(text="The model's guess: how was it turned?", font=dict(size=int(fs * 1.1)), x=0.02),
                       xaxis=dict(visible=False, range=[0, 115]))
@@ -165,7 +165,7 @@ def scaled(fig, factor: float, height: int):
     d = fig.to_dict()
     out = go.Figure(walk(d))
     base = (fig.layout.font.size or 18) * factor
-    out.update_layout(height=height, paper_bgcolor="rgba(0,0,0,0)", font=dict(family="Source Sans Pro, Segoe UI, Helvetica, Arial, sans-serif", size=base))
+    out.update_layout(height=height, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font=dict(family="Source Sans Pro, Segoe UI, Helvetica, Arial, sans-serif", size=base))
     return out
 
 
