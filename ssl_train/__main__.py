@@ -217,6 +217,11 @@ def _command_line(a) -> str:
     return "python -m ssl_train " + " ".join(shlex.quote(x) for x in a.argv)
 
 
+def _next(*commands: str) -> None:
+    """End a command by naming the next useful one (stderr: stdout stays the command's JSON)."""
+    print("next: " + "\n  or: ".join(commands), file=sys.stderr)
+
+
 def cmd_tasks(a) -> int:
     from .tasks import load_all, task_names
 
@@ -254,6 +259,12 @@ def cmd_pretrain(a) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(json.dumps({k: summary[k] for k in ("task", "completed_epochs", "train_seconds_total", "device", "peak_rss_mb", "checkpoint") if k in summary} | {f"pretext_{a.holdout}": summary.get(f"pretext_{a.holdout}")}, indent=1))
+    if summary.get("finished"):
+        ck = summary["checkpoint"]
+        _next(f"python -m ssl_train finetune --checkpoint {ck} --fraction 0.1   # what it buys with 10 % of the labels",
+              f"python -m ssl_train export --checkpoint {ck} --name {a.task} --out models   # for the app")
+    else:
+        _next("python -m ssl_train pretrain " + " ".join([x for x in a.argv[1:] if x != "--resume"] + ["--resume"]) + "   # continue this run")
     return 0
 
 
@@ -286,7 +297,18 @@ def cmd_finetune(a) -> int:
     data = load_split_data(_data_cfg(a))
     sub = labelled_subset(data.train_idx, data.ds.labels, a.fraction, a.seed)
     imgs = data.ds.images
-    model, log = finetune(state, enc_cfg, imgs[torch.as_tensor(sub)], data.ds.labels[sub], len(data.ds.classes), ft, a.seed)
+    from tqdm import tqdm
+
+    bar = tqdm(total=ft.steps_for(len(sub)), desc=f"fine-tune {name} on {len(sub)} labelled photos", unit="step", disable=None, leave=False)
+
+    def progress(step: int, total: int, loss: float) -> bool:
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        bar.refresh()
+        return False  # never stops the run
+
+    model, log = finetune(state, enc_cfg, imgs[torch.as_tensor(sub)], data.ds.labels[sub], len(data.ds.classes), ft, a.seed, on_step=progress)
+    bar.close()
     pred = predict(model, imgs[torch.as_tensor(data.test_idx)], resolve_device(a.device)).argmax(1)
     res = {"encoder": name, "fraction": a.fraction, "seed": a.seed, "n_labelled": len(sub), **scores(pred, data.ds.labels[data.test_idx], len(data.ds.classes)), **log}
     if a.out:
@@ -295,6 +317,9 @@ def cmd_finetune(a) -> int:
         out = Path(a.out)
         save_checkpoint(out, model.encoder, model.fc, {"task": "classifier", "source": name, "encoder": enc_cfg.to_dict(), "config": {"finetune": ft.to_dict()}, "classes": data.ds.classes, "epoch": 0, "result": {k: v for k, v in res.items() if k != "confusion"}})
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items() if k not in ("confusion", "per_class_accuracy")} | {"per_class_accuracy": dict(zip(data.ds.classes, np.round(res["per_class_accuracy"], 3).tolist()))}, indent=1))
+    _next("python -m ssl_train finetune --fraction %g --seed %d   # the same labels from scratch, to compare" % (a.fraction, a.seed) if a.checkpoint else
+          "python -m ssl_train finetune --checkpoint models/simclr --fraction %g --seed %d   # the same labels, pretrained" % (a.fraction, a.seed),
+          "python -m ssl_train protocol --tasks TASK   # every fraction and seed, scratch beside it")
     return 0
 
 
@@ -321,6 +346,7 @@ def cmd_evaluate(a) -> int:
         lin = [linear_probe(s[sub], y[sub], s[te], y[te], len(data.ds.classes), a.seed)["test_accuracy"] for s in feats]
         rows.append({"encoder": name, "fraction": f, "seed": a.seed, "knn": round(k["test_accuracy"], 4), "linear_per_stage": [round(v, 4) for v in lin]})
     print("\n".join(json.dumps(r) for r in rows))
+    _next("python -m ssl_train finetune --checkpoint %s --fraction %g   # fine-tune instead of freezing" % (a.checkpoint or "models/simclr", a.fractions[0]))
     return 0
 
 
@@ -349,6 +375,7 @@ def cmd_protocol(a) -> int:
     readme = None if a.no_readme else REPO / "README.md"
     written = write_reports(out, readme)
     print(f"wrote {out}, " + ", ".join(str(p) for p in written.values()) + f" in {report['wall_seconds'] / 60:.1f} min")
+    _next(f"open {written['table']} (the tables) and {written['figure']} (the figure)", "streamlit run app/streamlit_app.py   # the Few-shot lab draws these curves")
     return 0
 
 

@@ -116,3 +116,18 @@ def test_finetune_cli__out_under_a_file_is_refused_before_training(tiny_folder, 
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "is a file, not a folder" in err[0]
     assert not (tmp_path / "split.csv").exists()
+
+
+def test_pretrain_and_finetune_cli__end_by_naming_the_next_command(tiny_folder, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    assert main(_pretrain_args(tiny_folder, tmp_path, out)) == 0
+    io = capsys.readouterr()
+    assert json.loads(io.out)["completed_epochs"] == 1  # stdout stays the JSON
+    assert f"next: python -m ssl_train finetune --checkpoint {out / 'checkpoint.safetensors'}" in io.err and "ssl_train export" in io.err
+    rc = main(["finetune", "--data", str(tiny_folder), "--split", str(tmp_path / "split.csv"), "--image-size", "32", "--widths", "8,16,16,32",
+               "--blocks", "1,1,1,1", "--checkpoint", str(out / "checkpoint.safetensors"), "--fraction", "0.5", "--ft-epochs", "1", "--ft-min-steps", "2", "--device", "cpu"])
+    io = capsys.readouterr()
+    assert rc == 0 and 0 <= json.loads(io.out)["test_accuracy"] <= 1
+    assert "next: python -m ssl_train finetune --fraction 0.5 --seed 0" in io.err
