@@ -5,6 +5,7 @@ on 127.0.0.1 only; the screenshot lands in test-results/screenshots/ (git-ignore
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 
@@ -19,10 +20,11 @@ pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="chromi
 SHOTS = REPO / "test-results" / "screenshots"
 
 
-@pytest.fixture
-def server(models, app_env, tmp_path):
+@contextlib.contextmanager
+def serve(models, data, reports, tmp_path):
+    """``streamlit run`` over these folders on a free port; yields its URL, stops it after."""
     port = free_port()
-    env = {k: str(v) for k, v in {"PRETEXT_LAB_MODELS": models, "PRETEXT_LAB_DATA": app_env["data"], "PRETEXT_LAB_REPORTS": app_env["reports"],
+    env = {k: str(v) for k, v in {"PRETEXT_LAB_MODELS": models, "PRETEXT_LAB_DATA": data, "PRETEXT_LAB_REPORTS": reports,
                                   "PRETEXT_LAB_CACHE": tmp_path / "cache"}.items()}
     proc = start_server(port, env=env, log=tmp_path / "server.log")
     try:
@@ -31,6 +33,12 @@ def server(models, app_env, tmp_path):
     finally:
         stop_server(proc)
         print((tmp_path / "server.log").read_text()[-3000:])
+
+
+@pytest.fixture
+def server(models, app_env, tmp_path):
+    with serve(models, app_env["data"], app_env["reports"], tmp_path) as url:
+        yield url
 
 
 def test_browser__upload_a_flower_photo_and_see_the_rotation_prediction(server, tmp_path):
@@ -143,16 +151,8 @@ def talk_server(task_models, app_env, tmp_path):
     shutil.copytree(app_env["reports"], reports)
     learning_file(task_models)
     replay_file(reports)
-    port = free_port()
-    env = {k: str(v) for k, v in {"PRETEXT_LAB_MODELS": task_models, "PRETEXT_LAB_DATA": app_env["data"], "PRETEXT_LAB_REPORTS": reports,
-                                  "PRETEXT_LAB_CACHE": tmp_path / "cache"}.items()}
-    proc = start_server(port, env=env, log=tmp_path / "server.log")
-    try:
-        wait_ready(port, proc, timeout=90)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_server(proc)
-        print((tmp_path / "server.log").read_text()[-3000:])
+    with serve(task_models, app_env["data"], reports, tmp_path) as url:
+        yield url
 
 
 def test_browser__talk_every_slide_fits_720p_in_presenter_mode_and_keys_step(talk_server):
