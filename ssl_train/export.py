@@ -65,6 +65,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from . import tensorfile
 from .errors import UserError
 from .model_files import (
     CARD_NAME,
@@ -799,14 +800,12 @@ def _checked_parity(tmp: Path, card: dict, photos, photo_root, kept: str) -> dic
 def _fill_model_dir(tmp: Path, task, encoder, head, image_size: int, card: dict, fp16_storage: bool, photos, photo_root: Path, final: Path, name: str,
                     int8: bool = False) -> None:
     """Write every file of a model folder into ``tmp`` and check it (parity, verify)."""
-    from safetensors.torch import save_file
-
     encoder.eval()
     if head is not None:
         head.eval()
     # weights: store, then load the stored values back so the ONNX graph holds exactly them
     stored = _storage_tensors(encoder, head, fp16_storage, int8)
-    save_file(stored, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, "task": card["task"]})
+    tensorfile.save(stored, tmp / WEIGHTS_NAME, metadata={"format": FORMAT, "task": card["task"]})
     state = _as_float32(stored)
     encoder.load_state_dict(_split(state, "encoder."))
     if head is not None:

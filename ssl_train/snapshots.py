@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
+from . import tensorfile
 from .errors import UserError
 
 SNAPSHOT_FILE = "snapshots.safetensors"
@@ -71,7 +71,7 @@ def save_snapshot(run_dir: Path, epochs_done: int, features: torch.Tensor, test_
     tensors[f"e{epochs_done:04d}"] = features.detach().to("cpu", torch.float16).contiguous()
     tensors["test_idx"] = torch.as_tensor(np.asarray(test_idx, np.int64))
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pretext-lab-snapshots/1", "image_size": str(image_size)})
+    tensorfile.save(tensors, tmp, metadata={"format": "pretext-lab-snapshots/1", "image_size": str(image_size)})
     os.replace(tmp, path)
 
 
