@@ -182,3 +182,42 @@ def test_browser__talk_every_slide_fits_720p_in_presenter_mode_and_keys_step(tal
             page.wait_for_function("(t) => document.querySelector('h1.talk-title')?.textContent === t", arg=story.SLIDES[-2].title, timeout=60_000)
         finally:
             browser.close()
+
+
+@pytest.fixture
+def repo_server(tmp_path):
+    """The app over the repository's shipped models, bundled photos and reports (a real fine-tune lasts minutes)."""
+    with serve(REPO / "models", REPO / "data" / "flowers", REPO / "reports", tmp_path) as url:
+        yield url, tmp_path / "server.log"
+
+
+def test_browser__closing_the_tab_stops_its_fine_tune_within_seconds(repo_server):
+    """A fine-tune is started in the Few-shot lab, then its tab is closed: the server stops the job
+    (its log says so) about SESSION_GONE_AFTER seconds later, not minutes."""
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    from app.fewshot import SESSION_GONE_AFTER
+
+    url, log = repo_server
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/fewshot")
+            page.get_by_text("100%", exact=True).click(timeout=120_000)  # 1320 steps per arm: minutes of work
+            page.get_by_text("Fine-tune the whole network").click()
+            page.get_by_role("button", name="▶ Start fine-tuning").click(timeout=120_000)
+            page.get_by_role("button", name="⏹ Stop").wait_for(timeout=180_000)  # the job is running
+            assert "stopped at step" not in log.read_text()
+            page.close()  # the tab goes; the browser (another tab's owner) stays
+            closed = time.time()
+            while "stopped at step" not in log.read_text() and time.time() - closed < SESSION_GONE_AFTER + 40:
+                time.sleep(0.5)
+            took = time.time() - closed
+        finally:
+            browser.close()
+    text = log.read_text()
+    assert "stopped at step" in text and "browser session ended" in text, text[-2000:]
+    assert SESSION_GONE_AFTER - 1 <= took <= SESSION_GONE_AFTER + 40
