@@ -1,12 +1,14 @@
-"""Turn ``reports/protocol.json`` into a figure, a Markdown table and the README's results block.
+"""Turn ``reports/protocol.json`` into a figure, a Markdown table and the results blocks of the docs.
 
-Everything shown is read from the JSON, so the README can never disagree with the report:
-``python -m ssl_train report`` rewrites the block between the README's results markers.
+Everything shown is read from the JSON, so the docs can never disagree with the report:
+``python -m ssl_train report`` rewrites the block between the results markers of ``docs/results.md``
+(every table) and the block between the headline markers of the README (one table: 10% labels).
 """
 from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,9 @@ from .palette import SCRATCH as PALETTE_SCRATCH
 from .palette import encoder_colour
 from .protocol import SCRATCH, summarize
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+START, END = "<!-- results:start -->", "<!-- results:end -->"  # every table: docs/results.md
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"  # one table: the README
+RESULTS_PAGE = Path("docs") / "results.md"  # the full results page, relative to the README's folder
 MODE_TITLES = {"finetune": "fine-tune", "linear": "linear probe", "knn": "kNN (k=20)"}
 
 
@@ -283,9 +287,66 @@ def results_block(report: dict[str, Any], figure_rel: str) -> str:
     return "\n".join(parts)
 
 
-def write_reports(json_path: Path, readme: Path | None = None) -> dict[str, Path]:
-    """From ``json_path`` write ``<stem>.png`` and ``<stem>.md`` beside it and, if ``readme`` has the
-    results markers, replace the block between them."""
+def headline_markdown(report: dict[str, Any], fraction: float = 0.1) -> str:
+    """The README's one table at one labelled fraction: each encoder's fine-tune, its gain over
+    scratch (paired by seed) and its kNN accuracy, best fine-tune first; scratch's row has no gain."""
+    summ = [s for s in summarize(report["runs"]) if abs(s["fraction"] - fraction) < 1e-9]
+    if not summ:
+        return ""
+    by = {(s["task"], s["mode"]): s for s in summ}
+    tasks = sorted({s["task"] for s in summ}, key=lambda t: (-round((by.get((t, "finetune")) or {"mean": -1.0})["mean"], 9), t))
+    lines = ["| encoder | fine-tune | gain over scratch | kNN |", "|---|---:|---:|---:|"]
+    for t in tasks:
+        paired = [g for g in paired_gain(report["runs"], t) if abs(g[0] - fraction) < 1e-9] if t != SCRATCH else []
+        gain = f"{_signed(100 * paired[0][1])} ± {100 * paired[0][2]:.1f}" if paired else "–"
+        lines.append(f"| {'scratch (random init)' if t == SCRATCH else t} | {_cell(by.get((t, 'finetune')))} | {gain} | {_cell(by.get((t, 'knn')))} |")
+    return "\n".join(lines)
+
+
+def headline_block(report: dict[str, Any], figure_rel: str, results_rel: str = str(RESULTS_PAGE)) -> str:
+    """The README's results: the figure and ``headline_markdown`` at 10% labels, between the headline
+    markers; every other table is in the results page (``results_block``) at ``results_rel``."""
+    seeds = sorted({r["seed"] for r in report["runs"]})
+    parts = [HEADLINE_START, "", f"![test accuracy vs labelled fraction]({figure_rel})", ""]
+    table = headline_markdown(report, 0.1)
+    if table:
+        parts += [f"With 10% of the {report['n_train']} training photos labelled: test accuracy % on the {report['n_test']} fixed test "
+                  f"photos, mean ± std over {len(seeds)} seeds; the gain over scratch is in points, paired by seed; best fine-tune first.",
+                  "", table, ""]
+    parts += [f"Made by the protocol's {len(report['runs'])} runs (`python -m ssl_train protocol …`, the whole command at the foot of "
+              f"[{results_rel}]({results_rel}), with every fraction, method and the pretraining) on {report['device']}; "
+              "`python -m ssl_train report` rewrites this block from `reports/protocol.json`.", "", HEADLINE_END]
+    return "\n".join(parts)
+
+
+def _replace_block(path: Path, start: str, end: str, block: str) -> bool:
+    """Replace the text between ``start`` and ``end`` (markers included) in ``path`` by ``block``;
+    False (and nothing written) when the file or either marker is missing."""
+    if not path.exists():
+        return False
+    text = path.read_text()
+    if start not in text or end not in text:
+        return False
+    pre, rest = text.split(start, 1)
+    _, post = rest.split(end, 1)
+    path.write_text(pre + block + post)
+    return True
+
+
+def _relative(target: Path, folder: Path) -> str:
+    """``target`` as a link from a Markdown file in ``folder`` (``../reports/protocol.png``)."""
+    try:
+        return Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive
+        return str(target)
+
+
+def write_reports(json_path: Path, readme: Path | None = None, results_page: Path | None = None) -> dict[str, Path]:
+    """From ``json_path`` write ``<stem>.png`` and ``<stem>.md`` beside it and replace the blocks
+    between markers: in ``results_page`` (default ``docs/results.md`` beside ``readme``) the results
+    block, every table; in ``readme`` the headline block, one table at 10% labels. A file is changed
+    only between the markers it holds (results or headline markers, either file); ``readme`` None
+    touches neither file."""
     json_path = Path(json_path)
     if json_path.suffix == ".gz":  # a finished study's report, kept compressed (the clone budget)
         import gzip
@@ -298,19 +359,19 @@ def write_reports(json_path: Path, readme: Path | None = None) -> dict[str, Path
     md_path = json_path.with_suffix(".md")
     figure(report, fig_path)
     written = {"figure": fig_path, "table": md_path}
-    rel = fig_path.name
-    if readme is not None:
-        try:
-            rel = str(fig_path.resolve().relative_to(readme.resolve().parent))
-        except ValueError:
-            rel = str(fig_path)
-    block = results_block(report, rel)
-    md_path.write_text(block.replace(START, "").replace(END, "").strip().replace(f"]({rel})", f"]({fig_path.name})") + "\n")
-    if readme is not None and readme.exists():
-        text = readme.read_text()
-        if START in text and END in text:
-            pre, rest = text.split(START, 1)
-            _, post = rest.split(END, 1)
-            readme.write_text(pre + block + post)
-            written["readme"] = readme
+    block = results_block(report, fig_path.name)
+    md_path.write_text(block.replace(START, "").replace(END, "").strip() + "\n")
+    if readme is None:
+        return written
+    readme = Path(readme)
+    results_page = Path(results_page) if results_page is not None else readme.parent / RESULTS_PAGE
+    for key, path in (("results", results_page), ("readme", readme)):
+        folder = path.parent
+        changed = [
+            _replace_block(path, START, END, results_block(report, _relative(fig_path, folder))),
+            _replace_block(path, HEADLINE_START, HEADLINE_END,
+                           headline_block(report, _relative(fig_path, folder), _relative(results_page, folder))),
+        ]
+        if any(changed):
+            written[key] = path
     return written

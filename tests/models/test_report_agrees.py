@@ -1,5 +1,6 @@
-"""The shipped results agree with each other: the README's results block is what
-``reports/protocol.json`` writes, and every model card's metrics are that report's numbers."""
+"""The shipped results agree with each other: docs/results.md's results block and the README's
+headline block are what ``reports/protocol.json`` writes, and every model card's metrics are that
+report's numbers."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import pytest
 
 from ssl_train.protocol import SCRATCH, summarize
 from ssl_train.release import card_metrics
-from ssl_train.report import results_block
+from ssl_train.report import HEADLINE_START, START, headline_block, results_block
 
 from ..conftest import REPO
 from .test_shipped_models import MODELS, SHIPPED
@@ -20,10 +21,19 @@ def _report() -> dict:
     return json.loads(REPORT.read_text())
 
 
-def test_readme__results_block_is_what_the_report_writes():
-    block = results_block(_report(), "reports/protocol.png")
-    assert block in (REPO / "README.md").read_text(), "README's results block is stale: run `python -m ssl_train report`"
+def test_results_page__results_block_is_what_the_report_writes():
+    block = results_block(_report(), "../reports/protocol.png")
+    text = (REPO / "docs" / "results.md").read_text()
+    assert block in text, "docs/results.md's results block is stale: run `python -m ssl_train report`"
+    assert text.count(START) == 1
     assert (REPO / "reports" / "protocol.png").stat().st_size > 10_000
+
+
+def test_readme__headline_block_is_what_the_report_writes():
+    block = headline_block(_report(), "reports/protocol.png", "docs/results.md")
+    text = (REPO / "README.md").read_text()
+    assert block in text, "README's headline block is stale: run `python -m ssl_train report`"
+    assert text.count(HEADLINE_START) == 1 and START not in text  # one table in the README; the rest in docs/results.md
 
 
 def test_report__summary_is_the_summary_of_its_runs():

@@ -1,10 +1,13 @@
-"""reports/protocol.json → figure, tables and the README's results block (all read from the JSON)."""
+"""reports/protocol.json → figure, tables, docs/results.md's results block and the README's headline block (all read from the JSON)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ssl_train.report import END, START, at_fraction_markdown, gains_markdown, paired_gain, pretext_metric, table_markdown, write_reports
+from ssl_train.report import (
+    END, HEADLINE_END, HEADLINE_START, START, at_fraction_markdown, gains_markdown, headline_markdown, paired_gain, pretext_metric,
+    table_markdown, write_reports,
+)
 
 
 def _report() -> dict:
@@ -63,19 +66,47 @@ def test_pretext_metric__accuracy_else_other_metric_else_loss():
     assert pretext_metric(None) == "–"
 
 
-def test_write_reports__replaces_only_the_readme_block(tmp_path):
+def test_headline__fine_tune_gain_and_knn_at_ten_percent_best_fine_tune_first():
+    md = headline_markdown(_report()).splitlines()
+    assert md[0] == "| encoder | fine-tune | gain over scratch | kNN |"
+    # jigsaw fine-tune at 10%: 0.56, 0.57, 0.58 → 57.0 ± 1.0, 15 points over scratch at every seed; kNN the same numbers
+    assert md[2:] == ["| jigsaw | 57.0 ± 1.0 | +15.0 ± 0.0 | 57.0 ± 1.0 |", "| rotation | 52.0 ± 1.0 | +10.0 ± 0.0 | 52.0 ± 1.0 |",
+                      "| scratch (random init) | 42.0 ± 1.0 | – | 42.0 ± 1.0 |"]
+
+
+def test_write_reports__replaces_only_the_blocks_of_the_readme_and_the_results_page(tmp_path):
     path = tmp_path / "reports" / "protocol.json"
     path.parent.mkdir()
     path.write_text(json.dumps(_report()))
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\nintro\n\n{START}\nold numbers\n{END}\n\n## After\nkept\n")
+    readme.write_text(f"# Title\n\nintro\n\n{HEADLINE_START}\nold headline\n{HEADLINE_END}\n\n## After\nkept\n")
+    page = tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    page.write_text(f"# Results\n\nabove\n\n{START}\nold numbers\n{END}\n\n## Reading it\nkept too\n")
     written = write_reports(path, readme)
+    assert written["readme"] == readme and written["results"] == page
     text = readme.read_text()
-    assert text.startswith("# Title\n\nintro\n\n") and text.endswith("## After\nkept\n") and "old numbers" not in text
+    assert text.startswith("# Title\n\nintro\n\n") and text.endswith("## After\nkept\n") and "old headline" not in text
     assert "![test accuracy vs labelled fraction](reports/protocol.png)" in text
-    assert "Made by `python -m ssl_train release --epochs 15`" in text
-    assert "the protocol's 36 runs took" in text
+    assert "| jigsaw | 57.0 ± 1.0 | +15.0 ± 0.0 | 57.0 ± 1.0 |" in text and "[docs/results.md](docs/results.md)" in text
+    assert "the protocol's 36 runs" in text and "Every fraction:" not in text  # one table in the README
+    page_text = page.read_text()
+    assert page_text.startswith("# Results\n\nabove\n\n") and page_text.endswith("## Reading it\nkept too\n") and "old numbers" not in page_text
+    assert "![test accuracy vs labelled fraction](../reports/protocol.png)" in page_text
+    assert "Made by `python -m ssl_train release --epochs 15`" in page_text
+    assert "the protocol's 36 runs took" in page_text and "Every fraction:" in page_text
     assert written["figure"].stat().st_size > 10_000 and (tmp_path / "reports" / "protocol.md").is_file()
+
+
+def test_write_reports__without_a_readme_touches_neither_file(tmp_path):
+    path = tmp_path / "protocol.json"
+    path.write_text(json.dumps(_report()))
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "results.md"
+    page.write_text(f"{START}\nold numbers\n{END}\n")
+    written = write_reports(path, None)
+    assert set(written) == {"figure", "table"} and page.read_text() == f"{START}\nold numbers\n{END}\n"
+    assert (tmp_path / "protocol.md").read_text().startswith("![test accuracy vs labelled fraction](protocol.png)")
 
 
 def test_lr_line__names_each_arms_rate_or_the_shared_one():
