@@ -4,9 +4,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import TASKS, EncoderInfo, PretextTask, get_task, register, task_names
+from .base import TASKS, EncoderInfo, PretextTask, Recipe, get_task, recipe_of, register, task_names
 
-__all__ = ["TASKS", "EncoderInfo", "PretextTask", "get_task", "register", "task_names", "load_all"]
+__all__ = ["TASKS", "EncoderInfo", "PretextTask", "Recipe", "get_task", "recipe_of", "register", "task_names", "load_all"]
 
 
 def load_all() -> None:

@@ -17,7 +17,8 @@ encoder (normalised with ``normalize``). All state that must survive a checkpoin
 (parameters or buffers).
 
 A task registers itself with ``@register`` and is found by name; its frozen ``Config`` dataclass is
-saved in every checkpoint and model card.
+saved in every checkpoint and model card. Its ``recipe`` (a ``Recipe``) says what the shipped encoder is
+pretrained with where that differs from the release's common settings, and which report chose it.
 """
 from __future__ import annotations
 
@@ -75,6 +76,37 @@ class TaskConfig:
         """Raise ``UserError`` for settings impossible at this input size (before training)."""
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What a task's shipped encoder is pretrained with, where it is not the release's common setting
+    (``None`` / ``()``: the common ``--epochs``, ``--batch-size``, ``--image-size``, the config's
+    defaults), and the report that chose each (a validation study, never the test split), the way a
+    timm model carries its default config. ``release`` pretrains every task with its recipe;
+    ``protocol``, ``finetune-lr`` and ``budget`` with ``--recipes``; the per-task flags
+    (``--task-epochs`` …) override it field by field."""
+
+    epochs: int | None = None  # pretraining epochs
+    batch_size: int | None = None  # photos per step
+    image_size: int | None = None  # side of the photos it is pretrained on, px (downstream: the protocol's)
+    options: tuple[tuple[str, str], ...] = ()  # (config field, value) pairs, as --task-options gives them
+    # the report each choice was made in, e.g. "reports/budget-simclr.md"
+    epochs_chosen_in: str = ""
+    batch_size_chosen_in: str = ""
+    image_size_chosen_in: str = ""
+    options_chosen_in: str = ""
+
+    def __post_init__(self) -> None:
+        for name, least in (("epochs", 1), ("batch_size", 2), ("image_size", 16)):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
+                raise ValueError(f"Recipe.{name}={v!r}: a whole number ≥ {least}, or None for the common setting")
+        if not all(isinstance(o, tuple) and len(o) == 2 and all(isinstance(x, str) for x in o) for o in self.options):
+            raise ValueError(f"Recipe.options={self.options!r}: (field, value) string pairs, e.g. (('grid', '2'),)")
+        for name in ("epochs", "batch_size", "image_size", "options"):
+            if getattr(self, name) and not getattr(self, f"{name}_chosen_in"):
+                raise ValueError(f"Recipe.{name} is set without {name}_chosen_in: name the report that chose it")
+
+
 class PretextTask:
     """Base class: subclasses set ``name``, ``Config`` and implement ``build_head``,
     ``make_batch`` and ``loss``."""
@@ -83,6 +115,8 @@ class PretextTask:
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     # "classification" tasks report accuracy; "reconstruction" tasks report a loss and have images
     kind: ClassVar[str] = "classification"
+    # what its shipped encoder is pretrained with (``Recipe()``: the release's common settings)
+    recipe: ClassVar[Recipe] = Recipe()
 
     def __init__(self, config: TaskConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -138,6 +172,16 @@ def register(cls: type[PretextTask]) -> type[PretextTask]:
 
 def task_names() -> list[str]:
     return sorted(TASKS)
+
+
+def recipe_of(name: str) -> Recipe:
+    """The ``Recipe`` the registered task ``name`` declares (``Recipe()`` when it declares none)."""
+    from . import load_all
+
+    load_all()
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; registered tasks: {', '.join(task_names())}")
+    return TASKS[name].recipe
 
 
 def config_from_dict(cls: type[TaskConfig], values: dict[str, Any]) -> TaskConfig:
