@@ -1,6 +1,6 @@
 """What every panel shares: cached models and computations, the panel's header with its score in
-plain words, picture rows. Streamlit only here and in the panel files; the compute is in
-``app.pretext`` and ``app.inference`` (plain arrays)."""
+plain words, picture rows. Streamlit only here and in the panel files; each task's compute is its
+panel's ``Panel.answer`` (plain arrays, on what ``app.pretext`` opens), run here by task name and cached."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +13,8 @@ from app import inference, pretext, ui
 from app.config import reports_dir
 from app.inference import ModelEntry, ModelFileError, OnnxModel
 from app.uploads import md_escape
+
+from . import answer_of
 
 W = 170  # px of each picture in a row
 
@@ -34,29 +36,30 @@ def _open(path: str, signature: tuple, sub: str | None = None) -> pretext.Pretex
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _compute(kind: str, path: str, signature: tuple, sub: str | None, image_u8: np.ndarray, *args) -> dict:
-    return getattr(pretext, kind)(_open(path, signature, sub), image_u8, *args)
+def _compute(task: str, path: str, signature: tuple, sub: str | None, image_u8: np.ndarray, *args) -> dict:
+    return answer_of(task)(_open(path, signature, sub), image_u8, *args)
 
 
 # cache_resource, not cache_data: read-only arrays shared by every session, not copied on each read
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _gallery(path: str, signature: tuple, root: str, key: str, size: int, limit: int | None, clusters: bool) -> dict:
-    """Test photos at the model's size (and, for DeepCluster, the cluster of each), once per model."""
+def _gallery(path: str, signature: tuple, root: str, key: str, size: int, limit: int | None, answered: str | None) -> dict:
+    """Test photos at the model's size (with ``answered``, a task: its ``Panel.answer`` on them all,
+    e.g. DeepCluster's group of each), once per model."""
     g = pretext.test_gallery(ui.decoded(root, size, key), limit)
-    if clusters:
-        g.update(pretext.deepcluster_assign(_open(path, signature), g["images"]))
+    if answered:
+        g.update(answer_of(answered)(_open(path, signature), g["images"]))
     return g
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _gallery_answer(kind: str, path: str, signature: tuple, root: str, key: str, size: int, limit: int, seed: int) -> dict:
-    """``app.pretext.<kind>`` over the gallery of test photos, once per model and seed (read-only)."""
-    g = _gallery(path, signature, root, key, size, limit, False)
-    return getattr(pretext, kind)(_open(path, signature), g["images"], seed)
+def _gallery_answer(task: str, path: str, signature: tuple, root: str, key: str, size: int, limit: int, seed: int) -> dict:
+    """The ``task``'s ``Panel.answer`` over the gallery of test photos, once per model and seed (read-only)."""
+    g = _gallery(path, signature, root, key, size, limit, None)
+    return answer_of(task)(_open(path, signature), g["images"], seed)
 
 
-def gallery_answer(entry: ModelEntry, p: pretext.Pretext, index, limit: int, kind: str, seed: int) -> dict:
-    return _gallery_answer(kind, str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key,
+def gallery_answer(entry: ModelEntry, p: pretext.Pretext, index, limit: int, task: str, seed: int) -> dict:
+    return _gallery_answer(task, str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key,
                            p.model.image_size, limit, seed)
 
 
@@ -94,34 +97,36 @@ def opened(entry: ModelEntry, sub: str | None = None) -> pretext.Pretext:
     return _open(str(entry.path), inference.folder_signature(entry.path), sub)
 
 
-def answer(entry: ModelEntry, kind: str, img, *args, sub: str | None = None) -> dict:
-    """``app.pretext.<kind>`` on one photo (a PIL image), uncached: a panel's network work, for
+def answer(entry: ModelEntry, task: str, img, *args, sub: str | None = None) -> dict:
+    """The ``task``'s ``Panel.answer`` on one photo (a PIL image), uncached: a panel's network work, for
     ``Panel.compute`` (the model itself stays cached)."""
     p = opened(entry, sub)
-    return getattr(pretext, kind)(p, p.model.prepare(img), *args)
+    return answer_of(task)(p, p.model.prepare(img), *args)
 
 
-def run(entry: ModelEntry, kind: str, image_u8: np.ndarray, *args, sub: str | None = None) -> dict | None:
-    """``app.pretext.<kind>`` on one photo, cached; a model-file problem → one line, None."""
+def run(entry: ModelEntry, task: str, image_u8: np.ndarray, *args, sub: str | None = None) -> dict | None:
+    """The ``task``'s ``Panel.answer`` on one photo, cached; a model-file problem → one line, None."""
     try:
-        return _compute(kind, str(entry.path), inference.folder_signature(entry.path), sub, image_u8, *args)
+        return _compute(task, str(entry.path), inference.folder_signature(entry.path), sub, image_u8, *args)
     except ModelFileError as e:
         st.error(f"Model **{md_escape(entry.name)}**: {md_escape(str(e))}")
         return None
 
 
-def answers(entry: ModelEntry, p: pretext.Pretext, items, kind: str, *args):
-    """(name, the model's uint8 view (3, S, S), ``app.pretext.<kind>``'s answer) for each photo whose
+def answers(entry: ModelEntry, p: pretext.Pretext, items, task: str, *args):
+    """(name, the model's uint8 view (3, S, S), the ``task``'s ``Panel.answer``) for each photo whose
     answer could be computed (a model-file problem was said in one line by ``run``)."""
     for name, u8 in photos_for(p, items):
-        r = run(entry, kind, u8, *args)
+        r = run(entry, task, u8, *args)
         if r is not None:
             yield name, u8, r
 
 
-def gallery(entry: ModelEntry, p: pretext.Pretext, index, limit: int | None, clusters: bool = False) -> dict:
+def gallery(entry: ModelEntry, p: pretext.Pretext, index, limit: int | None, answered: bool = False) -> dict:
+    """Up to ``limit`` test photos at the model's size; ``answered``: with the model's task's
+    ``Panel.answer`` on them all (e.g. DeepCluster's group of each), once per model."""
     return _gallery(str(entry.path), inference.folder_signature(entry.path), str(index.root), index.key,
-                    p.model.image_size, limit, clusters)
+                    p.model.image_size, limit, p.task.name if answered else None)
 
 
 def photos_for(p: pretext.Pretext, items) -> list[tuple[str, np.ndarray]]:

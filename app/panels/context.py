@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import pretext, state
+from app import pretext, scores, state
+from app.inference import softmax
+from app.pretext import Pretext, as_tensor, fmap_for_head, first_output, to_np, to_u8
 
-from . import register, register_compute
+from . import Needs, register, register_answer, register_compute, register_score, register_score_sub, register_words
 from .common import answer, answers, W, card_score, chance_words, details, header, load, photo_box
 
 TITLE = "Where does this piece go?"
@@ -15,7 +17,7 @@ QUESTION = ("We show the model the **centre** of your photo and one **neighbouri
             "above, stem below.")
 
 
-@register("context", "Where it goes", TITLE, QUESTION, order=3)
+@register("context", "Where it goes", TITLE, QUESTION, order=3, needs=Needs(head=True))
 def show(entry, items, ctx) -> None:
     from ssl_train.tasks.context import POSITION_NAMES
 
@@ -68,3 +70,63 @@ def show(entry, items, ctx) -> None:
 @register_compute("context")
 def compute(entry, img) -> dict:
     return answer(entry, "context", img)
+
+
+# -- without Streamlit: the model's answer, its score on the test photos, in plain words -----------------
+@register_answer("context")
+def place_pieces(p: Pretext, image_u8: np.ndarray) -> dict:
+    """All 8 (centre, neighbour) pairs of the photo (centred patches, as on the test split), each
+    classified by the model into one of the 8 positions.
+
+    → {"centre" uint8 (3, t, t), "neighbours" uint8 (8, 3, t, t) in label order, "probs" (8, 8):
+    row = true position, column = the model's probability for each position, "predicted" (8,),
+    "boxes" (9, 4) pixel boxes of the 9 cells' patches (row 4 = centre), "names", "cells": label →
+    cell 0..8 in reading order, "logits" (8, 8)}."""
+    import torch
+
+    from ssl_train.tasks import context as C
+    from ssl_train.tasks.jigsaw import standardize_tiles
+
+    cfg = p.config
+    x = as_tensor(image_u8)
+    labels = torch.arange(8)
+    pairs = C.cut_pair(x.expand(8, -1, -1, -1), labels, cfg.tile_size, cfg.gap)  # (8, 2, 3, t, t)
+    inp = standardize_tiles(pairs).reshape(-1, *pairs.shape[2:])  # rows 2i / 2i+1 = centre / neighbour
+    fmap = fmap_for_head(p, p.encoder.run(to_np(inp))["fmap"])
+    logits = first_output(p.head.run(fmap))
+    probs = softmax(logits)
+    return {
+        "centre": to_u8(pairs[0, 0]), "neighbours": to_u8(pairs[:, 1]), "probs": probs, "predicted": probs.argmax(1),
+        "boxes": C.patch_boxes(x.shape[-1], cfg.tile_size, cfg.gap).numpy(), "names": C.POSITION_NAMES,
+        "cells": C.NEIGHBOUR_CELLS, "logits": logits,
+    }
+
+
+def score_photos(p: Pretext, images_u8: np.ndarray) -> dict:
+    """``place_pieces`` on each test photo: all 8 (centre, neighbour) pairs → {"share" of the 8N
+    positions named right, "chance" 1/8, "answers" 8N, "photos" N}."""
+    right = []
+    for img in images_u8:
+        r = place_pieces(p, img)
+        right.append(np.asarray(r["predicted"]) == np.arange(len(r["predicted"])))
+    a = np.concatenate(right) if right else np.zeros(0, bool)
+    return {"kind": "context", "share": float(a.mean()) if len(a) else 0.0, "chance": 1.0 / 8, "answers": int(len(a)),
+            "photos": len(right)}
+
+
+@register_score("context")
+def score(job: scores.Scoring) -> str | None:
+    return scores.on_pretext(job, lambda p: score_photos(p, job.images))
+
+
+@register_score_sub("context")
+def score_sub(job: scores.Scoring, sub: str) -> None:
+    """A multi-task model's context head, through its own graph."""
+    p = scores.open_sub(job, sub)
+    if p is not None:
+        job.add(dict(score_photos(p, job.images), head=sub))
+
+
+@register_words("context")
+def words(s: dict) -> str:
+    return f"names where a neighbouring patch sits {scores.times_in_100(s['share'])} ({scores.guessing(s)})"

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import pretext, state
+from app import scores, state
 from app.uploads import md_escape
 
-from . import PANELS, register, register_compute
+from . import PANELS, register, register_compute, register_score
 from .common import header
 
 TITLE = "Several questions at once"
@@ -17,7 +17,7 @@ QUESTION = ("One encoder learns several pretext tasks at the same time — here 
 @register("multitask", "Multi-task", TITLE, QUESTION, order=9)
 def show(entry, items, ctx) -> None:
     try:
-        parts = pretext.multitask_parts(entry.card)
+        parts = multitask_parts(entry.card)
     except Exception:  # noqa: BLE001 (a card this version cannot parse: say so, below)
         parts = []
     header(entry, TITLE, QUESTION, None, int((entry.card or {}).get("input", {}).get("image_size", 0)) or 0,
@@ -43,7 +43,30 @@ def show(entry, items, ctx) -> None:
 @register_compute("multitask")
 def compute(entry, img) -> dict:
     """Its first sub-task's answer (the one shown when the panel opens)."""
-    from app import pretext as _p
-
-    first = _p.multitask_parts(entry.card)[0][0]
+    first = multitask_parts(entry.card)[0][0]
     return PANELS[first].compute(entry, img)
+
+
+# -- without Streamlit: its sub-tasks, their scores on the test photos ---------------------------------------
+def multitask_parts(card: dict) -> list[tuple[str, float]]:
+    """[(sub-task, loss weight)] of a multitask model (``multitask.parse_tasks`` on its config)."""
+    from ssl_train.tasks.multitask import parse_tasks
+
+    return parse_tasks(str((card.get("task_config") or {}).get("tasks", "")))
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+@register_score("multitask")
+def score(job: scores.Scoring) -> None:
+    """Each sub-task whose panel scores a multi-task model's head (``Panel.score_sub``); the rest get a note."""
+    scorers = sorted((p for p in PANELS.values() if p.score_sub is not None), key=lambda p: p.order)
+    for sub, _w in multitask_parts(job.model.card):
+        panel = PANELS.get(sub)
+        if panel is not None and panel.score_sub is not None:
+            panel.score_sub(job, sub)
+        elif scores.open_sub(job, sub) is not None:
+            job.note(f"its {sub} head is not scored here (only {_and([p.task for p in scorers])} sub-heads are)")
+    return None

@@ -17,7 +17,8 @@ QUESTION = ("A network that never trained still turns photos into features, but 
             "not flowers. Beside it, the best pretrained encoder: pretraining is what makes look-alikes the same flower.")
 
 
-@register(RANDOM_INIT, "No pretraining", TITLE, QUESTION, order=98)
+@register(RANDOM_INIT, "No pretraining", TITLE, QUESTION, order=98,
+          unscored="random init: no pretext task and no head, so nothing to score (the no-pretraining reference)")
 def show(entry, items, ctx) -> None:
     header(entry, TITLE, QUESTION, None, int((entry.card or {}).get("input", {}).get("image_size", 0)) or 0)
     if ctx.index is None:

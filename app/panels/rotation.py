@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import inference, reference, state, ui
+from app import inference, reference, scores, state, ui
 from app.config import reports_dir
 from app.inference import ANGLE_LABELS, ModelFileError
 from app.uploads import md_escape
 
-from . import register, register_compute, register_sub
+from . import register, register_compute, register_score, register_score_sub, register_sub, register_words
 from .common import card_score, chance_words, details, header, weights_sha256
 
 TURNS = [0, 90, 180, 270]
@@ -111,8 +111,50 @@ def show(entry, items, ctx) -> None:
     details(entry, lines)
 
 
-
 @register_compute("rotation")
 def compute(entry, img) -> dict:
     model = ui.onnx_model(entry)
     return answers(model, model.prepare(img), 1)
+
+
+# -- without Streamlit: its score on the test photos, in plain words ----------------------------------------
+def score_photos(model, images_u8: np.ndarray, batch: int = 64) -> dict:
+    """Each test photo (N, 3, S, S) uint8 in its four turns (``ssl_train.tasks.rotation.all_rotations``,
+    as ``rotation_grid``), the turn named by ``turn_probabilities``' top class → {"share" of the 4N
+    turns named right, "chance" 0.25, "answers" 4N, "photos" N, "all_four" share of photos whose
+    four turns are all named right}."""
+    import torch
+
+    from ssl_train.tasks.rotation import all_rotations
+
+    right = np.zeros((0, 4), bool)
+    for i in range(0, len(images_u8), batch):
+        chunk = torch.from_numpy(np.ascontiguousarray(images_u8[i : i + batch]))
+        x, y = all_rotations(chunk)
+        pred = inference.turn_probabilities(model, x.numpy()).argmax(1)
+        right = np.concatenate([right, (pred == y.numpy()).reshape(4, -1).T])
+    n = len(right)
+    return {"kind": "rotation", "head": model.rotation_output, "share": float(right.mean()) if n else 0.0, "chance": 0.25,
+            "answers": int(right.size), "photos": n, "all_four": float(right.all(1).mean()) if n else 0.0}
+
+
+@register_score("rotation")
+def score(job: scores.Scoring) -> str | None:
+    if not job.model.has_rotation_head:
+        return f"its model.onnx has no rotation logits (outputs: {', '.join(job.model.output_names)})"
+    job.add(score_photos(job.model, job.images))
+    return None
+
+
+@register_score_sub("rotation")
+def score_sub(job: scores.Scoring, sub: str) -> None:
+    """A multi-task model's rotation head, through its model.onnx's rotation output."""
+    if job.model.has_rotation_head:
+        job.add(score_photos(job.model, job.images))
+    else:
+        job.note(f"its {sub} head is not in model.onnx, so it is not scored")
+
+
+@register_words("rotation")
+def words(s: dict) -> str:
+    return f"names the turn right {scores.times_in_100(s['share'])} ({scores.guessing(s)})"

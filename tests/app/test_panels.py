@@ -7,6 +7,7 @@ import pytest
 from app import panels, pretext
 from app.config import RANDOM_INIT
 from app.inference import OnnxModel, list_models
+from app.panels import simclr as simclr_panel
 
 from .conftest import SIZE
 
@@ -58,8 +59,8 @@ def test_contrast_join__simclr_gallery_once_gives_the_same_ranks_as_all_at_once(
     p = pretext.open_pretext(OnnxModel(task_models / "simclr"))
     data = load_split_data(DataConfig(root=str(app_env["data"]), image_size=SIZE))
     images = data.ds.images[:6].numpy()
-    a = pretext.simclr(p, images[:1], seed=3)
-    b = pretext.simclr(p, images[1:], seed=3)
+    a = simclr_panel.embed(p, images[:1], seed=3)
+    b = simclr_panel.embed(p, images[1:], seed=3)
     joined = pretext.contrast_join(a, b, np.arange(5))
     assert joined["similarity"].shape == (6, 6) and joined["rank"].min() >= 1
     np.testing.assert_allclose(joined["similarity"][0, 0], float(a["query"][0] @ a["key"][0]), rtol=1e-5)

@@ -1,4 +1,5 @@
-"""app.pretext: every task's panel data from onnxruntime equals the task + model in PyTorch.
+"""app.pretext and each task's ``Panel.answer`` (app/panels/<task>.py): every task's panel data from
+onnxruntime equals the task + model in PyTorch.
 
 Models: ``made_task_models`` (one tiny 1-epoch model per registered task, exported once per
 session). References are rebuilt from the model folder's weights.safetensors with
@@ -16,6 +17,15 @@ import torch
 from PIL import Image
 
 from app import pretext
+from app.panels import colorization as colorization_panel
+from app.panels import context as context_panel
+from app.panels import deepcluster as deepcluster_panel
+from app.panels import inpainting as inpainting_panel
+from app.panels import jigsaw as jigsaw_panel
+from app.panels import multitask as multitask_panel
+from app.panels import pirl as pirl_panel
+from app.panels import simclr as simclr_panel
+from app.panels import superres as superres_panel
 from app.inference import EncoderGraph, OnnxModel
 from ssl_train.export import load_model_weights
 from ssl_train.tasks import get_task
@@ -79,15 +89,15 @@ def test_open_pretext__model_without_head_graph_says_what_is_missing_and_how_to_
 def test_jigsaw__true_permutation_reassembles_photo(made_task_models, photo):
     m, p = _open(made_task_models, "jigsaw")
     u8 = m.prepare(photo)
-    r = pretext.jigsaw(p, u8, 7)
+    r = jigsaw_panel.solve(p, u8, 7)
     perms = p.task.permutations()
     cfg = p.config
     tiles = J.cut_tiles(_x(u8), cfg.tile_size, cfg.gap)
     shuffled = J.apply_permutation(tiles, perms[r["target"]])
     assert torch.equal(J.reassemble(shuffled, perms[r["target"]]), tiles)
-    assert np.array_equal(r["shuffled"], pretext._u8(J.tiles_to_grid(shuffled)[0]))
-    assert np.array_equal(r["original"], pretext._u8(J.tiles_to_grid(tiles)[0]))
-    assert np.array_equal(r["answer"], pretext._u8(J.tiles_to_grid(J.reassemble(shuffled, perms[r["predicted"]]))[0]))
+    assert np.array_equal(r["shuffled"], pretext.to_u8(J.tiles_to_grid(shuffled)[0]))
+    assert np.array_equal(r["original"], pretext.to_u8(J.tiles_to_grid(tiles)[0]))
+    assert np.array_equal(r["answer"], pretext.to_u8(J.tiles_to_grid(J.reassemble(shuffled, perms[r["predicted"]]))[0]))
     assert r["correct"] == (r["predicted"] == r["target"]) and r["in_place"] == int((perms[r["predicted"]] == perms[r["target"]]).sum())
     assert r["probs"].shape == (len(perms),) and abs(r["probs"].sum() - 1) < 1e-5
 
@@ -95,7 +105,7 @@ def test_jigsaw__true_permutation_reassembles_photo(made_task_models, photo):
 def test_jigsaw__logits_equal_pytorch_task_and_model(made_task_models, photo):
     m, p = _open(made_task_models, "jigsaw")
     u8 = m.prepare(photo)
-    r = pretext.jigsaw(p, u8, 3)
+    r = jigsaw_panel.solve(p, u8, 3)
     encoder, head, task = _torch(made_task_models, "jigsaw")
     cfg = task.config
     shuffled = J.apply_permutation(J.cut_tiles(_x(u8), cfg.tile_size, cfg.gap), task.permutations()[r["target"]])
@@ -109,7 +119,7 @@ def test_jigsaw__logits_equal_pytorch_task_and_model(made_task_models, photo):
 def test_context__all_eight_neighbours_equal_pytorch_eval_batch(made_task_models, photo):
     m, p = _open(made_task_models, "context")
     u8 = m.prepare(photo)
-    r = pretext.context(p, u8)
+    r = context_panel.place_pieces(p, u8)
     encoder, head, task = _torch(made_task_models, "context")
     with torch.no_grad():
         inputs, targets = task.eval_batch(_x(u8), torch.Generator().manual_seed(0), torch.arange(1))
@@ -128,7 +138,7 @@ def test_colorization__l_input_prediction_and_original_equal_pytorch(made_task_m
 
     m, p = _open(made_task_models, "colorization")
     u8 = m.prepare(photo)
-    r = pretext.colorization(p, u8)
+    r = colorization_panel.colour(p, u8)
     encoder, head, task = _torch(made_task_models, "colorization")
     with torch.no_grad():
         inputs, _ = task.eval_batch(_x(u8), torch.Generator().manual_seed(0), torch.arange(1))
@@ -145,7 +155,7 @@ def test_colorization__l_input_prediction_and_original_equal_pytorch(made_task_m
 def test_inpainting__hole_is_filled_only_inside_and_equals_pytorch(made_task_models, photo):
     m, p = _open(made_task_models, "inpainting")
     u8 = m.prepare(photo)
-    r = pretext.inpainting(p, u8)
+    r = inpainting_panel.fill(p, u8)
     encoder, head, task = _torch(made_task_models, "inpainting", mask_mode="center")
     with torch.no_grad():
         inputs, targets = task.eval_batch(_x(u8), torch.Generator().manual_seed(0), torch.arange(1))
@@ -163,7 +173,7 @@ def test_inpainting__hole_is_filled_only_inside_and_equals_pytorch(made_task_mod
 def test_superres__small_image_restored_to_full_size_equals_pytorch(made_task_models, photo):
     m, p = _open(made_task_models, "superres")
     u8 = m.prepare(photo)
-    r = pretext.superres(p, u8)
+    r = superres_panel.sharpen(p, u8)
     encoder, head, task = _torch(made_task_models, "superres")
     with torch.no_grad():
         inputs, _ = task.eval_batch(_x(u8), torch.Generator().manual_seed(0), torch.arange(1))
@@ -181,7 +191,7 @@ def test_pirl__embeddings_equal_pytorch_head_and_similarities_rank_own_photo(mad
     m, p = _open(made_task_models, "pirl")
     _, other = photo_bytes("daisy")
     images = np.stack([m.prepare(photo), m.prepare(Image.open(io.BytesIO(other)).convert("RGB"))])
-    r = pretext.pirl(p, images, seed=5)
+    r = pirl_panel.embed(p, images, seed=5)
     encoder, head, task = _torch(made_task_models, "pirl")
     x = torch.from_numpy(images).float().div(255.0)
     with torch.no_grad():
@@ -203,7 +213,7 @@ def test_simclr__views_are_the_tasks_and_similarities_equal_pytorch_projection(m
     assert p.problem is None
     _, other = photo_bytes("daisy")
     images = np.stack([m.prepare(photo), m.prepare(Image.open(io.BytesIO(other)).convert("RGB"))])
-    r = pretext.simclr(p, images, seed=5)
+    r = simclr_panel.embed(p, images, seed=5)
     encoder, head, task = _torch(made_task_models, "simclr")
     views = two_views(torch.from_numpy(images).float().div(255.0), task.config, torch.Generator().manual_seed(5))
     u8 = np.clip(np.rint(views.numpy() * 255), 0, 255).astype(np.uint8)
@@ -212,14 +222,14 @@ def test_simclr__views_are_the_tasks_and_similarities_equal_pytorch_projection(m
         z = F.normalize(head(encoder(normalize(torch.from_numpy(u8).float().div(255.0))))["projection"], dim=1)
     _close(r["similarity"], z[:2] @ z[2:].T)
     assert set(r["rank"].tolist()) <= {1, 2}
-    assert pretext.simclr(p, images, seed=6)["first"].tolist() != r["first"].tolist()  # another number, other views
+    assert simclr_panel.embed(p, images, seed=6)["first"].tolist() != r["first"].tolist()  # another number, other views
 
 
 # -- DeepCluster -------------------------------------------------------------------------------------
 def test_deepcluster__cluster_and_classifier_equal_pytorch_and_members_are_that_cluster(made_task_models, photo):
     m, p = _open(made_task_models, "deepcluster")
     u8 = m.prepare(photo)[None]
-    r = pretext.deepcluster_assign(p, u8)
+    r = deepcluster_panel.assign(p, u8)
     encoder, head, task = _torch(made_task_models, "deepcluster")
     with torch.no_grad():
         inputs, _ = task.eval_batch(_x(u8[0]), torch.Generator().manual_seed(0), torch.arange(1))
@@ -227,11 +237,11 @@ def test_deepcluster__cluster_and_classifier_equal_pytorch_and_members_are_that_
     assert r["cluster"].tolist() == ref["assigned"].tolist()
     _close(r["probs"], torch.softmax(ref["logits"], 1))
     gallery = np.array([0, 2, 2, 1, 2]), np.array([0, 1, 1, 0, 0])
-    info = pretext.cluster_members(2, *gallery, ["daisy", "rose"])
+    info = deepcluster_panel.cluster_members(2, *gallery, ["daisy", "rose"])
     assert info["members"].tolist() == [1, 2, 4] and info["composition"] == [("rose", 2), ("daisy", 1)]
 
 
 # -- multitask ---------------------------------------------------------------------------------------
 def test_multitask__lists_its_sub_tasks_and_weights(made_task_models):
     m, p = _open(made_task_models, "multitask")
-    assert pretext.multitask_parts(m.card) == [("rotation", 1.0), ("jigsaw", 0.5)] and p.problem is None
+    assert multitask_panel.multitask_parts(m.card) == [("rotation", 1.0), ("jigsaw", 0.5)] and p.problem is None

@@ -15,6 +15,7 @@ import pytest
 
 from app import inference, photos, pretext, scores
 from app.inference import OnnxModel, list_models
+from app.panels import deepcluster, jigsaw, rotation
 
 from .conftest import REPO, SIZE, fake_task
 
@@ -38,7 +39,7 @@ def test_rotation_score_is_a_share_and_equals_a_hand_recount_with_rotation_grid_
     model = OnnxModel(made_models / "rotation")
     images = _test_photos(app_env)
     assert len(images) >= 2
-    got = scores.score_rotation(model, images[:2])
+    got = rotation.score_photos(model, images[:2])
     right = 0
     for img in images[:2]:  # the panel's own per-photo function: row k = the photo turned k·90°
         _, probs = inference.rotation_grid(model, img)
@@ -47,7 +48,7 @@ def test_rotation_score_is_a_share_and_equals_a_hand_recount_with_rotation_grid_
     assert got["share"] == pytest.approx(right / 8)
     assert 0.0 <= got["share"] <= 1.0 and got["chance"] == 0.25
     # batching across photos changes nothing: photo by photo gives the same count
-    one_by_one = [scores.score_rotation(model, images[i : i + 1], batch=1)["share"] for i in range(2)]
+    one_by_one = [rotation.score_photos(model, images[i : i + 1], batch=1)["share"] for i in range(2)]
     assert np.mean(one_by_one) == pytest.approx(got["share"])
 
 
@@ -165,12 +166,12 @@ def test_sentences_name_the_baseline_and_say_when_a_reconstruction_loses_to_it()
 
 
 def test_puzzles_are_fixed_by_seed_and_photo_and_group_purity_counts_majorities():
-    assert scores.puzzle_index(0, 7, 100) == scores.puzzle_index(0, 7, 100)
-    assert len({scores.puzzle_index(0, i, 100) for i in range(50)}) > 10
+    assert jigsaw.puzzle_permutation(0, 7, 100) == jigsaw.puzzle_permutation(0, 7, 100)
+    assert len({jigsaw.puzzle_permutation(0, i, 100) for i in range(50)}) > 10
     groups = np.array([0, 0, 0, 1, 1])
     labels = np.array([2, 2, 1, 0, 1])
-    assert scores.group_purity(groups, labels) == pytest.approx(3 / 5)
-    assert scores.same_flower_rate(groups, labels) == pytest.approx(1 / 4)  # 1 same-flower pair of the 3 + 1 pairs
+    assert deepcluster.group_purity(groups, labels) == pytest.approx(3 / 5)
+    assert deepcluster.same_flower_rate(groups, labels) == pytest.approx(1 / 4)  # 1 same-flower pair of the 3 + 1 pairs
 
 
 # -- every task ---------------------------------------------------------------------------------------------
