@@ -24,11 +24,12 @@ import torch
 from torch import nn
 
 from .data import SplitData
-from .encoders import EncoderConfig, build_encoder
+from .encoders import EncoderConfig, build_encoder, encoder_info
 from .paths import portable
+from .runtime import as_float, device_name, library_versions, peak_rss_mb, resolve_device
 from .tasks import get_task
 from .tasks.base import EpochContext, PretextTask
-from .train import TaskModel, TrainConfig, _as_float, device_name, embed_images, encoder_info, library_versions, make_optimizer, peak_rss_mb, resolve_device
+from .train import TaskModel, TrainConfig, embed_images, make_optimizer
 
 # dense bf16 tensor-core peaks from vendor datasheets, TFLOP/s (a lead, not a measurement)
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
@@ -132,7 +133,7 @@ def bench_task(name: str, data: SplitData, enc_cfg: EncoderConfig, cfg: TrainCon
 
     def project_batch():
         idx = torch.randint(0, n, (bs,), generator=g).to(dev)
-        return _as_float(cache[idx], True), idx
+        return as_float(cache[idx], True), idx
 
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)

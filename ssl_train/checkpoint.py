@@ -3,7 +3,8 @@
 A checkpoint holds ``encoder.*``, ``head.*`` and ``optim.*`` tensors, and in its metadata the
 resolved config (data, encoder, task, training), the task and encoder names, the epoch and the
 optimizer's non-tensor state. Writes go to a temporary file in the same folder, then ``os.replace``,
-so a killed run never leaves a half-written checkpoint in place of a good one.
+so a killed run never leaves a half-written checkpoint in place of a good one. ``load_checkpoint_model``
+rebuilds the task, encoder and head a pretraining checkpoint was made with.
 """
 from __future__ import annotations
 
@@ -135,3 +136,46 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} has format {meta.get('format')!r}, expected {FORMAT!r}; re-create it")
     return Checkpoint(path, tensors, meta)
+
+
+def load_checkpoint_model(checkpoint_path: str | Path):
+    """Rebuild a pretraining checkpoint's model → (checkpoint, task, encoder, head, image size in px),
+    encoder and head in float32 train mode as saved. One-line ``UserError`` for a missing or foreign
+    checkpoint, an unregistered task, or weights that do not fit the recorded task and encoder."""
+    from .encoders import EncoderConfig, build_encoder, encoder_info
+    from .model_files import rebuild_task
+    from .tasks import load_all, task_names
+    from .tasks.base import TASKS
+
+    ckpt_path = Path(checkpoint_path)
+    ck = load_checkpoint(ckpt_path)
+    meta = ck.meta
+    for key in ("task", "encoder", "config"):
+        if key not in meta:
+            raise UserError(f"checkpoint {ckpt_path} has no {key!r} in its metadata; export a checkpoint written by `python -m ssl_train pretrain`")
+    task_name = meta["task"]
+    load_all()
+    if task_name not in TASKS:
+        raise UserError(
+            f"checkpoint {ckpt_path} is for task {task_name!r}, which is not a registered pretext task "
+            f"({', '.join(task_names())}); export a pretraining checkpoint (runs/<task>/checkpoint.safetensors)"
+        )
+    cfg = meta["config"]
+    task = rebuild_task(task_name, cfg.get("task") or {})
+    data_cfg = cfg.get("data") or {}
+    if "image_size" not in data_cfg:
+        raise UserError(f"checkpoint {ckpt_path} does not record its image size (config.data.image_size); re-create it with pretrain")
+    image_size = int(data_cfg["image_size"])
+    try:
+        enc_cfg = EncoderConfig.from_dict(meta["encoder"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"checkpoint {ckpt_path} has an unusable encoder config ({e}); re-create it") from None
+    with torch.random.fork_rng(devices=[]):
+        encoder = build_encoder(enc_cfg)
+        head = task.build_head(encoder_info(encoder, image_size))
+    try:
+        encoder.load_state_dict(ck.encoder_state)
+        head.load_state_dict(ck.head_state)
+    except RuntimeError as e:
+        raise UserError(f"checkpoint {ckpt_path} does not fit task {task_name!r} with encoder {meta['encoder']} ({str(e).splitlines()[0][:120]}); re-create it") from None
+    return ck, task, encoder, head, image_size

@@ -113,3 +113,16 @@ def build_encoder(cfg: EncoderConfig | None = None) -> nn.Module:
 def pooled(fmap: torch.Tensor) -> torch.Tensor:
     """Global average pool: (B, C, h, w) → (B, C). The feature vector every probe reads."""
     return fmap.mean(dim=(2, 3))
+
+
+def encoder_info(encoder: nn.Module, image_size: int):
+    """What a task's ``build_head`` needs to know of ``encoder`` (``tasks.base.EncoderInfo``) at
+    photos of ``image_size`` px."""
+    from .tasks.base import EncoderInfo
+
+    return EncoderInfo(
+        feature_dim=encoder.feature_dim,
+        stage_dims=tuple(encoder.stage_dims),
+        image_size=image_size,
+        stride=32,
+    )

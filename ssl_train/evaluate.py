@@ -22,7 +22,7 @@ from . import augment
 from .encoders import EncoderConfig, build_encoder, pooled
 from .errors import UserError
 from .tasks.base import normalize
-from .train import _as_float, lr_at, resolve_device
+from .runtime import as_float, lr_at, resolve_device
 
 KNN_K = 20
 PROBE_CS = (0.01, 0.1, 1.0, 10.0)
@@ -42,7 +42,7 @@ def extract_features(encoder: nn.Module, images_u8: torch.Tensor, device: torch.
     encoder.eval().to(device)
     per_stage: list[list[torch.Tensor]] = []
     for i in range(0, len(images_u8), batch):
-        x = normalize(_as_float(images_u8[i : i + batch].to(device), False))
+        x = normalize(as_float(images_u8[i : i + batch].to(device), False))
         maps = encoder.forward_stages(x)
         if not per_stage:
             per_stage = [[] for _ in maps]
@@ -140,7 +140,7 @@ class Classifier(nn.Module):
 def predict(model: nn.Module, images_u8: torch.Tensor, device: torch.device, batch: int = 256) -> np.ndarray:
     """uint8 (N, 3, S, S) → class probabilities (N, classes), eval mode."""
     model.eval()
-    out = [F.softmax(model(normalize(_as_float(images_u8[i : i + batch].to(device), False))).float(), 1).cpu() for i in range(0, len(images_u8), batch)]
+    out = [F.softmax(model(normalize(as_float(images_u8[i : i + batch].to(device), False))).float(), 1).cpu() for i in range(0, len(images_u8), batch)]
     return torch.cat(out).numpy()
 
 
@@ -203,7 +203,7 @@ def finetune(
             order, pos = torch.randperm(n, generator=perm_gen), 0
         idx = order[pos : pos + bs].to(dev)
         pos += bs
-        x = augment.random_resized_crop(_as_float(images[idx], True), gen, scale=(cfg.crop_scale_min, 1.0))
+        x = augment.random_resized_crop(as_float(images[idx], True), gen, scale=(cfg.crop_scale_min, 1.0))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, warm, cfg.lr)
         loss = F.cross_entropy(model(normalize(x)), labels[idx], label_smoothing=cfg.label_smoothing)

@@ -1,6 +1,6 @@
 """The file contract between training and the app: one folder per model under ``models/<name>/``.
 
-Layout (written by ``ssl_train.export``)::
+Layout (written by ``ssl_train.model_writer``, driven by ``python -m ssl_train export``)::
 
     models/<name>/model.onnx          float32 graph: "input" (batch, 3, S, S) → "features" (+ head outputs);
                                       graph only: its weights are ONNX external data in weights.safetensors
@@ -15,8 +15,10 @@ Layout (written by ``ssl_train.export``)::
     models/<name>/model.json          the card: task, configs, normalisation, outputs, provenance,
                                       and "files": {file name: sha256} of every other file
 
-This module is deliberately torch-free (json + hashlib only): the app imports it to check a model
-folder before loading anything from it. Load model.onnx by its path (onnxruntime then finds
+This module is the folder format's reader: names, ``read_card``, ``verify_model_dir`` and
+``load_model_weights``. It imports json and hashlib only (torch-free): the app imports it to check a
+model folder before loading anything from it; ``load_model_weights`` imports torch and the encoder
+and task registries when it is called. Load model.onnx by its path (onnxruntime then finds
 weights.safetensors beside it), never from bytes.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ SUB_HEAD_ONNX_PREFIX = "head-"  # head-<sub-task>.onnx: one sub-head of a multi-
 WEIGHTS_NAME = "weights.safetensors"
 FEATURE_OUTPUT = "features"
 INPUT_NAME = "input"
+RANDOM_TASK = "random_init"  # task of the randomly initialised reference: features only, no head
 
 
 class ModelFileError(ValueError):
@@ -133,3 +136,37 @@ def verify_model_dir(model_dir: str | Path) -> dict[str, Any]:
             raise ModelFileError(f"{model_dir / CARD_NAME}: {graph.get('file')} reads weights from {ext.get('file')!r}, "
                                  f"which is not the listed file with that sha256; {hint}")
     return card
+
+
+def rebuild_task(name: str, options: dict):
+    """The registered pretext task ``name`` with the saved ``options`` (a card's "task_config", a
+    checkpoint's config.task); one-line ``UserError`` when it cannot be rebuilt."""
+    from .errors import UserError
+    from .tasks import get_task
+
+    try:
+        return get_task(name, options)
+    except UserError as e:
+        raise UserError(f"cannot rebuild the head of task {name!r}: {e}") from None
+
+
+def load_model_weights(model_dir: str | Path, card: dict | None = None):
+    """Rebuild (encoder, head or None, card) in float32 eval mode from a model folder's
+    weights.safetensors (float16 and int8 storage are converted back to float32,
+    ``weight_codec.as_float32``). No file checks: ``verify_model_dir`` first where that matters."""
+    from safetensors.torch import load_file
+
+    from .encoders import EncoderConfig, build_encoder, encoder_info
+    from .weight_codec import as_float32, sub_state
+
+    model_dir = Path(model_dir)
+    card = card or read_card(model_dir)
+    state = as_float32(load_file(str(model_dir / card.get("weights", {}).get("file", WEIGHTS_NAME))))
+    encoder = build_encoder(EncoderConfig.from_dict(card["encoder"]))
+    encoder.load_state_dict(sub_state(state, "encoder."))
+    head = None
+    if card["task"] != RANDOM_TASK:
+        head = rebuild_task(card["task"], card.get("task_config") or {}).build_head(encoder_info(encoder, int(card["input"]["image_size"])))
+        head.load_state_dict(sub_state(state, "head."))
+        head.eval()
+    return encoder.eval(), head, card

@@ -10,7 +10,7 @@ Three kinds of path are accepted:
   read through the model.json beside it, exactly as the folder is.
 
 Model-folder weights are stored int8/float16; they come back as the float32 tensors the ONNX graph
-computes with (``export.load_model_weights``). Anything else is refused with a one-line
+computes with (``model_files.load_model_weights``). Anything else is refused with a one-line
 ``UserError`` / ``ModelFileError`` naming the path and what to pass instead, before data is read.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ def model_dir_of(path: str | Path) -> Path | None:
 
 
 def _from_model_dir(folder: Path, task: str | None) -> Pretrained:
-    from .export import load_model_weights
+    from .model_files import load_model_weights
 
     card = verify_model_dir(folder)  # every file against its sha256 in model.json, before loading any
     if task and card.get("task") != task:

@@ -130,7 +130,7 @@ def record_arm(state: dict[str, torch.Tensor] | None, enc_cfg: EncoderConfig, tr
     """Fine-tune one arm as the protocol does (``evaluate.finetune``: ``state`` None = scratch) and
     record it: (points, finetune's log). The last point is the finished model."""
     from .evaluate import finetune
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     n = len(train_u8)
     total = cfg.steps_for(n)
@@ -144,7 +144,7 @@ def run_replay(pre: Pretrained, data: SplitData, fraction: float, seed: int, cfg
     """Both arms on ``data`` (``SplitData``) at ``fraction`` / ``seed``: scratch with ``lrs[0]``,
     ``pre`` (``pretrained.Pretrained``) with ``lrs[1]``; the replay document (module doc)."""
     from .data import labelled_subset
-    from .train import device_name, resolve_device
+    from .runtime import device_name, resolve_device
 
     labels = np.asarray(data.ds.labels)
     sub = labelled_subset(data.train_idx, labels, fraction, seed)

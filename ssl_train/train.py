@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
-import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,9 +22,15 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .snapshots import save_snapshot
 from .data import SplitData, validation_split
 from .distributed import all_reduce_mean, barrier, init_from_env
-from .encoders import EncoderConfig, build_encoder, pooled
+from .encoders import EncoderConfig, build_encoder, encoder_info, pooled
 from .errors import UserError
-from .tasks.base import EncoderInfo, EpochContext, PretextTask, normalize
+from .runtime import as_float, device_name, library_versions, lr_at, peak_rss_mb, resolve_device
+from .tasks.base import EpochContext, PretextTask, normalize
+
+# re-exported for callers not yet moved: the runtime helpers imported above (device_name, library_versions,
+# lr_at, peak_rss_mb, resolve_device: protocol, budget, finetune_lr, release, __main__, app/fewshot, tests),
+# encoders.encoder_info (tests) and _as_float (rotation_limits), which now live in ssl_train.runtime / encoders
+from .runtime import as_float as _as_float  # noqa: E402,F401
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 HOLDOUTS = ("test", "validation")  # which photos a pretraining run scores its pretext task on
@@ -68,27 +71,6 @@ class TrainConfig:
         return asdict(self)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda if available, else cpu. Refuses a CUDA device that is not there."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for CUDA but this torch sees no GPU; use --device cpu or auto")
-    return dev
-
-
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if warmup > 0 and step < warmup:
-        return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-
-
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
@@ -99,15 +81,6 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     g = torch.Generator(device=device)
     g.manual_seed(seed * 1_000_003 + epoch)
     return g
-
-
-def encoder_info(encoder: nn.Module, image_size: int) -> EncoderInfo:
-    return EncoderInfo(
-        feature_dim=encoder.feature_dim,
-        stage_dims=tuple(encoder.stage_dims),
-        image_size=image_size,
-        stride=32,
-    )
 
 
 class TaskModel(nn.Module):
@@ -121,29 +94,6 @@ class TaskModel(nn.Module):
 
     def forward(self, inputs: Any) -> Any:
         return self.task.forward(self.encoder, self.head, inputs)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process, MB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for pkg in ("torchvision", "numpy", "scikit-learn", "safetensors", "kornia", "onnxruntime", "onnx"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
 
 
 class TrainingDiverged(UserError):
@@ -160,17 +110,12 @@ def _to_device(x: Any, dev: torch.device) -> Any:
     return x
 
 
-def _as_float(images_u8: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    x = images_u8.float().div_(255.0)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
 @torch.no_grad()
 def embed_images(encoder: nn.Module, images_u8: torch.Tensor, batch: int = 256, channels_last: bool = True) -> torch.Tensor:
     """uint8 (N, 3, S, S) on any device → pooled last-stage features (N, D) float32, eval mode."""
     was = encoder.training
     encoder.eval()
-    out = [pooled(encoder(normalize(_as_float(images_u8[i : i + batch], channels_last)))).float() for i in range(0, len(images_u8), batch)]
+    out = [pooled(encoder(normalize(as_float(images_u8[i : i + batch], channels_last)))).float() for i in range(0, len(images_u8), batch)]
     encoder.train(was)
     return torch.cat(out)
 
@@ -187,7 +132,7 @@ def pretext_scores(task: PretextTask, encoder: nn.Module, head: nn.Module, image
     totals: dict[str, float] = {}
     n = 0
     for i in range(0, len(images_u8), batch):
-        x = _as_float(images_u8[i : i + batch].to(device), False)
+        x = as_float(images_u8[i : i + batch].to(device), False)
         idx = torch.arange(i, i + len(x), device=device)
         inputs, targets = task.eval_batch(x, gen, idx)
         out = task.forward(encoder, head, inputs)
@@ -397,7 +342,7 @@ def pretrain(
             for g in opt.param_groups:
                 g["lr"] = lr
             idx = perm[s * bs : (s + 1) * bs][di.rank :: di.world_size]  # this rank's shard of the global batch
-            x = _as_float(images[idx], cfg.channels_last)
+            x = as_float(images[idx], cfg.channels_last)
             inputs, targets = task.make_batch(x, gen, idx)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 out = step_model(inputs)

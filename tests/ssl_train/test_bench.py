@@ -42,12 +42,12 @@ def test_bench__flops_of_a_training_step_are_about_three_forwards(tiny_data, sma
 
     from ssl_train.bench import _flops_per_step, _Stepper
     from ssl_train.tasks import get_task
-    from ssl_train.train import _as_float
+    from ssl_train.runtime import as_float
 
     task = get_task("rotation")
     u8 = tiny_data.ds.images[:8]
     step = _Stepper(task, small_encoder, 32, torch.device("cpu"), TrainConfig(batch_size=8, device="cpu"), u8)
-    x, idx = _as_float(u8, True), torch.arange(8)
+    x, idx = as_float(u8, True), torch.arange(8)
     total = _flops_per_step(step, x, idx)
     inputs, _ = task.make_batch(x, torch.Generator().manual_seed(0), idx)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:

@@ -22,16 +22,10 @@ from ssl_train.checkpoint import load_checkpoint, save_checkpoint
 from ssl_train.data import DataConfig, SplitData, load_dataset, load_or_make_split
 from ssl_train.encoders import EncoderConfig, build_encoder, pooled
 from ssl_train.errors import UserError
-from ssl_train.export import (
-    PARITY_TOL,
-    add_export_parser,
-    export_model,
-    export_random_reference,
-    load_model_weights,
-    parity_check,
-)
+from ssl_train.export import add_export_parser, export_model, export_random_reference
 from ssl_train.images import open_rgb, square_resize, to_uint8_chw
-from ssl_train.model_files import ModelFileError, verify_model_dir
+from ssl_train.model_files import ModelFileError, load_model_weights, verify_model_dir
+from ssl_train.onnx_graph import PARITY_TOL, parity_check
 from ssl_train.tasks.base import MEAN, STD, TASKS, PretextTask, TaskConfig, normalize
 from ssl_train.train import CHECKPOINT_NAME, TrainConfig, pretrain
 
@@ -202,9 +196,9 @@ def test_export__weights_are_float16_on_disk_and_float32_when_loaded(exported):
 
 def test_export__failed_export_keeps_existing_model(model_copy, run_dir, monkeypatch):
     before = {p.name: p.read_bytes() for p in model_copy.iterdir()}
-    import ssl_train.export as ex
+    import ssl_train.model_writer as writer
 
-    monkeypatch.setattr(ex, "parity_check", lambda *a, **k: 1.0)  # e.g. an exporter bug: ONNX ≠ PyTorch
+    monkeypatch.setattr(writer, "parity_check", lambda *a, **k: 1.0)  # e.g. an exporter bug: ONNX ≠ PyTorch
     with pytest.raises(UserError, match="differ from PyTorch"):
         export_model(run_dir / CHECKPOINT_NAME, model_copy.parent, "rotation")
     assert {p.name: p.read_bytes() for p in model_copy.iterdir()} == before
@@ -361,7 +355,7 @@ def test_cli__export_subcommand_writes_and_reports(run_dir, tmp_path, capsys):
 
 
 def test_quantize_int8__per_channel_error_within_half_a_step():
-    from ssl_train.export import quantize_int8
+    from ssl_train.weight_codec import quantize_int8
 
     w = torch.randn(6, 4, 3, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([1e-3, 0.1, 1, 10, 0, 2]).view(-1, 1, 1, 1)
     q, scale = quantize_int8(w)
@@ -505,7 +499,7 @@ def multitask_without_graph(multitask_exported, tmp_path) -> Path:
 
 
 def test_add_head_graphs__adds_the_jigsaw_graph_and_keeps_every_file_byte_identical(multitask_without_graph, multitask_exported):
-    from ssl_train.export import add_sub_head_graphs
+    from ssl_train.model_writer import add_sub_head_graphs
 
     d = multitask_without_graph
     before = {p.name: _sha(p) for p in d.iterdir() if p.name != "model.json"}
@@ -529,19 +523,20 @@ def test_add_head_graphs__adds_the_jigsaw_graph_and_keeps_every_file_byte_identi
 
 
 def test_add_head_graphs__a_failed_check_leaves_the_folder_as_it_was(multitask_without_graph, monkeypatch):
-    import ssl_train.export as E
+    import ssl_train.model_writer as W
+    from ssl_train.errors import ExportError
 
     d = multitask_without_graph
     before = {p.name: _sha(p) for p in d.iterdir()}
-    monkeypatch.setattr(E, "parity_check", lambda *a, **k: 1.0)
-    with pytest.raises(E.ExportError, match="left as it was"):
-        E.add_sub_head_graphs(d, parity_data=FLOWERS)
+    monkeypatch.setattr(W, "parity_check", lambda *a, **k: 1.0)
+    with pytest.raises(ExportError, match="left as it was"):
+        W.add_sub_head_graphs(d, parity_data=FLOWERS)
     assert {p.name: _sha(p) for p in d.iterdir()} == before
     assert [p.name for p in d.parent.iterdir()] == ["multitask"]
 
 
 def test_cli__add_head_graphs(multitask_without_graph, exported, tmp_path, capsys, monkeypatch):
-    import ssl_train.export as E
+    import ssl_train.model_writer as W
     from ssl_train.__main__ import main
 
     d = multitask_without_graph
@@ -549,7 +544,7 @@ def test_cli__add_head_graphs(multitask_without_graph, exported, tmp_path, capsy
     out = json.loads(capsys.readouterr().out)
     assert out["added"] == {"jigsaw": "head-jigsaw.onnx"} and set(out["unchanged_files_sha256"]) == {"model.onnx", "weights.safetensors"}
     # bad input: one line, exit code 2, before any work (no weights loaded)
-    monkeypatch.setattr(E, "load_model_weights", lambda *a, **k: pytest.fail("loaded weights of a folder it should refuse"))
+    monkeypatch.setattr(W, "load_model_weights", lambda *a, **k: pytest.fail("loaded weights of a folder it should refuse"))
     for folder, msg in ((tmp_path / "nope", "does not exist"), (exported, "holds a 'rotation' model, not a 'multitask' one")):
         assert main(["export", "--add-head-graphs", str(folder)]) == 2
         err = capsys.readouterr().err

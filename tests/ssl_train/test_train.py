@@ -12,7 +12,8 @@ from ssl_train.checkpoint import load_checkpoint, save_checkpoint
 from ssl_train.errors import UserError
 from ssl_train.tasks import get_task
 from ssl_train.tasks.rotation import Rotation, RotationConfig
-from ssl_train.train import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, lr_at, pretrain
+from ssl_train.runtime import lr_at
+from ssl_train.train import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, pretrain
 
 FAST = dict(batch_size=8, lr=0.05, warmup_epochs=0.5, device="cpu")
 
