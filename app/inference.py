@@ -22,7 +22,7 @@ from PIL import Image
 from ssl_train.images import square_resize, to_uint8_chw
 from ssl_train.model_files import CARD_NAME, FEATURE_OUTPUT, ModelFileError, read_card, verify_model_dir
 
-from .config import RANDOM_INIT, display
+from .config import PROTAGONIST, RANDOM_INIT, display
 
 BATCH = 64
 ANGLE_LABELS = ("0°", "90° ↺", "180°", "270° ↺")  # index k = turned k·90° counter-clockwise (torch.rot90)
@@ -84,8 +84,8 @@ def list_models(models_dir: str | Path) -> list[ModelEntry]:
 def featured_model(entries: list[ModelEntry], method: str = "finetune") -> str | None:
     """The pretrained model a newcomer should see first: the best ``method`` test accuracy at 10%
     labels recorded in the model cards (``metrics[method]["10%"].mean``; "finetune" for the few-shot
-    lab, "knn" for the embedding map, which shows frozen features), else rotation, else the first
-    pretrained model; None when there is none."""
+    lab, "knn" for the embedding map, which shows frozen features), else the story's task
+    (``config.PROTAGONIST``, rotation), else the first pretrained model; None when there is none."""
     pretrained = [e for e in entries if not e.is_reference]
 
     def score(e: ModelEntry) -> float:
@@ -98,7 +98,7 @@ def featured_model(entries: list[ModelEntry], method: str = "finetune") -> str |
     best = max(pretrained, key=score)
     if score(best) >= 0:
         return best.name
-    return next((e.name for e in pretrained if e.name == "rotation"), pretrained[0].name)
+    return next((e.name for e in pretrained if e.name == PROTAGONIST), pretrained[0].name)
 
 
 def folder_signature(model_dir: str | Path) -> tuple:

@@ -138,8 +138,9 @@ def judge(check: NoveltyCheck, features: np.ndarray, images_u8: np.ndarray) -> l
                     unlike=bool(d > check.threshold), flat=bool(s < FLAT_SPREAD)) for d, j, s in zip(dist, near, spread)]
 
 
-def measure(model_name: str = "simclr") -> dict:
-    """Flag rates of the shipped ``model_name`` (its precomputed layout): per class on the test photos,
+def measure(model_name: str | None = None) -> dict:
+    """Flag rates of the shipped ``model_name`` (default: the map's featured model, ``featured_model``
+    by kNN accuracy; SimCLR among the shipped models) from its precomputed layout: per class on the test photos,
     on one half of the test photos when the other half sets the threshold (an out-of-sample check of the
     1 %), and the verdicts on real non-flower photos (scikit-learn's china.jpg, matplotlib's
     grace_hopper.jpg), a black photo and a 100000×1 stripe, each through ``app.uploads.open_upload``."""
@@ -153,8 +154,12 @@ def measure(model_name: str = "simclr") -> dict:
     from .inference import OnnxModel, list_models
     from .uploads import open_upload
 
+    from .inference import featured_model
+
     idx = photos.index(data_dir())
-    entry = next(e for e in list_models(models_dir()) if e.name == model_name)
+    entries = list_models(models_dir())
+    model_name = model_name or featured_model(entries, method="knn")
+    entry = next(e for e in entries if e.name == model_name)
     lay = embedding.find(entry.path, entry.card, idx.key, idx.files)
     if lay is None:
         raise SystemExit(f"no precomputed layout for {model_name}: run `python -m app.precompute` first")
@@ -202,5 +207,5 @@ if __name__ == "__main__":
     import json
     import sys
 
-    for name in sys.argv[1:] or ["simclr"]:
+    for name in sys.argv[1:] or [None]:
         print(json.dumps(measure(name), indent=1, ensure_ascii=False))

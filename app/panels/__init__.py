@@ -63,7 +63,8 @@ class Needs:
 class Panel:
     """How the explorer shows one task.
 
-    ``label``: its name in the task picker ("Rotation"); ``title``: the panel's heading, the
+    ``label``: its name in the task picker ("Rotation"); ``name``: the task's name in a chart's legend
+    when it is not the task's own ("super-resolution"); ``title``: the panel's heading, the
     task's question in a few words ("Which way is up?"); ``question``: the one
     sentence the panel opens with; ``show(entry, photos, ctx)`` draws it for a model entry and
     the photos ``[(name, PIL.Image)]``; ``order`` places it in the picker (the story first);
@@ -97,17 +98,18 @@ class Panel:
     words: Callable[[dict], str] | None = None
     baseline: Callable[[dict], str] | None = None
     unscored: str | None = None
+    name: str | None = None
 
 
 PANELS: dict[str, Panel] = {}
 
 
 def register(task: str, label: str, title: str, question: str, order: int = 100, needs: Needs = Needs(),
-             unscored: str | None = None) -> Callable:
+             unscored: str | None = None, name: str | None = None) -> Callable:
     """Decorator: ``@register("rotation", "Rotation", "Which way is up?", "…")`` over the panel's ``show``."""
 
     def deco(fn: Callable[..., None]) -> Callable[..., None]:
-        PANELS[task] = Panel(task, label, title, question, fn, order, needs=needs, unscored=unscored)
+        PANELS[task] = Panel(task, label, title, question, fn, order, needs=needs, unscored=unscored, name=name)
         return fn
 
     return deco

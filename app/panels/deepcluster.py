@@ -17,7 +17,7 @@ QUESTION = ("The model sorts all photos into groups of look-alikes — **by its 
 PURITY_SHUFFLES = 200  # label shuffles behind the chance level of the groups' purity (the score)
 
 
-@register("deepcluster", "DeepCluster", TITLE, QUESTION, order=8, needs=Needs(head=True))
+@register("deepcluster", "DeepCluster", TITLE, QUESTION, order=8, needs=Needs(head=True), name="DeepCluster")
 def show(entry, items, ctx) -> None:
     p = load(entry)
     if p is None:

@@ -14,7 +14,7 @@ QUESTION = ("One encoder learns several pretext tasks at the same time — here 
             "small head on the shared features.")
 
 
-@register("multitask", "Multi-task", TITLE, QUESTION, order=9)
+@register("multitask", "Multi-task", TITLE, QUESTION, order=9, name="multi-task")
 def show(entry, items, ctx) -> None:
     try:
         parts = multitask_parts(entry.card)

@@ -16,7 +16,7 @@ QUESTION = ("The model does not predict anything: it learns to give a photo and 
             "must describe that.")
 
 
-@register("pirl", "PIRL", TITLE, QUESTION, order=6, needs=Needs(head=True))
+@register("pirl", "PIRL", TITLE, QUESTION, order=6, needs=Needs(head=True), name="PIRL")
 def show(entry, items, ctx) -> None:
     _contrast.show(entry, items, ctx, "pirl", TITLE, QUESTION, "its shuffled version",
                    lambda r, i: [(r["puzzles"][i], "its shuffled version")], lambda r, images: images)

@@ -19,7 +19,7 @@ QUESTION = ("The model does not predict anything: it learns to give **two random
             "but what the photo shows, so the features must describe that.")
 
 
-@register("simclr", "SimCLR", TITLE, QUESTION, order=7,
+@register("simclr", "SimCLR", TITLE, QUESTION, order=7, name="SimCLR",
           needs=Needs(output="projection", lacking="there are no view embeddings to compare"))
 def show(entry, items, ctx) -> None:
     _contrast.show(entry, items, ctx, "simclr", TITLE, QUESTION, "its first view",

@@ -17,7 +17,8 @@ QUESTION = ("We shrink your photo and ask the model to **restore the detail**. T
             "(bicubic) — is the answer to beat; to beat it, the model has to know what petal edges and textures look like.")
 
 
-@register("superres", "Sharpen", TITLE, QUESTION, order=5, needs=Needs(head=True, stage_maps="the super-resolution head"))
+@register("superres", "Sharpen", TITLE, QUESTION, order=5, needs=Needs(head=True, stage_maps="the super-resolution head"),
+          name="super-resolution")
 def show(entry, items, ctx) -> None:
     p = load(entry)
     if p is None:

@@ -2,7 +2,9 @@
 bundled photos and the reports (pure compute, no Streamlit), for the page and the offline export."""
 
 
-PROTAGONIST = "rotation"  # the talk's story follows this task: slide 1's model, the headline's second line, the first learning map
+from app.config import PROTAGONIST  # the talk's story follows this task: slide 1's model, the headline's second line, the first learning map
+
+__all__ = ["PROTAGONIST", "Missing"]
 
 
 class Missing(Exception):

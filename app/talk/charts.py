@@ -39,16 +39,21 @@ LEARNING_COMMAND = ("python -m ssl_train pretrain --task rotation --snapshots au
 REPLAY_COMMAND = "python -m ssl_train replay"  # the recorder of reports/finetune-replay.json (its made_by names the exact call)
 REPLAY_FORMAT = "pretext-lab-replay/1"
 
-# plain names for the legend; a task missing here shows under its own name
-NAMES = {reference.SCRATCH: "no pretraining (scratch)", "simclr": "SimCLR", "pirl": "PIRL", "deepcluster": "DeepCluster",
-         "multitask": "multi-task", "superres": "super-resolution"}
+# plain names for the legend beyond the tasks' own (a task's panel names it, ``Panel.name``, else its own name)
+NAMES = {reference.SCRATCH: "no pretraining (scratch)"}
 X_FRACTION = "labelled photos used (%)"
 Y_CORRECT = "correct on unseen test photos (%)"
 
 
 def name(task: str) -> str:
-    """The legend name of a task (or scratch) in plain words."""
-    return NAMES.get(task, task)
+    """The legend name of a task (or scratch) in plain words: its panel's ``name`` ("super-resolution"),
+    else the task's own name."""
+    if task in NAMES:
+        return NAMES[task]
+    from app import panels
+
+    panel = panels.load_all().get(task)
+    return (panel.name if panel is not None else None) or task
 
 
 def rgba(colour: str, alpha: float) -> str:
