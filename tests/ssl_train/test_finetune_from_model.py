@@ -36,7 +36,7 @@ def simclr_copy(tmp_path):
 
 def test_load_pretrained__folder_and_its_weights_give_the_shipped_float32_encoder():
     from ssl_train.encoders import EncoderConfig
-    from ssl_train.export import load_model_weights
+    from ssl_train.model_files import load_model_weights
     from ssl_train.pretrained import load_pretrained
 
     card = json.loads((SIMCLR / "model.json").read_text())
