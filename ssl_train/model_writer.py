@@ -55,6 +55,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def check_name(name: str) -> None:
+    """One-line ``UserError`` unless ``name`` is a safe model folder name (letters, digits, _ - .)."""
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise UserError(f"--name {name!r} is not a valid model folder name; use letters, digits, '_', '-', '.' (e.g. rotation)")
 
