@@ -42,7 +42,7 @@ def _strs(s: str) -> tuple[str, ...]:
 
 
 def _task_numbers(unit: str, example: str):
-    """A parser of ``simclr=60,rotation=50`` → (("rotation", 50), ("simclr", 60)); empty → ()."""
+    """A parser of ``TASK=N`` lists, e.g. ``b=60,a=50`` → (("a", 50), ("b", 60)); empty → ()."""
     def parse(s: str) -> tuple[tuple[str, int], ...]:
         out = []
         for x in _strs(s):
@@ -60,33 +60,35 @@ _task_batch_sizes = _task_numbers("PHOTOS", "rotation=32")
 _task_image_sizes = _task_numbers("PIXELS", "rotation=128")
 
 
-def _add_per_task(p: argparse.ArgumentParser, flag: str, parse, metavar: str, what: str, shown: str) -> None:
+def _add_per_task(p: argparse.ArgumentParser, flag: str, parse, metavar: str, what: str, shown: str | None) -> None:
     # a string default goes through ``type`` too, and the help shows it as it is typed ("%(default).0s"
-    # prints nothing but stops the formatter from adding an empty "(default: )")
-    p.add_argument(flag, type=parse, default=shown, metavar=metavar, help=f"{what}; '' for none (default: {shown or 'none'})%(default).0s")
+    # prints nothing but stops the formatter from adding an empty "(default: )"); None: not given, so
+    # that the command can tell it from '' (each task's recipe with --recipes, else none)
+    default = "the tasks' recipes with --recipes, else none" if shown is None else (shown or "none")
+    p.add_argument(flag, type=parse, default=shown, metavar=metavar, help=f"{what}; '' for none (default: {default})%(default).0s")
 
 
-def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
+def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] | None = None) -> None:
     _add_per_task(p, "--task-epochs", _task_epochs, "TASK=N,...",
                   "pretraining epochs of the named tasks instead of --epochs (a per-task budget chosen on validation by `budget`)",
-                  ",".join(f"{t}={n}" for t, n in default))
+                  None if default is None else ",".join(f"{t}={n}" for t, n in default))
 
 
-def _add_task_batch_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
+def _add_task_batch_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] | None = None) -> None:
     _add_per_task(p, "--task-batch-sizes", _task_batch_sizes, "TASK=N,...",
                   "photos per pretraining step of the named tasks instead of --batch-size (chosen on validation with `pretrain --holdout validation`)",
-                  ",".join(f"{t}={n}" for t, n in default))
+                  None if default is None else ",".join(f"{t}={n}" for t, n in default))
 
 
-def _add_task_image_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] = ()) -> None:
+def _add_task_image_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] | None = None) -> None:
     _add_per_task(p, "--task-image-sizes", _task_image_sizes, "TASK=PX,...",
                   "pretrain the named tasks on photos decoded at this size instead of --image-size; downstream every arm sees "
                   "--image-size photos (chosen on validation with `pretrain --holdout validation --image-size PX`)",
-                  ",".join(f"{t}={n}" for t, n in default))
+                  None if default is None else ",".join(f"{t}={n}" for t, n in default))
 
 
 def _task_options_arg(s: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
-    """``rotation.grid=2,rotation.hidden=0`` → (("rotation", (("grid", "2"), ("hidden", "0"))),); empty → ()."""
+    """``TASK.OPTION=VALUE`` lists, e.g. ``t.grid=2,t.hidden=0`` → (("t", (("grid", "2"), ("hidden", "0"))),); empty → ()."""
     by_task: dict[str, dict[str, str]] = {}
     for x in _strs(s):
         lhs, eq, value = x.partition("=")
@@ -97,10 +99,43 @@ def _task_options_arg(s: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], 
     return tuple(sorted((t, tuple(sorted(o.items()))) for t, o in by_task.items()))
 
 
-def _add_task_options(p: argparse.ArgumentParser, default: tuple = ()) -> None:
+def _add_task_options(p: argparse.ArgumentParser, default: tuple | None = None) -> None:
     _add_per_task(p, "--task-options", _task_options_arg, "TASK.OPTION=VALUE,...",
                   "task config fields other than the defaults, per task (settings chosen on validation, e.g. with `pretrain --holdout validation`)",
-                  ",".join(f"{t}.{k}={v}" for t, opts in default for k, v in opts))
+                  None if default is None else ",".join(f"{t}.{k}={v}" for t, opts in default for k, v in opts))
+
+
+def _add_per_task_flags(p: argparse.ArgumentParser, defaults: dict[str, tuple] | None = None, epochs: bool = True) -> None:
+    """``--task-epochs``, ``--task-batch-sizes``, ``--task-image-sizes``, ``--task-options``: each a
+    per-task table that overrides the tasks' recipes; ``defaults`` (release's: every recipe) or not
+    given, and then ``--recipes`` decides (``_per_task_tables``)."""
+    d = defaults or {}
+    if epochs:
+        _add_task_epochs(p, d.get("task_epochs") if defaults is not None else None)
+    _add_task_batch_sizes(p, d.get("task_batch_sizes") if defaults is not None else None)
+    _add_task_image_sizes(p, d.get("task_image_sizes") if defaults is not None else None)
+    _add_task_options(p, d.get("task_options") if defaults is not None else None)
+    if defaults is None:
+        p.add_argument("--recipes", action="store_true",
+                       help="pretrain each task with its recipe, as `release` does: its own epochs, photos per step, photo size and options, "
+                            "each chosen on validation (ssl_train/tasks/TASK.py); a --task-* flag given replaces that part of every recipe")
+
+
+def _per_task_tables(a, tasks: list[str] | tuple[str, ...], shipped_default: bool = False) -> dict[str, tuple]:
+    """The per-task tables of this command (``ProtocolConfig``'s ``task_epochs`` …): each flag as
+    given; one not given takes the recipes of ``tasks`` (with ``--recipes``, or always for release, whose
+    default shows every recipe: ``shipped_default``), else none."""
+    from .protocol import PER_TASK_FIELDS
+    from .release import shipped_tables
+
+    mine = shipped_tables(tasks) if shipped_default or getattr(a, "recipes", False) else {}
+    every = shipped_tables() if shipped_default else {}
+    out = {}
+    for table, _ in PER_TASK_FIELDS:
+        given = getattr(a, table, ())
+        # release's default names tasks a smaller release may leave out: that default is its tasks' recipes
+        out[table] = mine.get(table, ()) if given is None or (shipped_default and given == every.get(table)) else given
+    return out
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -355,15 +390,14 @@ def cmd_protocol(a) -> int:
     from .protocol import ProtocolConfig, run_protocol
     from .report import write_reports
 
-    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep, task_epochs=a.task_epochs,
-                          task_batch_sizes=a.task_batch_sizes, task_image_sizes=a.task_image_sizes, task_options=a.task_options)
+    pcfg = ProtocolConfig(tasks=a.tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse, keep=a.keep,
+                          **_per_task_tables(a, a.tasks))
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
-    from .protocol import options_of
     from .tasks import get_task
 
-    opts = options_of(pcfg.task_options)
+    opts = dict(pcfg.task_options)
     for t in pcfg.tasks:
-        get_task(t, opts.get(t)).config.validate(a.image_size)
+        get_task(t, dict(opts.get(t, ())) or None).config.validate(a.image_size)
     data = load_split_data(_data_cfg(a))
     out = Path(a.out)
     ft_lrs = None
@@ -406,23 +440,22 @@ def cmd_bench(a) -> int:
 def cmd_release(a) -> int:
     from .data import load_split_data
     from .protocol import ProtocolConfig
-    from .release import RELEASE_TASK_BATCH_SIZES, RELEASE_TASK_EPOCHS, RELEASE_TASK_IMAGE_SIZES, RELEASE_TASK_OPTIONS, ReleaseConfig, run_release
+    from .release import ReleaseConfig, run_release
 
     tasks = tuple(_checked_tasks(a.tasks, a.image_size))
     rcfg = ReleaseConfig(tasks=tasks, models_dir=a.models, report=a.out, runs_dir=a.runs, weights=a.weights,
                          protocol=not a.no_protocol, precompute=not a.no_precompute, readme=not a.no_readme,
                          ft_lr_search="" if a.no_ft_lr_search else a.ft_lr_search)
-    def of_tasks(given: tuple, shipped: tuple) -> tuple:
-        # the shipped per-task settings name tasks a smaller release may leave out; given ones must fit
-        return tuple((t, x) for t, x in given if t in tasks) if given == shipped else given
-
     pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, reuse=a.reuse,
-                          task_epochs=of_tasks(a.task_epochs, RELEASE_TASK_EPOCHS),
-                          task_batch_sizes=of_tasks(a.task_batch_sizes, RELEASE_TASK_BATCH_SIZES),
-                          task_image_sizes=of_tasks(a.task_image_sizes, RELEASE_TASK_IMAGE_SIZES),
-                          task_options=of_tasks(a.task_options, RELEASE_TASK_OPTIONS))
+                          **_per_task_tables(a, tasks, shipped_default=True))
     enc, tcfg, ft = _enc_cfg(a), _train_cfg(a), _ft_cfg(a)
     data = load_split_data(_data_cfg(a))
+    if a.dry_run:
+        from .release import plan_lines, release_plan
+
+        lines, ok = plan_lines(release_plan(rcfg, data, enc, tcfg, ft, pcfg))
+        print("\n".join(lines))
+        return 0 if ok else 1
     out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line(a))
     print(json.dumps(out, indent=1))
     return 0
@@ -432,8 +465,14 @@ def cmd_budget(a) -> int:
     from .budget import run, write
     from .data import load_split_data
 
+    from .protocol import check_tables, own_recipes
+
     tasks = _checked_tasks(a.tasks, a.image_size)
-    reports = run(tasks, list(a.budgets), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction, list(a.seeds))
+    tables = _per_task_tables(a, tasks) | {"task_epochs": ()}  # --budgets sets the epochs
+    check_tables(tables, tasks)
+    own = own_recipes(tables, _train_cfg(a), a.image_size)
+    reports = run(tasks, list(a.budgets), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction, list(a.seeds),
+                  own=own)
     for r in reports:
         js, md = write(r, Path(a.out), _command_line(a))
         print(md.read_text())
@@ -450,8 +489,7 @@ def cmd_finetune_lr(a) -> int:
     arms = ([SCRATCH] if SCRATCH in a.arms else []) + (_checked_tasks(names, a.image_size) if names else [])
     out = Path(a.out)
     r = run(arms, list(a.lrs), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction,
-            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep), task_epochs=a.task_epochs, task_options=a.task_options,
-            task_batch_sizes=a.task_batch_sizes, task_image_sizes=a.task_image_sizes)
+            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep), **_per_task_tables(a, [x for x in arms if x != SCRATCH]))
     md = write_markdown(r, out)
     print(md.read_text())
     print(f"wrote {out}, {md}")
@@ -547,6 +585,8 @@ def _judge_sizes(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .tasks import DEFAULT_TASK, SHOWCASE_TASK
+
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits,runs,learning-map,replay}")
 
@@ -554,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_tasks)
 
     s = sub.add_parser("pretrain", help="pretrain an encoder with a pretext task on the training split (labels unused)", formatter_class=D)
-    s.add_argument("--task", default="rotation", help="pretext task name (see `python -m ssl_train tasks`)")
+    s.add_argument("--task", default=DEFAULT_TASK, help="pretext task name (see `python -m ssl_train tasks`)")
     s.add_argument("--task-opt", action="append", metavar="KEY=VALUE", help="override a field of the task's config; repeatable")
     s.add_argument("--out", default="", help="run directory for checkpoint.safetensors, metrics.jsonl, summary.json. Default: runs/TASK")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -587,15 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("protocol", help="the seven-step protocol: scratch vs pretrained over fractions, seeds and modes", formatter_class=D)
-    s.add_argument("--tasks", type=_strs, default=("rotation",), help="pretext tasks to pretrain and compare with scratch, comma-separated")
+    s.add_argument("--tasks", type=_strs, default=(DEFAULT_TASK,), help="pretext tasks to pretrain and compare with scratch, comma-separated")
     s.add_argument("--quiet", action="store_true", help="less output")
     s.add_argument("--ft-lrs", default="", help="a `finetune-lr` report: fine-tune each encoder (and scratch) with the learning rate chosen for it on validation, instead of --ft-lr for all")
     s.add_argument("--keep", type=_strs, default=(), help="tasks among --tasks whose finished entries in --out are kept as they are, with the pretraining record they were "
                    "made from, without their runs' checkpoints (to add a new task to a report made on another machine); every entry must be there")
-    _add_task_epochs(s)
-    _add_task_batch_sizes(s)
-    _add_task_image_sizes(s)
-    _add_task_options(s)
+    _add_per_task_flags(s)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_protocol)
 
@@ -614,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_bench)
 
-    from .release import RELEASE_EPOCHS, RELEASE_TASK_BATCH_SIZES, RELEASE_TASK_EPOCHS, RELEASE_TASK_IMAGE_SIZES, RELEASE_TASK_OPTIONS
+    from .release import RELEASE_EPOCHS, shipped_tables
     from .release import __doc__ as release_doc
 
     s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on this CPU; see --help)",
@@ -627,10 +664,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ft-lr-search", default=str(REPO / "reports" / "finetune-lr.json"),
                    help="before the protocol, choose each encoder's fine-tuning learning rate on a validation split (`finetune-lr`, its default rates) into this report, and fine-tune with those rates")
     s.add_argument("--no-ft-lr-search", action="store_true", help="fine-tune every encoder with --ft-lr instead")
-    _add_task_epochs(s, RELEASE_TASK_EPOCHS)
-    _add_task_batch_sizes(s, RELEASE_TASK_BATCH_SIZES)
-    _add_task_image_sizes(s, RELEASE_TASK_IMAGE_SIZES)
-    _add_task_options(s, RELEASE_TASK_OPTIONS)
+    s.add_argument("--dry-run", action="store_true", help="train and write nothing: list per task the run it would pretrain into, whether the "
+                   "model card, the learning-rate search and the protocol report were made from it, and how many protocol entries it would reuse; "
+                   "exit 1 unless everything is found finished")
+    _add_per_task_flags(s, shipped_tables())  # every task's recipe (ssl_train/tasks/TASK.py)
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=RELEASE_EPOCHS), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
 
@@ -638,12 +675,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("budget", help="choose the pretraining epochs on a validation split of the training photos (never the test split)",
                        description=budget_doc, formatter_class=_DocAndDefaults)
-    s.add_argument("--tasks", type=_strs, default=("rotation",), help="pretext tasks, comma-separated, or all (one report each)")
+    s.add_argument("--tasks", type=_strs, default=(DEFAULT_TASK,), help="pretext tasks, comma-separated, or all (one report each)")
     s.add_argument("--budgets", type=_ints, default=(15, 30, 50), help="pretraining epochs to compare, comma-separated")
     s.add_argument("--fraction", type=float, default=0.1, help="labelled fraction of the fit photos")
     s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="fine-tuning seeds")
     s.add_argument("--runs", default=str(REPO / "runs"), help="pretraining runs (reused when the settings match)")
     s.add_argument("--out", default=str(REPO / "reports"), help="folder for budget-TASK.json and .md")
+    _add_per_task_flags(s, epochs=False)  # --budgets sets the epochs
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_budget)
 
@@ -661,10 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no per-rate lines")
     s.add_argument("--keep", type=_strs, default=(), help="arms among --arms whose scores in --out are kept as they are, without their pretraining runs "
                    "(to add a new task to a search made on another machine); each must be there with the same settings, seeds and rates")
-    _add_task_epochs(s)
-    _add_task_batch_sizes(s)
-    _add_task_image_sizes(s)
-    _add_task_options(s)
+    _add_per_task_flags(s)
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_finetune_lr)
 
@@ -677,11 +712,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s)
     s.set_defaults(fn=cmd_learning_map)
 
+    from .rotation_limits import Rotation
     from .rotation_limits import __doc__ as limits_doc
 
     s = sub.add_parser("rotation-limits", help="why rotation prediction errs on these photos: angle confusion, per class, vs rotational self-similarity",
                        description=limits_doc, formatter_class=_DocAndDefaults)
-    s.add_argument("--model", default=str(REPO / "models" / "rotation"), help="rotation model folder (model.json + weights)")
+    s.add_argument("--model", default=str(REPO / "models" / Rotation.name), help="rotation model folder (model.json + weights)")
     s.add_argument("--run", default="", help="score a rotation pretraining run's checkpoint instead, on the photos it held out "
                    "(its validation photos after `pretrain --holdout validation`); writes rotation-limits-RUNNAME.json and .md")
     s.add_argument("--out", default=str(REPO / "reports"), help="folder for rotation-limits.json and .md")
@@ -704,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("replay", help="record scratch and a pretrained model fine-tuning on the same labels, test accuracy along the way (the talk's replay slide)",
                        description=replay_doc, formatter_class=_DocAndDefaults)
-    s.add_argument("--model", default=str(REPO / "models" / "simclr"), help="the pretrained arm: " + CHECKPOINT_HELP)
+    s.add_argument("--model", default=str(REPO / "models" / SHOWCASE_TASK), help="the pretrained arm: " + CHECKPOINT_HELP)
     s.add_argument("--fraction", type=float, default=0.1, help="labelled fraction of the training split, in (0, 1]")
     s.add_argument("--seed", type=int, default=0, help="seed of the labelled subset, the initialisation and the batch order (as the protocol's)")
     s.add_argument("--points", type=int, default=N_POINTS, help="recorded intervals per arm: the test split is scored at this many evenly spaced steps, and before the first")

@@ -32,13 +32,15 @@ from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict
 from .paths import portable
 from .protocol import pretrained_encoder
+from .tasks import Recipe
 from .train import TrainConfig, device_name, resolve_device
 
 def run(tasks: list[str], budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
-        runs_dir: Path, fraction: float, seeds: list[int]) -> list[dict[str, Any]]:
+        runs_dir: Path, fraction: float, seeds: list[int], own: dict[str, Recipe] | None = None) -> list[dict[str, Any]]:
     """Validation accuracy of scratch (fine-tuned once: it is never pretrained) and of each task
     pretrained for each of ``budgets`` epochs, fine-tuned on ``fraction`` of the fit photos' labels,
-    per seed → one report per task."""
+    per seed → one report per task. ``own``: a task's photos per step, photo size and options beside
+    the common ones (``budget --recipes``: its recipe), recorded in its report as ``recipe``."""
     if not budgets or any(b < 1 for b in budgets):
         raise UserError(f"--budgets {budgets} must be positive epoch counts, e.g. 15,30,50")
     if not seeds:
@@ -65,7 +67,8 @@ def run(tasks: list[str], budgets: list[int], data: SplitData, enc_cfg: EncoderC
         t0 = time.time()
         rows: list[dict[str, Any]] = []
         for b in sorted(set(budgets)):
-            state, summary = pretrained_encoder(task, data, enc_cfg, replace(train_cfg, epochs=b), runs_dir, progress=False)
+            recipe = replace((own or {}).get(task, Recipe()), epochs=None)  # the epochs are the budget's
+            state, summary = pretrained_encoder(task, data, enc_cfg, replace(train_cfg, epochs=b), runs_dir, recipe, progress=False)
             acc = scores_of(state)
             gain = np.asarray(acc) - np.asarray(scratch)
             rows.append({"epochs": b, "val_accuracy": acc, "gain": gain.tolist(), "gain_mean": float(gain.mean()),
@@ -75,8 +78,15 @@ def run(tasks: list[str], budgets: list[int], data: SplitData, enc_cfg: EncoderC
         reports.append({"task": task, "fraction": fraction, "seeds": list(seeds), "n_fit": int(len(fit)), "n_val": int(len(val)),
                         "val_fraction": VAL_FRACTION, "val_seed": VAL_SEED, "scratch_val_accuracy": scratch,
                         "budgets": rows, "chosen_epochs": best["epochs"], "device": device_name(dev),
-                        "wall_seconds": round(time.time() - t0, 1), "scratch_seconds": scratch_seconds})
+                        "wall_seconds": round(time.time() - t0, 1), "scratch_seconds": scratch_seconds,
+                        # absent for the common settings: a report made before recipes reads as it did
+                        **({"recipe": _recipe_record(own[task])} if task in (own or {}) else {})})
     return reports
+
+
+def _recipe_record(r: Recipe) -> dict[str, Any]:
+    """The settings a budget study pretrained a task with beside the common ones (``budget --recipes``)."""
+    return {k: v for k, v in (("batch_size", r.batch_size), ("image_size", r.image_size), ("options", dict(r.options))) if v}
 
 
 def _pm(values: list[float]) -> str:
@@ -89,7 +99,8 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
         f"# Pretraining budget for {r['task']}, chosen on a validation split",
         "",
         f"Fine-tuned on {r['fraction']:.0%} of the labels of {r['n_fit']} fit photos, scored on {r['n_val']} validation photos "
-        f"(both from the training split; no test photo is read); seeds {r['seeds']}; {r['device']}.",
+        f"(both from the training split; no test photo is read); seeds {r['seeds']}; {r['device']}."
+        + "".join(f" Pretrained {x}." for x in _recipe_words(r.get("recipe") or {})),
         "",
         "| pretraining | validation accuracy % | − scratch (paired by seed) | pretraining time |",
         "|---|---:|---:|---:|",
@@ -100,6 +111,12 @@ def to_markdown(r: dict[str, Any], command: str) -> str:
     lines += ["", f"Chosen: **{r['chosen_epochs']} epochs** (the largest mean gain).", "", f"Made by `{command}`: this task {r['wall_seconds'] / 60:.1f} min, plus {r['scratch_seconds'] / 60:.1f} min of "
               "scratch fine-tunes shared by every task of the command.", ""]
     return "\n".join(lines)
+
+
+def _recipe_words(rec: dict[str, Any]) -> list[str]:
+    out = [f"in batches of {rec['batch_size']} photos"] if rec.get("batch_size") else []
+    out += [f"on {rec['image_size']}-px photos"] if rec.get("image_size") else []
+    return out + ([f"with {', '.join(f'{k}={v}' for k, v in sorted(rec['options'].items()))}"] if rec.get("options") else [])
 
 
 def write(r: dict[str, Any], out_dir: Path, command: str) -> tuple[Path, Path]:

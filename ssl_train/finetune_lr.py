@@ -34,7 +34,9 @@ from .encoders import EncoderConfig
 from .errors import UserError
 from .evaluate import FinetuneConfig, finetune, predict
 from .model_files import sha256_file
-from .protocol import SCRATCH, STEP_KEYS, TaskOptions, _atomic_json, check_task_epochs, check_task_options, options_of, own_budgets, pretrained_encoder, task_train_cfg
+from .paths import write_json_atomic
+from .protocol import SCRATCH, STEP_KEYS, TaskOptions, check_tables, own_recipes, own_table, pretrained_encoder, task_train_cfg
+from .tasks import Recipe
 from .train import TrainConfig, device_name, resolve_device
 
 # 0.01 joined the grid when rotation's chosen rate sat on its lower edge (0.03): a best value on the
@@ -55,7 +57,7 @@ def at_edge(chosen: float, lrs: list[float]) -> bool:
     return len(lrs) > 1 and chosen in (min(lrs), max(lrs))
 
 
-def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
+def settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
                    fraction: float, steps: int, options: dict | None = None, image_size: int | None = None) -> str:
     """What one arm's scores depend on, apart from the rate and the seed: the schedule by the number of
     ``steps`` it gives the labelled subset rather than by its clamps (raising a cap the subset never
@@ -69,6 +71,14 @@ def _settings_hash(arm: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg:
         if image_size:  # the same: pretrained on photos of its own size (--task-image-sizes)
             d["pretrain_image_size"] = image_size
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def search_steps(data: SplitData, ft_cfg: FinetuneConfig, fraction: float, seeds: list[int], fit: np.ndarray | None = None) -> int:
+    """The fine-tuning steps of every search run: per class a fixed share of the fit photos
+    (``labelled_subset``), the same size for every seed."""
+    if fit is None:
+        fit, _ = validation_split(data)
+    return ft_cfg.steps_for(len(labelled_subset(fit, data.ds.labels, fraction, seeds[0])))
 
 
 def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
@@ -93,22 +103,18 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
     if stray:
         raise UserError(f"--keep {','.join(stray)}: not among --arms; a kept arm must be one of the arms")
     pretrained = [a for a in arms if a != SCRATCH]
-    check_task_epochs(task_epochs, pretrained, "the pretrained --arms")
-    own_epochs = own_budgets(task_epochs, train_cfg.epochs)
-    check_task_epochs(task_batch_sizes, pretrained, "the pretrained --arms", flag="--task-batch-sizes")
-    own_batch = own_budgets(task_batch_sizes, train_cfg.batch_size)
-    check_task_epochs(task_image_sizes, pretrained, "the pretrained --arms", flag="--task-image-sizes")
-    own_size = own_budgets(task_image_sizes, data.cfg.image_size)
-    check_task_options(task_options, pretrained, "the pretrained --arms")
-    own_opts = options_of(task_options)
+    tables = {"task_epochs": task_epochs, "task_batch_sizes": task_batch_sizes, "task_image_sizes": task_image_sizes, "task_options": task_options}
+    check_tables(tables, pretrained, "the pretrained --arms")
+    own = own_recipes(tables, train_cfg, data.cfg.image_size)
+    own_epochs, own_batch = own_table(task_epochs, own, "epochs"), own_table(task_batch_sizes, own, "batch_size")
+    own_size, own_opts = own_table(task_image_sizes, own, "image_size"), own_table(task_options, own, "options")
     lrs = sorted(set(float(x) for x in lrs))
     fit, val = validation_split(data)
     labels, images = data.ds.labels, data.ds.images
     n_classes = len(data.ds.classes)
     dev = resolve_device(ft_cfg.device)
     val_u8, val_y = images[torch.as_tensor(val)], labels[val]
-    # per class a fixed share of the fit photos (``labelled_subset``): the same size for every seed
-    steps = ft_cfg.steps_for(len(labelled_subset(fit, labels, fraction, seeds[0])))
+    steps = search_steps(data, ft_cfg, fraction, seeds, fit)
     try:
         old = json.loads(out_json.read_text()).get("arms", {})
     except (OSError, json.JSONDecodeError, AttributeError):
@@ -121,8 +127,9 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
                               **({"pretrain_image_size_of": own_size} if own_size else {}),
                               **({"task_options": own_opts} if own_opts else {}), "device": device_name(dev), "command": command, "arms": {}}
     for arm in arms:
-        arm_train = task_train_cfg(train_cfg, arm, own_epochs, own_batch)
-        h = _settings_hash(arm, data, enc_cfg, arm_train, ft_cfg, fraction, steps, own_opts.get(arm), own_size.get(arm))
+        recipe = own.get(arm, Recipe())
+        arm_train = task_train_cfg(train_cfg, recipe)
+        h = settings_hash(arm, data, enc_cfg, arm_train, ft_cfg, fraction, steps, own_opts.get(arm), recipe.image_size)
         state, ck_sha = None, None
         if arm in keep:
             prev = old.get(arm) or {}
@@ -133,11 +140,10 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
             scores = {f"{lr:g}": have[f"{lr:g}"] for lr in lrs}
             chosen = choose({float(k): v for k, v in scores.items()})
             report["arms"][arm] = prev | {"val_accuracy": scores, "chosen_lr": chosen, "at_edge": at_edge(chosen, lrs)}
-            _atomic_json(out_json, report)
+            write_json_atomic(out_json, report)
             continue
         if arm != SCRATCH:
-            state, summary = pretrained_encoder(arm, data, enc_cfg, arm_train, runs_dir, task_options=own_opts.get(arm), progress=progress,
-                                                image_size=own_size.get(arm))
+            state, summary = pretrained_encoder(arm, data, enc_cfg, train_cfg, runs_dir, recipe, progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])
         t0 = time.time()  # an arm's seconds are its fine-tunes': pretraining has its own record in the run's summary.json
         # scores are kept only if made from this very encoder: a task whose code changed pretrains
@@ -164,7 +170,7 @@ def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConf
                                "seeds": list(seeds), "val_accuracy": scores, "chosen_lr": chosen,
                                "at_edge": at_edge(chosen, lrs),
                                "seconds": round(time.time() - t0 + prev.get("seconds", 0), 1)}
-        _atomic_json(out_json, report)
+        write_json_atomic(out_json, report)
     return report
 
 

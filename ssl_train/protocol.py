@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -30,8 +29,8 @@ from .encoders import EncoderConfig, build_encoder
 from .errors import UserError
 from .evaluate import FinetuneConfig, extract_features, finetune, knn_eval, linear_probe, predict, scores
 from .model_files import sha256_file
-from .paths import portable
-from .tasks import get_task
+from .paths import portable, write_json_atomic
+from .tasks import DEFAULT_TASK, Recipe, get_task
 from .snapshots import auto_schedule
 from .train import CHECKPOINT_NAME, TrainConfig, device_name, library_versions, peak_rss_mb, pretrain, resolve_device
 
@@ -45,7 +44,7 @@ SCRATCH = "scratch"
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    tasks: tuple[str, ...] = ("rotation",)
+    tasks: tuple[str, ...] = (DEFAULT_TASK,)
     fractions: tuple[float, ...] = FRACTIONS
     seeds: tuple[int, ...] = (0, 1, 2)
     modes: tuple[str, ...] = MODES
@@ -80,13 +79,59 @@ class ProtocolConfig:
         stray = [t for t in self.keep if t not in self.tasks]
         if stray:
             raise UserError(f"--keep {','.join(stray)}: not among --tasks; a kept task must be one of the report's tasks")
-        check_task_epochs(self.task_epochs, self.tasks)
-        check_task_epochs(self.task_batch_sizes, self.tasks, flag="--task-batch-sizes")
-        check_task_epochs(self.task_image_sizes, self.tasks, flag="--task-image-sizes")
-        check_task_options(self.task_options, self.tasks)
+        check_tables(self.tables(), self.tasks)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def tables(self) -> dict[str, tuple]:
+        """Its per-task tables, ``{"task_epochs": ..., "task_batch_sizes": ..., "task_image_sizes": ..., "task_options": ...}``."""
+        return {f: getattr(self, f) for f, _ in PER_TASK_FIELDS}
+
+
+# The per-task tables of ``ProtocolConfig`` (its serialized form, recorded in every report's config and
+# behind every run key and entry hash) and of ``finetune_lr.run``, as the ``--task-*`` flags give them,
+# and the ``Recipe`` field each holds: one Recipe per task, written as four (task, value) tables.
+PER_TASK_FIELDS = (("task_epochs", "epochs"), ("task_batch_sizes", "batch_size"), ("task_image_sizes", "image_size"), ("task_options", "options"))
+PER_TASK_FLAGS = {"task_epochs": "--task-epochs", "task_batch_sizes": "--task-batch-sizes", "task_image_sizes": "--task-image-sizes",
+                  "task_options": "--task-options"}
+
+
+def recipe_tables(recipes: Mapping[str, Recipe]) -> dict[str, tuple]:
+    """``{task: Recipe}`` → the per-task tables (``PER_TASK_FIELDS``) of the fields each recipe sets, tasks
+    sorted: ``{"task_epochs": (("a", 60), ("b", 200)), ..., "task_options": ()}``."""
+    out: dict[str, tuple] = {}
+    for table, field in PER_TASK_FIELDS:
+        out[table] = tuple((t, getattr(r, field)) for t, r in sorted(recipes.items()) if getattr(r, field))
+    return out
+
+
+def own_recipes(tables: Mapping[str, tuple], train_cfg: TrainConfig, image_size: int) -> dict[str, Recipe]:
+    """The per-task tables → ``{task: Recipe}`` of what each task is pretrained with beside the common
+    ``train_cfg`` and photo size: a number equal to the common one is none of its own (its runs and
+    entries stay the common settings'), and empty options are none."""
+    common = {"epochs": train_cfg.epochs, "batch_size": train_cfg.batch_size, "image_size": image_size}
+    own: dict[str, dict[str, Any]] = {}
+    for table, field in PER_TASK_FIELDS:
+        for t, v in tables.get(table) or ():
+            if field == "options":
+                if v:
+                    own.setdefault(t, {})[field] = tuple(v)
+            elif v != common[field]:
+                own.setdefault(t, {})[field] = int(v)
+    return {t: Recipe(**kw) for t, kw in own.items()}
+
+
+def own_table(pairs: tuple, own: Mapping[str, Recipe], field: str) -> dict[str, Any]:
+    """``{task: value}`` of ``field`` over the (task, value) ``pairs`` in their order, where the task has a
+    value of its own (``own_recipes``): what a report records as its ``pretrain_epochs`` and the like
+    (options as ``{option: value}``)."""
+    out = {}
+    for t, _ in pairs:
+        v = getattr(own[t], field) if t in own else None
+        if v:
+            out[t] = dict(v) if field == "options" else v
+    return out
 
 
 # the per-task numbers of the pretraining config: flag → (least value, what it counts, an example)
@@ -129,25 +174,17 @@ def check_task_options(task_options: TaskOptions, tasks: tuple[str, ...] | list[
         get_task(t, dict(opts))
 
 
-def options_of(task_options: TaskOptions) -> dict[str, dict[str, str]]:
-    """``{task: {option: value}}`` of the ``--task-options`` pairs."""
-    return {t: dict(opts) for t, opts in task_options if opts}
+def check_tables(tables: Mapping[str, tuple], tasks: tuple[str, ...] | list[str], what: str = "--tasks") -> None:
+    """``check_task_epochs`` and ``check_task_options`` over every per-task table."""
+    for table, _ in PER_TASK_FIELDS[:3]:
+        check_task_epochs(tables.get(table) or (), tasks, what, flag=PER_TASK_FLAGS[table])
+    check_task_options(tables.get("task_options") or (), tasks, what)
 
 
-def own_budgets(task_epochs: tuple[tuple[str, int], ...], common_epochs: int) -> dict[str, int]:
-    """``{task: epochs}`` of the ``--task-epochs`` pairs that differ from the common ``--epochs``
-    (one equal to it is no budget of its own: its runs and entries stay the common budget's); the same
-    for ``--task-batch-sizes`` against ``--batch-size``."""
-    return {t: int(n) for t, n in task_epochs if n != common_epochs}
-
-
-def task_train_cfg(train_cfg: TrainConfig, task: str, task_epochs: dict[str, int] | tuple[tuple[str, int], ...],
-                   task_batch_sizes: dict[str, int] | tuple[tuple[str, int], ...] = ()) -> TrainConfig:
-    """The pretraining settings of ``task``: ``train_cfg`` with its own epochs and photos per step
-    where ``task_epochs`` and ``task_batch_sizes`` name it, else ``train_cfg`` itself (so its runs'
-    settings hash is unchanged)."""
-    own = {"epochs": dict(task_epochs).get(task), "batch_size": dict(task_batch_sizes).get(task)}
-    own = {k: int(v) for k, v in own.items() if v is not None and v != getattr(train_cfg, k)}
+def task_train_cfg(train_cfg: TrainConfig, recipe: Recipe) -> TrainConfig:
+    """The pretraining settings of a task with ``recipe``: ``train_cfg`` with the recipe's epochs and
+    photos per step where it has them, else ``train_cfg`` itself (so its runs' settings hash is unchanged)."""
+    own = {k: int(v) for k in ("epochs", "batch_size") if (v := getattr(recipe, k)) is not None and v != getattr(train_cfg, k)}
     return replace(train_cfg, **own) if own else train_cfg
 
 
@@ -246,35 +283,67 @@ def _round_floats(obj: Any, digits: int = MEASURED_DIGITS) -> Any:
     return obj
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    # repository paths relative: the report travels; compact, because the tracked repository has a size
-    # budget and a report holds hundreds of runs (indenting made it 60% larger)
-    tmp.write_text(json.dumps(portable(obj), separators=(",", ":")))
-    os.replace(tmp, path)
+def run_dir(task_name: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, runs_dir: Path,
+            recipe: Recipe = Recipe()) -> Path:
+    """``runs_dir/<task>-<settings hash>/``: where ``pretrained_encoder`` keeps (and finds) the run of
+    ``task_name`` pretrained with ``recipe`` over the common ``train_cfg`` and ``data``'s photo size."""
+    task = get_task(task_name, dict(recipe.options) or None)
+    t_cfg = task_train_cfg(train_cfg, recipe)
+    data_cfg = replace(data.cfg, image_size=int(recipe.image_size or data.cfg.image_size))
+    key = _config_hash({"task": task.config_dict(), "train": {k: v for k, v in t_cfg.to_dict().items() if k != "device"}, "enc": enc_cfg.to_dict(), "data": data_cfg.to_dict(), "split": data.split_sha256})
+    return runs_dir / f"{task_name}-{key}"
 
 
-def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, runs_dir: Path, task_options: dict | None = None, progress: bool = True,
-                       image_size: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """Pretrain ``task_name`` (or reuse a finished run with identical settings) → encoder state and
-    the run's summary. Runs live in ``runs_dir/<task>-<settings hash>/``. ``image_size``: pretrain
-    on the photos decoded at that size instead of ``data``'s (the encoder is fully convolutional and
-    pooled, so it reads photos of any size downstream); they are decoded only if it must pretrain."""
-    task = get_task(task_name, task_options)
-    size = int(image_size or data.cfg.image_size)
-    data_cfg = replace(data.cfg, image_size=size)
-    key = _config_hash({"task": task.config_dict(), "train": {k: v for k, v in train_cfg.to_dict().items() if k != "device"}, "enc": enc_cfg.to_dict(), "data": data_cfg.to_dict(), "split": data.split_sha256})
-    out = runs_dir / f"{task_name}-{key}"
+def pretrained_encoder(task_name: str, data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, runs_dir: Path, recipe: Recipe = Recipe(),
+                       progress: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """Pretrain ``task_name`` with ``recipe`` over the common ``train_cfg`` (or reuse a finished run
+    with identical settings) → encoder state and the run's summary. Runs live in ``run_dir``. The
+    recipe's ``image_size``: pretrain on the photos decoded at that size instead of ``data``'s (the
+    encoder is fully convolutional and pooled, so it reads photos of any size downstream); they are
+    decoded only if it must pretrain."""
+    task = get_task(task_name, dict(recipe.options) or None)
+    t_cfg = task_train_cfg(train_cfg, recipe)
+    out = run_dir(task_name, data, enc_cfg, train_cfg, runs_dir, recipe)
     summary_path = out / "summary.json"
     if not summary_path.exists():
         # feature snapshots for the talk's "watch it learn" map: they change nothing in training (test_snapshots)
-        pretrain(task, decoded_at(data, size), out, enc_cfg, train_cfg, resume=(out / CHECKPOINT_NAME).exists(), progress=progress,
-                 snapshots=auto_schedule(train_cfg.epochs))
+        pretrain(task, decoded_at(data, int(recipe.image_size or data.cfg.image_size)), out, enc_cfg, t_cfg, resume=(out / CHECKPOINT_NAME).exists(),
+                 progress=progress, snapshots=auto_schedule(t_cfg.epochs))
     summary = json.loads(summary_path.read_text())
     ck = load_checkpoint(out / CHECKPOINT_NAME)
     ck.expect(task=task_name, encoder=enc_cfg.to_dict())
     return ck.encoder_state, summary
+
+
+# a report's config keys of the tasks' own settings (``own_table``), each absent when no task has one,
+# so that a report without them keeps its config hash and its entries theirs
+OWN_CONFIG_KEYS = (("pretrain_epochs", "task_epochs", "epochs"), ("pretrain_batch_size", "task_batch_sizes", "batch_size"),
+                   ("pretrain_image_size", "task_image_sizes", "image_size"), ("task_options", "task_options", "options"))
+
+
+def protocol_config(pcfg: ProtocolConfig, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig, data_cfg: Any,
+                    ft_lrs: dict[str, float] | None = None) -> dict[str, Any]:
+    """The ``config`` a protocol report records, which its config hash and every entry hash are made of."""
+    config = {
+        "protocol": pcfg.to_dict(),
+        "pretrain": train_cfg.to_dict(),
+        "finetune": ft_cfg.to_dict(),
+        "encoder": enc_cfg.to_dict(),
+        "data": data_cfg.to_dict(),
+        "knn_k": 20,
+    }
+    if ft_lrs is not None:
+        config["finetune_lr"] = {a: float(ft_lrs[a]) for a in (SCRATCH, *pcfg.tasks) if a in ft_lrs}
+    own = own_recipes(pcfg.tables(), train_cfg, data_cfg.image_size)
+    for key, table, field in OWN_CONFIG_KEYS:
+        if recorded := own_table(getattr(pcfg, table), own, field):
+            config[key] = recorded
+    return config
+
+
+def config_hash(config: dict, split_sha256: str) -> str:
+    """A report's ``config_hash``: its config minus the protocol's lists, with the split."""
+    return _config_hash(portable({k: v for k, v in config.items() if k != "protocol"}) | {"split": split_sha256})
 
 
 def run_protocol(
@@ -311,29 +380,9 @@ def run_protocol(
         if not (labels[train_idx] == c).any():
             raise UserError(f"class {classes[c]} has no training photo in the split; it cannot be learned — add photos or re-split")
 
-    config = {
-        "protocol": pcfg.to_dict(),
-        "pretrain": train_cfg.to_dict(),
-        "finetune": ft_cfg.to_dict(),
-        "encoder": enc_cfg.to_dict(),
-        "data": data.cfg.to_dict(),
-        "knn_k": 20,
-    }
-    if ft_lrs is not None:
-        config["finetune_lr"] = {a: float(ft_lrs[a]) for a in (SCRATCH, *pcfg.tasks) if a in ft_lrs}
-    own_epochs = own_budgets(pcfg.task_epochs, train_cfg.epochs)
-    if own_epochs:  # absent otherwise: a report without per-task budgets keeps its config hash
-        config["pretrain_epochs"] = own_epochs
-    own_batch = own_budgets(pcfg.task_batch_sizes, train_cfg.batch_size)
-    if own_batch:  # the same
-        config["pretrain_batch_size"] = own_batch
-    own_size = own_budgets(pcfg.task_image_sizes, data.cfg.image_size)
-    if own_size:  # the same
-        config["pretrain_image_size"] = own_size
-    own_opts = options_of(pcfg.task_options)
-    if own_opts:  # the same
-        config["task_options"] = own_opts
-    chash = _config_hash(portable({k: v for k, v in config.items() if k != "protocol"}) | {"split": data.split_sha256})
+    config = protocol_config(pcfg, enc_cfg, train_cfg, ft_cfg, data.cfg, ft_lrs)
+    own = own_recipes(pcfg.tables(), train_cfg, data.cfg.image_size)
+    chash = config_hash(config, data.split_sha256)
     report: dict[str, Any] = {
         "version": 1,
         "config": config,
@@ -389,7 +438,7 @@ def run_protocol(
     def record(run: dict) -> None:
         report["runs"].append(_round_floats(run))  # as stored: a reused entry equals a fresh one
         report["peak_rss_mb"] = peak_rss_mb()
-        _atomic_json(out_json, report)
+        write_json_atomic(out_json, report)
 
     for task_name in [SCRATCH, *pcfg.tasks]:
         state, ck_sha = None, None
@@ -397,8 +446,7 @@ def run_protocol(
             report["pretraining"][task_name] = kept_pretraining[task_name]
             ck_sha = kept_pretraining[task_name]["checkpoint_sha256"]
         elif task_name != SCRATCH:
-            state, summary = pretrained_encoder(task_name, data, enc_cfg, task_train_cfg(train_cfg, task_name, own_epochs, own_batch), runs_dir,
-                                                task_options=own_opts.get(task_name), progress=progress, image_size=own_size.get(task_name))
+            state, summary = pretrained_encoder(task_name, data, enc_cfg, train_cfg, runs_dir, own.get(task_name, Recipe()), progress=progress)
             ck_sha = sha256_file(summary["checkpoint"])
             report["pretraining"][task_name] = {k: summary.get(k) for k in ("epochs", "train_seconds_total", "device", "peak_rss_mb", "peak_cuda_mb", "pretext_test", "config", "checkpoint")}
             report["pretraining"][task_name]["checkpoint_sha256"] = ck_sha
@@ -445,7 +493,7 @@ def run_protocol(
                         print(f"[protocol] {task_name:>12} {mode:>8} {fraction:>5.0%} seed {seed}: test acc {run['test_accuracy']:.3f} ({run['wall_seconds']:.1f}s)", flush=True)
     report["wall_seconds"] = time.time() - t_all
     report["summary"] = _round_floats(summarize(report["runs"]))
-    _atomic_json(out_json, report)
+    write_json_atomic(out_json, report)
     return report
 
 

@@ -1,8 +1,9 @@
 """``python -m ssl_train release``: every shipped model and the results report, from nothing.
 
 1. pretrain one encoder per registered task on the training split of the data (labels unused), each
-   for ``--epochs`` or, for the tasks ``--task-epochs`` names, their own budget, in batches of
-   ``--batch-size`` photos or, for the tasks ``--task-batch-sizes`` names, their own;
+   with its recipe (``ssl_train/tasks/<task>.py``: its own budget, photos per step, photo size, options,
+   each chosen on validation) over ``--epochs``, ``--batch-size`` and ``--image-size``; the
+   ``--task-epochs``, ``--task-batch-sizes``, ``--task-image-sizes`` and ``--task-options`` flags replace them;
    runs live in ``runs/<task>-<settings hash>/`` and a finished run with the same settings is reused,
    so a killed release continues where it stopped;
 2. export each to ``models/<task>/`` plus the untrained reference ``models/random_init/`` (int8
@@ -48,49 +49,30 @@ CARD_FRACTIONS = (0.01, 0.1, 1.0)  # the downstream accuracies copied into every
 # the test split: `python -m ssl_train budget`
 # (reports/budget-rotation.md: 30 epochs gave the largest mean gain over scratch; 50 did not add).
 RELEASE_EPOCHS = 30
-# Tasks whose own validation study (reports/budget-<task>.md) kept gaining past the common budget, each
-# pretrained for the budget it chose there. Context, inpainting and superres chose 15 epochs, but
-# neither 15 nor 30 gains over scratch on validation (+0.1 to +0.7 ± 0.7–1.7 points), so
-# they stay at the common budget rather than be retrained for a difference inside the noise.
-RELEASE_TASK_EPOCHS: tuple[tuple[str, int], ...] = (
-    ("colorization", 60),  # reports/budget-colorization.md: +8.7 at 60 vs +5.6 at 30
-    ("deepcluster", 60),  # reports/budget-deepcluster.md: +2.3 at 60 vs +1.0 at 30
-    ("pirl", 60),  # reports/budget-pirl.md: +12.6 at 60 vs +5.9 at 30
-    ("rotation", 60),  # reports/rotation-batch.md: pretext 78.0% on validation at 60 vs 75.8% at 30 (16 photos per step)
-    ("simclr", 200),  # reports/budget-simclr.md: +20.0 at 200 vs +15.0 at 60
-)
-# Tasks pretrained in batches of other than the common 128 photos per step, each chosen on a validation
-# split of the training photos (``pretrain --holdout validation``).
-# reports/rotation-batch.md: rotation at 30 epochs scores 75.8% on validation with 16 photos per step, 75.2%
-# with 32, 70.7% with 128 — the same compute in 8× the steps; with 16, 60 epochs reach 78.0% (100: 77.9%;
-# 8 photos per step at 60: 77.2%). reports/rotation-settings.md: at 16 and 60, crops to 20%, weight decay 0.002
-# and peak rate 0.05 scored lower (76.5–77.1%), weight decay 0.0001 and peak rate 0.2 within a few tenths
-# (78.3%, 78.2%; one run each), so rotation keeps the common ones.
-RELEASE_TASK_BATCH_SIZES: tuple[tuple[str, int], ...] = (
-    ("rotation", 16),
-)
-# Tasks pretrained on photos decoded at another size than the protocol's 96 px, each chosen on a
-# validation split of the training photos (``pretrain --holdout validation --image-size PX``). Downstream
-# every arm, scratch included, sees the same 96-px photos.
-# reports/rotation-seeds.md, reports/rotation-input.md: rotation trained and judged at 128 px scores 78.9, 77.8
-# and 79.4% on validation (seeds 0-2) against 77.6, 76.9 and 78.8% at 96 px: ahead with every seed.
-RELEASE_TASK_IMAGE_SIZES: tuple[tuple[str, int], ...] = (
-    ("rotation", 128),
-)
-# Task config fields other than the defaults, per task, each chosen on a validation split of the
-# training photos (``pretrain --holdout validation``). None: reports/rotation-head.md found no rotation
-# head better than the pooled default at 30 epochs (70.7% pooled, 70.9% hidden layer, 70.6% 2×2 grid). The shape
-# is (("rotation", (("grid", "2"),)),).
-RELEASE_TASK_OPTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+# What a task is pretrained with beside the common budget (its own epochs, photos per step, photo size,
+# options), each chosen on a validation split of the training photos, is the task's ``recipe``
+# (``ssl_train/tasks/<task>.py``, ``Recipe`` in ``tasks/base.py``), with the report that chose it.
+# ``--task-epochs`` and the other per-task flags override the recipes, a whole table at a time.
+
+
+def shipped_recipes(tasks: list[str] | tuple[str, ...] | None = None) -> dict:
+    """``{task: Recipe}`` of ``tasks`` (None: every registered task) that declare anything of their own."""
+    from .tasks import Recipe, load_all, recipe_of, task_names
+
+    load_all()
+    return {t: r for t in (task_names() if tasks is None else tasks) if (r := recipe_of(t)) != Recipe()}
+
+
+def shipped_tables(tasks: list[str] | tuple[str, ...] | None = None) -> dict[str, tuple]:
+    """The recipes of ``tasks`` as the per-task tables (``protocol.PER_TASK_FIELDS``): release's
+    default ``--task-epochs``, ``--task-batch-sizes``, ``--task-image-sizes`` and ``--task-options``."""
+    from .protocol import recipe_tables
+
+    return recipe_tables(shipped_recipes(tasks))
+
+
 RANDOM_NOTE = ("not pretrained: random initialisation (seed 0), the scratch reference; the protocol's scratch runs "
                "start from a fresh random initialisation per seed")
-
-
-# The validation study a task's own budget was chosen in, where it is not ``python -m ssl_train budget``'s
-# reports/budget-<task>.md (rotation's budget went with its batch size: pretext accuracy on validation).
-BUDGET_STUDIES = {"rotation": "reports/rotation-batch.md"}
-# The validation study a task's own photo size (``RELEASE_TASK_IMAGE_SIZES``) was chosen in.
-IMAGE_SIZE_STUDIES = {"rotation": "reports/rotation-seeds.md"}
 
 
 def budget_note(epochs: int, devices: set[str], own_budget_of: str = "", task_epochs: dict[str, int] | None = None,
@@ -99,6 +81,7 @@ def budget_note(epochs: int, devices: set[str], own_budget_of: str = "", task_ep
     (``devices``: where the pretraining runs ran, e.g. ``{"cpu (2 cores, x86_64)"}``; ``own_budget_of``:
     the task, when it was pretrained for its own budget rather than the release's common one;
     ``task_epochs``: every task's own budget in this release, so that the retrain command keeps them;
+    the study named is the one the task's recipe says chose its budget (and its photo size), else ``budget``'s;
     ``batch_size``: the photos per step of a task with its own budget, when it has its own;
     ``image_size``: the size of the photos it was pretrained on, when it is its own, and ``downstream_size``
     the protocol's, which every arm is fine-tuned and probed on)."""
@@ -107,9 +90,13 @@ def budget_note(epochs: int, devices: set[str], own_budget_of: str = "", task_ep
     per_step = f" in batches of {batch_size} {photos}" if batch_size else (f" on {photos}" if image_size else "")
     if image_size and downstream_size:
         per_step += f" (downstream, like every arm, on {downstream_size}-px photos)"
-    study = BUDGET_STUDIES.get(own_budget_of, f"reports/budget-{own_budget_of}.md")
-    if image_size and own_budget_of in IMAGE_SIZE_STUDIES:
-        study += f"; its photo size: {IMAGE_SIZE_STUDIES[own_budget_of]}"
+    from .tasks import TASKS, Recipe, load_all
+
+    load_all()
+    recipe = TASKS[own_budget_of].recipe if own_budget_of in TASKS else Recipe()
+    study = recipe.epochs_chosen_in or f"reports/budget-{own_budget_of}.md"
+    if image_size and recipe.image_size_chosen_in:
+        study += f"; its photo size: {recipe.image_size_chosen_in}"
     what = (f"{epochs} epochs{per_step}, this task's own budget (chosen on a validation split: {study})"
             if own_budget_of else f"{epochs} epochs per task{per_step}")
     if devices and all(d.startswith("cuda") for d in devices):
@@ -119,6 +106,36 @@ def budget_note(epochs: int, devices: set[str], own_budget_of: str = "", task_ep
     retrain = f"`python -m ssl_train release --task-epochs {spec}`, N larger" if own_budget_of else "`python -m ssl_train release --epochs 200`"
     return (f"pretrained on a CPU ({where}), not a GPU, so with a smaller budget than a GPU affords: {what}; "
             f"on a GPU, retrain with {retrain}")
+
+
+def card_budget(task: str, own: dict, tasks: list[str], epochs: int, devices: set[str], downstream_size: int) -> dict[str, Any]:
+    """A pretrained model card's ``budget`` epochs and note, from the tasks' own settings ``own``
+    (``protocol.own_recipes``: each recipe or the flags that override it) beside the common ``epochs``."""
+    from .tasks import Recipe
+
+    r = own.get(task, Recipe())
+    # the retrain hint names every task's own budget, the shipped ones of tasks outside this release included
+    hint_epochs = {**{t: x.epochs for t, x in shipped_recipes().items() if x.epochs and t not in tasks},
+                   **{t: x.epochs for t, x in own.items() if x.epochs}}
+    # a task with neither its own budget nor its own photo size gets the common note (budget_note says no more of it)
+    return {"epochs": r.epochs or epochs,
+            "note": budget_note(r.epochs or epochs, devices, own_budget_of=task if r.epochs else "", task_epochs=hint_epochs,
+                                batch_size=(r.batch_size or 0) if r.epochs else 0, image_size=r.image_size or 0, downstream_size=downstream_size)}
+
+
+def finetune_lr_command(tasks: list[str], seeds: tuple[int, ...], own: dict) -> str:
+    """The ``finetune-lr`` command equivalent to release's learning-rate step with the tasks' own
+    settings ``own``. It holds only for release's defaults (its other options, e.g. --epochs or --data,
+    would be missing from it); otherwise the report names the release command itself."""
+    from .protocol import PER_TASK_FLAGS, recipe_tables
+
+    out = f"python -m ssl_train finetune-lr --arms scratch,{','.join(tasks)} --seeds {','.join(map(str, seeds))}"
+    for table, pairs in recipe_tables(own).items():
+        if pairs and table == "task_options":
+            out += " --task-options " + ",".join(f"{t}.{k}={v}" for t, o in pairs for k, v in sorted(o))
+        elif pairs:
+            out += f" {PER_TASK_FLAGS[table]} " + ",".join(f"{t}={n}" for t, n in pairs)
+    return out
 
 
 @dataclass(frozen=True)
@@ -275,6 +292,93 @@ def learning_map(model_dir: Path, run_dir: Path, data) -> str:
     return f"learning map {out} ({out.stat().st_size / 1e3:.0f} KB)"
 
 
+def release_plan(rcfg: ReleaseConfig, data, enc_cfg, train_cfg, ft_cfg, pcfg) -> dict[str, Any]:
+    """What ``run_release`` would reuse, found without training or writing anything (``release --dry-run``):
+    per task the run it pretrains into (``runs/<task>-<settings hash>``) and whether the shipped model
+    card and the protocol report were made from that very run; its learning-rate search entry (settings
+    hash and checkpoint); its protocol entries reusable under this release's settings (``reusable_runs``,
+    made from the checkpoint the report records). ``{"tasks": {task: {...}}, "config_hash": ..., ...}``."""
+    from .finetune_lr import DEFAULT_LRS, SEARCH_FRACTION, search_steps, settings_hash
+    from .model_files import verify_model_dir
+    from .protocol import SCRATCH, own_recipes, protocol_config, config_hash, reusable_runs, run_dir, task_train_cfg
+    from .tasks import Recipe
+
+    tasks = resolve_tasks(rcfg.tasks)
+    own = own_recipes(pcfg.tables(), train_cfg, data.cfg.image_size)
+    split = data.split_sha256
+
+    def read(path: str) -> dict:
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    report, search = read(rcfg.report), read(rcfg.ft_lr_search) if rcfg.ft_lr_search else {}
+    steps = search_steps(data, ft_cfg, SEARCH_FRACTION, list(pcfg.seeds)) if search else 0
+    lrs = {f"{x:g}" for x in DEFAULT_LRS}
+    rows: dict[str, dict[str, Any]] = {}
+    for t in [SCRATCH, *tasks]:
+        recipe = own.get(t, Recipe())
+        row: dict[str, Any] = {}
+        if t != SCRATCH:
+            run = run_dir(t, data, enc_cfg, train_cfg, Path(rcfg.runs_dir), recipe)
+            t_cfg = task_train_cfg(train_cfg, recipe)
+            row["run"] = str(run)
+            row["settings"] = f"{t_cfg.epochs} epochs, {t_cfg.batch_size} photos per step, {recipe.image_size or data.cfg.image_size}-px photos" + (
+                "".join(f", {k}={v}" for k, v in recipe.options))
+            row["run_here"] = (run / "summary.json").is_file()
+            pre = (report.get("pretraining") or {}).get(t) or {}
+            row["report_run"] = Path(pre.get("checkpoint") or "").parent.name == run.name
+            row["sha256"] = pre.get("checkpoint_sha256") if row["report_run"] else None  # the checkpoint of this very run
+            try:
+                card = verify_model_dir(Path(rcfg.models_dir) / t)
+            except Exception:  # noqa: BLE001 — absent or altered: export anew
+                card = {}
+            src = card.get("source_checkpoint") or {}
+            row["model_run"] = Path(src.get("path") or "").parent.name == run.name and bool(src.get("sha256")) and src.get("sha256") == row["sha256"]
+        arm = (search.get("arms") or {}).get(t) or {}
+        if search:
+            h = settings_hash(t, data, enc_cfg, task_train_cfg(train_cfg, recipe), ft_cfg, SEARCH_FRACTION, steps, dict(recipe.options) or None,
+                              recipe.image_size)
+            row["lr_search"] = (arm.get("settings_hash") == h and arm.get("seeds") == list(pcfg.seeds) and lrs <= set(arm.get("val_accuracy") or {})
+                                and arm.get("checkpoint_sha256") == row.get("sha256"))
+        rows[t] = row
+    ft_lrs = {a: v["chosen_lr"] for a, v in (search.get("arms") or {}).items()} if search and "finetune" in pcfg.modes else None
+    config = protocol_config(pcfg, enc_cfg, train_cfg, ft_cfg, data.cfg, ft_lrs)
+    done = reusable_runs(report, config, split) if report else {}
+    for t, row in rows.items():
+        keys = [(t, m, f, s) for s in pcfg.seeds for f in pcfg.fractions for m in pcfg.modes]
+        row["entries"] = sum(k in done for k in keys) if t == SCRATCH or row["report_run"] else 0
+        row["entries_wanted"] = len(keys)
+    return {"tasks": rows, "config_hash": config_hash(config, split), "report_config_hash": report.get("config_hash"),
+            "report": rcfg.report, "ft_lr_search": rcfg.ft_lr_search}
+
+
+def plan_lines(plan: dict[str, Any]) -> tuple[list[str], bool]:
+    """``release_plan`` as lines, and whether every run, model, search entry and protocol entry is found finished."""
+    lines, ok = [], True
+    for t, r in plan["tasks"].items():
+        found = [r.get(k, True) for k in ("report_run", "model_run", "lr_search")] + [r["entries"] == r["entries_wanted"]]
+        ok &= all(found)
+        if "run" in r:
+            lines.append(f"{t}: {r['settings']} → {r['run']} (sha256 {str(r['sha256'])[:12]}; checkpoint "
+                         f"{'here' if r['run_here'] else 'not in this checkout: pretrained again before export'})")
+            lines.append(f"    protocol report's run {'=' if r['report_run'] else '≠'} this run; model card's run {'=' if r['model_run'] else '≠'} this run")
+        else:
+            lines.append(f"{t}: never pretrained")
+        if "lr_search" in r:
+            lines.append(f"    learning-rate search entry {'finished, same settings and checkpoint' if r['lr_search'] else 'MISSING or other settings'}")
+        lines.append(f"    protocol entries reusable: {r['entries']}/{r['entries_wanted']}")
+    same = plan["config_hash"] == plan["report_config_hash"]
+    ok &= same
+    lines.append(f"config hash {plan['config_hash']} {'=' if same else '≠'} {plan['report']}'s {plan['report_config_hash']}")
+    pretrained = [r for r in plan["tasks"].values() if "run" in r]
+    lines.append(f"checkpoints here: {sum(r['run_here'] for r in pretrained)} of {len(pretrained)} (runs/ is not tracked: without its "
+                 "checkpoint a task is pretrained again, and its model and entries kept only if that rerun gives the same checkpoint, by sha256)")
+    lines.append("every run, model, search entry and protocol entry found finished" if ok else "NOT everything is found: a release would redo the rest")
+    return lines, ok
+
+
 def run_release(
     rcfg: ReleaseConfig,
     data,
@@ -288,8 +392,9 @@ def run_release(
 ) -> dict[str, Any]:
     """Steps 1–6 of the module docstring. Returns ``{"models": {...}, "report": path, "seconds": {...}}``."""
     from .export import export_model, export_random_reference
-    from .protocol import SCRATCH, options_of, own_budgets, pretrained_encoder, run_protocol, task_train_cfg
+    from .protocol import SCRATCH, own_recipes, pretrained_encoder, run_protocol, task_train_cfg
     from .report import write_reports
+    from .tasks import Recipe
 
     tasks = resolve_tasks(rcfg.tasks)
     models_dir, runs_dir, report_path = Path(rcfg.models_dir), Path(rcfg.runs_dir), Path(rcfg.report)
@@ -299,15 +404,13 @@ def run_release(
     checkpoints: dict[str, str] = {}
     states: dict[str, dict] = {}
     devices: set[str] = set()
-    own_epochs = own_budgets(pcfg.task_epochs, train_cfg.epochs)
-    own_batch = own_budgets(pcfg.task_batch_sizes, train_cfg.batch_size)
-    own_size = own_budgets(pcfg.task_image_sizes, data.cfg.image_size)
-    own_opts = options_of(pcfg.task_options)
+    # each task's recipe (or the --task-* flags that override it) where it differs from the common settings
+    own = own_recipes(pcfg.tables(), train_cfg, data.cfg.image_size)
     for t in tasks:
-        t_cfg = task_train_cfg(train_cfg, t, own_epochs, own_batch)
-        size = own_size.get(t, data.cfg.image_size)
+        t_cfg = task_train_cfg(train_cfg, own.get(t, Recipe()))
+        size = own.get(t, Recipe()).image_size or data.cfg.image_size
         say(f"[release] pretrain {t} ({t_cfg.epochs} epochs, {t_cfg.batch_size} photos per step, {size}-px photos)")
-        states[t], summary = pretrained_encoder(t, data, enc_cfg, t_cfg, runs_dir, task_options=own_opts.get(t), progress=False, image_size=own_size.get(t))
+        states[t], summary = pretrained_encoder(t, data, enc_cfg, train_cfg, runs_dir, own.get(t, Recipe()), progress=False)
         checkpoints[t] = summary["checkpoint"]
         devices.add(str(summary.get("device", "unknown device")))
         say(f"[release]   {t}: {summary.get('train_seconds_total', 0) / 60:.1f} min, pretext test {summary.get('pretext_test')}")
@@ -316,14 +419,7 @@ def run_release(
         "epochs": train_cfg.epochs, "protocol_seeds": list(pcfg.seeds), "protocol_fractions": list(pcfg.fractions),
         "made_by": "python -m ssl_train release", "pretrained_on": sorted(devices), "note": budget_note(train_cfg.epochs, devices),
     }
-    # the retrain hint names every task's own budget, the shipped ones of tasks outside this release included
-    hint_epochs = {**{t: n for t, n in RELEASE_TASK_EPOCHS if t not in tasks}, **own_epochs}
-    # a task with neither its own budget nor its own photo size gets the common note (budget_note says no more of it)
-    budgets = {t: {**budget, "epochs": own_epochs.get(t, train_cfg.epochs),
-                   "note": budget_note(own_epochs.get(t, train_cfg.epochs), devices, own_budget_of=t if t in own_epochs else "", task_epochs=hint_epochs,
-                                       batch_size=own_batch.get(t, 0) if t in own_epochs else 0, image_size=own_size.get(t, 0),
-                                       downstream_size=data.cfg.image_size)}
-               for t in tasks}
+    budgets = {t: {**budget, **card_budget(t, own, tasks, train_cfg.epochs, devices, data.cfg.image_size)} for t in tasks}
 
     t0 = time.time()
     exported: dict[str, Path] = {}
@@ -356,21 +452,13 @@ def run_release(
         if rcfg.ft_lr_search and "finetune" in pcfg.modes:
             from .finetune_lr import DEFAULT_LRS, SEARCH_FRACTION, write_markdown
             from .finetune_lr import run as search_lrs
+            from .protocol import recipe_tables
 
             t0 = time.time()
             say(f"[release] fine-tuning learning rate per encoder, on a validation split: {', '.join(f'{x:g}' for x in DEFAULT_LRS)}")
-            # the equivalent finetune-lr command holds only for release's defaults (its other options, e.g.
-            # --epochs or --data, would be missing from it); otherwise the report names this very command
-            ftlr = f"python -m ssl_train finetune-lr --arms scratch,{','.join(tasks)} --seeds {','.join(map(str, pcfg.seeds))}"
-            for flag, own in (("--task-epochs", own_epochs), ("--task-batch-sizes", own_batch), ("--task-image-sizes", own_size)):
-                if own:
-                    ftlr += f" {flag} " + ",".join(f"{t}={n}" for t, n in sorted(own.items()))
-            if own_opts:
-                ftlr += " --task-options " + ",".join(f"{t}.{k}={v}" for t, o in sorted(own_opts.items()) for k, v in sorted(o.items()))
             search = search_lrs([SCRATCH, *tasks], list(DEFAULT_LRS), data, enc_cfg, train_cfg, ft_cfg, runs_dir, SEARCH_FRACTION, list(pcfg.seeds),
-                                Path(rcfg.ft_lr_search), progress=False, task_epochs=tuple(own_epochs.items()), task_options=pcfg.task_options,
-                                task_batch_sizes=tuple(own_batch.items()), task_image_sizes=tuple(own_size.items()),
-                                command=ftlr if command == "python -m ssl_train release" else f"{command} (its learning-rate step)")
+                                Path(rcfg.ft_lr_search), progress=False, **recipe_tables(own),
+                                command=finetune_lr_command(tasks, pcfg.seeds, own) if command == "python -m ssl_train release" else f"{command} (its learning-rate step)")
             write_markdown(search, Path(rcfg.ft_lr_search))
             ft_lrs = {a: v["chosen_lr"] for a, v in search["arms"].items()}
             say("[release]   chosen: " + ", ".join(f"{a} {lr:g}" for a, lr in ft_lrs.items()))

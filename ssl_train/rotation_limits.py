@@ -30,6 +30,7 @@ import torch
 from .data import check_same_photos
 from .errors import UserError
 from .paths import portable
+from .tasks.rotation import Rotation
 
 ANGLES = (0, 90, 180, 270)
 
@@ -55,7 +56,7 @@ def rotation_log_probs(encoder, head, images_u8: torch.Tensor, batch: int = 128)
     from .tasks import get_task
     from .train import _as_float
 
-    task = get_task("rotation")
+    task = get_task(Rotation.name)
     gen = torch.Generator()
     gen.manual_seed(0)
     rows = []
@@ -193,7 +194,7 @@ def load_run_model(run_dir: Path, data) -> tuple[Any, Any, np.ndarray, dict[str,
 
     ckpt = Path(run_dir) / CHECKPOINT_NAME
     ck, task, encoder, head, image_size = load_checkpoint_model(ckpt)
-    if task.name != "rotation":
+    if task.name != Rotation.name:
         raise UserError(f"{ckpt} is a {task.name!r} run; pass a rotation run, e.g. --run runs/rotation")
     _refuse_other_split(ckpt, ck.meta.get("split_sha256"), data)
     _refuse_other_size(ckpt, image_size, data)
@@ -212,7 +213,7 @@ def load_folder_model(model_dir: Path, data) -> tuple[Any, Any, np.ndarray, dict
     from .model_files import verify_model_dir
 
     card = verify_model_dir(model_dir)  # refuses altered files before any weight is read
-    if card.get("task") != "rotation":
+    if card.get("task") != Rotation.name:
         raise UserError(f"{model_dir} holds a {card.get('task')!r} model; pass a rotation model, e.g. --model models/rotation")
     _refuse_other_split(model_dir, card.get("split_sha256"), data)
     _refuse_other_size(model_dir, int(card["input"]["image_size"]), data)

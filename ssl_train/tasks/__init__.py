@@ -6,7 +6,14 @@ import pkgutil
 
 from .base import TASKS, EncoderInfo, PretextTask, Recipe, get_task, recipe_of, register, task_names
 
-__all__ = ["TASKS", "EncoderInfo", "PretextTask", "Recipe", "get_task", "recipe_of", "register", "task_names", "load_all"]
+__all__ = ["TASKS", "EncoderInfo", "PretextTask", "Recipe", "get_task", "recipe_of", "register", "task_names", "load_all",
+           "DEFAULT_TASK", "SHOWCASE_TASK"]
+
+# The tasks the command line names when none is given: the one the story starts from (pretrain, protocol
+# and budget run it by default, rotation-limits studies it) and the strongest shipped encoder
+# (reports/protocol.md), which replay records and the finetune hint suggests.
+DEFAULT_TASK = "rotation"
+SHOWCASE_TASK = "simclr"
 
 
 def load_all() -> None:

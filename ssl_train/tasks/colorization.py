@@ -36,7 +36,7 @@ from torch import nn
 from .. import augment
 from ..errors import UserError
 from ._decoder import UpDecoder, n_upsamplings
-from .base import EncoderInfo, EpochContext, PretextTask, TaskConfig, normalize, register
+from .base import EncoderInfo, EpochContext, PretextTask, Recipe, TaskConfig, normalize, register
 
 AB_STEP = 10.0  # bin side in ab units
 AB_MAX = 110.0  # bin centres at -110, -100, ..., 110
@@ -215,6 +215,8 @@ class Colorization(PretextTask):
     name = "colorization"
     Config = ColorizationConfig
     kind = "reconstruction"
+    # +8.7 points over scratch on validation at 60 epochs vs +5.6 at 30
+    recipe = Recipe(epochs=60, epochs_chosen_in="reports/budget-colorization.md")
 
     def build_head(self, info: EncoderInfo) -> nn.Module:
         return ColorizationHead(info.feature_dim, info.image_size, self.config.width)  # type: ignore[attr-defined]

@@ -289,6 +289,7 @@ class JigsawHead(nn.Module):
 class Jigsaw(PretextTask):
     name = "jigsaw"
     Config = JigsawConfig
+    # the release's common settings (Recipe()): reports/budget-jigsaw.md chose 30 epochs, the common budget
 
     def __init__(self, config: JigsawConfig | None = None) -> None:
         super().__init__(config)

@@ -87,6 +87,7 @@ def _build_subtasks(cfg: MultitaskConfig) -> dict[str, PretextTask]:
 class MultiTask(PretextTask):
     name = "multitask"
     Config = MultitaskConfig
+    # the release's common settings (Recipe()): reports/budget-multitask.md chose 30 epochs, the common budget
 
     def __init__(self, config: MultitaskConfig | None = None) -> None:
         super().__init__(config)

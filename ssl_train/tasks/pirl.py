@@ -48,7 +48,7 @@ from ..distributed import all_gather_cat, all_reduce_mean
 from ..encoders import pooled
 from ..errors import UserError
 from ._buffers import resize_for_load
-from .base import EncoderInfo, EpochContext, PretextTask, TaskConfig, normalize, register
+from .base import EncoderInfo, EpochContext, PretextTask, Recipe, TaskConfig, normalize, register
 from .jigsaw import N_TILES, apply_permutation, centred_offsets, cut_tiles, random_offsets, tile_geometry
 
 
@@ -157,6 +157,8 @@ class PIRLHead(nn.Module):
 class PIRL(PretextTask):
     name = "pirl"
     Config = PIRLConfig
+    # +12.6 points over scratch on validation at 60 epochs vs +5.9 at 30
+    recipe = Recipe(epochs=60, epochs_chosen_in="reports/budget-pirl.md")
 
     def build_head(self, info: EncoderInfo) -> nn.Module:
         return PIRLHead(info.feature_dim, self.config.embed_dim)  # type: ignore[attr-defined]

@@ -32,7 +32,7 @@ from .. import augment
 from ..distributed import all_gather_cat_grad
 from ..encoders import pooled
 from ..errors import UserError
-from .base import EncoderInfo, PretextTask, TaskConfig, normalize, register
+from .base import EncoderInfo, PretextTask, Recipe, TaskConfig, normalize, register
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,8 @@ class ProjectionHead(nn.Module):
 class SimCLR(PretextTask):
     name = "simclr"
     Config = SimCLRConfig
+    # +20.0 points over scratch on validation at 200 epochs vs +15.0 at 60
+    recipe = Recipe(epochs=200, epochs_chosen_in="reports/budget-simclr.md")
 
     def build_head(self, info: EncoderInfo) -> nn.Module:
         cfg: SimCLRConfig = self.config  # type: ignore[assignment]

@@ -44,3 +44,19 @@ def test_budget_cli__writes_report_and_refuses_a_zero_budget_in_one_line(tiny_fo
     md = (tmp_path / "reports" / "budget-rotation.md").read_text()
     assert "| 2 epochs |" in md and "Made by `python -m ssl_train budget" in md
     assert r["scratch_seconds"] == other["scratch_seconds"] >= 0 and "scratch fine-tunes shared by every task" in md
+
+
+def test_budget_cli__recipes_pretrain_each_budget_with_the_tasks_other_settings_and_say_so(tiny_folder, tmp_path, capsys):
+    """budget --recipes: every budget of rotation in its recipe's batches of 16 photos; --task-image-sizes overrides its 128 px."""
+    base = ["budget", "--data", str(tiny_folder), "--split", str(tmp_path / "split.csv"), "--image-size", "32", "--widths", "8,16,16,32",
+            "--blocks", "1,1,1,1", "--batch-size", "8", "--ft-epochs", "1", "--ft-min-steps", "2", "--ft-max-steps", "2", "--seeds", "0",
+            "--fraction", "0.5", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "reports"), "--budgets", "1", "--tasks", "rotation"]
+    assert main(base + ["--recipes", "--task-image-sizes", "rotation=48"]) == 0
+    r = json.loads((tmp_path / "reports" / "budget-rotation.json").read_text())
+    assert r["recipe"] == {"batch_size": 16, "image_size": 48}
+    summary = json.loads((tmp_path / "runs" / r["budgets"][0]["run"] / "summary.json").read_text())
+    assert summary["config"]["train"]["batch_size"] == 16 and summary["config"]["data"]["image_size"] == 48
+    assert "Pretrained in batches of 16 photos. Pretrained on 48-px photos." in (tmp_path / "reports" / "budget-rotation.md").read_text()
+    capsys.readouterr()
+    assert main(base + ["--task-batch-sizes", "simclr=4"]) == 2  # a task the study does not pretrain
+    assert "--task-batch-sizes simclr: not among --tasks" in capsys.readouterr().err

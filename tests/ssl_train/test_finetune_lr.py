@@ -159,7 +159,7 @@ def test_search__an_arm_with_its_own_budget_is_pretrained_for_it_and_the_report_
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("rotation-*/summary.json")]
     assert [s["completed_epochs"] for s in summaries] == [2]
     # the same arm at the common budget is another encoder: its scores are not taken for it
-    h1 = finetune_lr._settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
+    h1 = finetune_lr.settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
     assert h1 != r["arms"]["rotation"]["settings_hash"]
     with pytest.raises(UserError, match="--task-epochs simclr: not among the pretrained --arms"):
         finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], out,
@@ -174,7 +174,7 @@ def test_search__an_arm_with_its_own_batch_size_is_pretrained_in_it_and_the_repo
     assert r["pretrain_batch_size_of"] == {"rotation": 4} and "rotation in batches of 4 photos" in finetune_lr.to_markdown(r)
     [summary] = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("rotation-*/summary.json")]
     assert summary["config"]["train"]["batch_size"] == 4
-    plain = finetune_lr._settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
+    plain = finetune_lr.settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
     assert plain != r["arms"]["rotation"]["settings_hash"]  # the common batch size's scores are not taken for it
     with pytest.raises(UserError, match="--task-batch-sizes rotation=1: photos per step"):
         finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], tmp_path / "f.json",
@@ -190,7 +190,7 @@ def test_search__an_arm_with_its_own_image_size_is_pretrained_on_those_photos_an
     [summary] = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("rotation-*/summary.json")]
     assert summary["config"]["data"]["image_size"] == 48 and tiny_data.cfg.image_size == 32
     assert 0 <= r["arms"]["rotation"]["val_accuracy"]["0.1"][0] <= 1
-    plain = finetune_lr._settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
+    plain = finetune_lr.settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
     assert plain != r["arms"]["rotation"]["settings_hash"]  # the common size's scores are not taken for it
     with pytest.raises(UserError, match="--task-image-sizes rotation=4: pixels"):
         finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], tmp_path / "f.json",
@@ -205,7 +205,7 @@ def test_search__an_arm_with_task_options_is_pretrained_with_them_and_the_report
     assert r["task_options"] == {"rotation": {"grid": "2"}} and "rotation with grid=2" in finetune_lr.to_markdown(r)
     [summary] = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("rotation-*/summary.json")]
     assert summary["config"]["task"]["grid"] == 2
-    plain = finetune_lr._settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
+    plain = finetune_lr.settings_hash("rotation", tiny_data, small_encoder, tcfg, ft, 0.5, r["steps"])
     assert plain != r["arms"]["rotation"]["settings_hash"]  # the default rotation's scores are not taken for it
     with pytest.raises(UserError, match="--task-options simclr: not among the pretrained --arms"):
         finetune_lr.run(["scratch", "rotation"], [0.1], tiny_data, small_encoder, tcfg, ft, tmp_path / "runs", 0.5, [0], tmp_path / "f.json",

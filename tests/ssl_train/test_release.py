@@ -76,6 +76,12 @@ def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_me
     assert verify_model_dir(models / "rotation")["metrics"]["knn"]["10%"]["n_seeds"] == 2
     verify_model_dir(models / "inpainting")  # whole again
     assert all(p.read_bytes() == b for p, b in binaries.items() if p.parent.name != "inpainting")
+    # the dry check finds every run, model, search entry and protocol entry of this release finished
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "found finished" in out and "checkpoints here: 2 of 2" in out and out.count("protocol entries reusable: 8/8") == 3
+    assert main([*args, "--dry-run", "--seeds", "0,1,2"]) == 1  # a seed more: entries to run
 
 
 def test_card_metrics__picks_the_encoder_and_the_card_fractions():
@@ -116,7 +122,9 @@ def test_budget_note__says_cpu_and_how_to_retrain_unless_every_run_was_on_a_gpu(
 
 def test_release_cli__the_shipped_per_task_budgets_are_its_default_and_other_budgets_are_refused_clearly(capsys):
     from ssl_train.__main__ import build_parser
-    from ssl_train.release import RELEASE_TASK_EPOCHS
+    from ssl_train.release import shipped_tables
+
+    RELEASE_TASK_EPOCHS = shipped_tables()["task_epochs"]  # every task's recipe, as one table
 
     a = build_parser().parse_args(["release"])
     assert a.task_epochs == RELEASE_TASK_EPOCHS and dict(RELEASE_TASK_EPOCHS)["simclr"] > a.epochs
@@ -131,7 +139,9 @@ def test_release_cli__the_shipped_per_task_budgets_are_its_default_and_other_bud
 
 def test_release_cli__the_shipped_per_task_batch_sizes_are_its_default_and_bad_ones_are_refused_clearly(capsys):
     from ssl_train.__main__ import build_parser
-    from ssl_train.release import RELEASE_TASK_BATCH_SIZES
+    from ssl_train.release import shipped_tables
+
+    RELEASE_TASK_BATCH_SIZES = shipped_tables()["task_batch_sizes"]  # every task's recipe, as one table
 
     assert build_parser().parse_args(["release"]).task_batch_sizes == RELEASE_TASK_BATCH_SIZES
     assert build_parser().parse_args(["release", "--task-batch-sizes", ""]).task_batch_sizes == ()
@@ -146,7 +156,9 @@ def test_release_cli__the_shipped_per_task_batch_sizes_are_its_default_and_bad_o
 
 def test_release_cli__the_shipped_per_task_image_sizes_are_its_default_and_bad_ones_are_refused_clearly(capsys):
     from ssl_train.__main__ import build_parser
-    from ssl_train.release import RELEASE_TASK_IMAGE_SIZES
+    from ssl_train.release import shipped_tables
+
+    RELEASE_TASK_IMAGE_SIZES = shipped_tables()["task_image_sizes"]  # every task's recipe, as one table
 
     assert build_parser().parse_args(["release"]).task_image_sizes == RELEASE_TASK_IMAGE_SIZES == (("rotation", 128),)
     assert build_parser().parse_args(["release", "--task-image-sizes", ""]).task_image_sizes == ()
@@ -163,7 +175,9 @@ def test_release_cli__the_shipped_per_task_image_sizes_are_its_default_and_bad_o
 
 def test_cli__task_options_parse_per_task_and_a_malformed_one_is_one_line(capsys):
     from ssl_train.__main__ import build_parser
-    from ssl_train.release import RELEASE_TASK_OPTIONS
+    from ssl_train.release import shipped_tables
+
+    RELEASE_TASK_OPTIONS = shipped_tables()["task_options"]  # every task's recipe, as one table
 
     a = build_parser().parse_args(["protocol", "--task-options", "rotation.grid=2, rotation.hidden=0,jigsaw.n_permutations=30"])
     assert a.task_options == (("jigsaw", (("n_permutations", "30"),)), ("rotation", (("grid", "2"), ("hidden", "0"))))
@@ -172,3 +186,61 @@ def test_cli__task_options_parse_per_task_and_a_malformed_one_is_one_line(capsys
     with pytest.raises(SystemExit):
         build_parser().parse_args(["protocol", "--task-options", "grid=2"])
     assert "is not TASK.OPTION=VALUE" in capsys.readouterr().err
+
+
+def test_release_cli__its_defaults_are_the_tasks_recipes_as_the_shipped_release_had_them(capsys):
+    """The recipes (ssl_train/tasks/<task>.py) give what release.py's tables gave, so the shipped runs and entries are found."""
+    from ssl_train.__main__ import _per_task_tables, build_parser
+    from ssl_train.release import shipped_recipes, shipped_tables
+
+    shipped = ("colorization", "context", "deepcluster", "inpainting", "jigsaw", "multitask", "pirl", "rotation", "simclr", "superres")
+    assert shipped_tables(shipped) == {
+        "task_epochs": (("colorization", 60), ("deepcluster", 60), ("pirl", 60), ("rotation", 60), ("simclr", 200)),
+        "task_batch_sizes": (("rotation", 16),), "task_image_sizes": (("rotation", 128),), "task_options": ()}
+    assert shipped_recipes(shipped)["rotation"].epochs_chosen_in == "reports/rotation-batch.md"
+    # a smaller release takes its own tasks' recipes; a flag given replaces that table
+    a = build_parser().parse_args(["release", "--tasks", "rotation,jigsaw", "--task-epochs", "jigsaw=5"])
+    assert _per_task_tables(a, ["rotation", "jigsaw"], shipped_default=True) == {
+        "task_epochs": (("jigsaw", 5),), "task_batch_sizes": (("rotation", 16),), "task_image_sizes": (("rotation", 128),), "task_options": ()}
+    # protocol and finetune-lr: the common settings unless --recipes (their shipped reports' commands make what they made)
+    a = build_parser().parse_args(["protocol", "--tasks", "simclr,rotation"])
+    assert _per_task_tables(a, a.tasks) == {"task_epochs": (), "task_batch_sizes": (), "task_image_sizes": (), "task_options": ()}
+    a = build_parser().parse_args(["finetune-lr", "--recipes", "--task-image-sizes", ""])
+    assert _per_task_tables(a, ["simclr", "rotation"]) == {"task_epochs": (("rotation", 60), ("simclr", 200)), "task_batch_sizes": (("rotation", 16),),
+                                                          "task_image_sizes": (), "task_options": ()}
+
+
+def test_release__the_shipped_release_settings_give_the_shipped_run_keys_config_hash_and_entry_hashes():
+    """Recipes replaced release.py's tables without moving a hash: the CLI's release defaults, with each
+    task's recipe, name the very runs reports/protocol.json and models/*/model.json were made from, and
+    every entry of the report hashes as it did (so a release finds and reuses them: release --dry-run)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from ssl_train.__main__ import _data_cfg, _enc_cfg, _ft_cfg, _per_task_tables, _train_cfg, build_parser
+    from ssl_train.data import DataConfig
+    from ssl_train.model_files import sha256_file
+    from ssl_train.paths import REPO
+    from ssl_train.protocol import ProtocolConfig, config_hash, entry_hash, own_recipes, protocol_config, run_dir
+    from ssl_train.tasks import Recipe
+
+    rep = json.loads((REPO / "reports" / "protocol.json").read_text())
+    tasks = tuple(rep["config"]["protocol"]["tasks"])
+    a = build_parser().parse_args(["release", "--tasks", ",".join(tasks)])
+    tables = _per_task_tables(a, tasks, shipped_default=True)
+    assert {k: [list(x) for x in v] for k, v in tables.items()} == {k: rep["config"]["protocol"][k] for k in tables}
+    enc, tcfg, ft, data_cfg = _enc_cfg(a), _train_cfg(a), _ft_cfg(a), _data_cfg(a)
+    split = sha256_file(REPO / "data" / "flowers" / "split.csv")
+    assert split == rep["split_sha256"]
+    # a run key holds the data folder's absolute path (DataConfig.root as given): the shipped runs were made in /work/main
+    data = SimpleNamespace(cfg=DataConfig(root="/work/main/data/flowers"), split_sha256=split)
+    own = own_recipes(tables, tcfg, data_cfg.image_size)
+    for t in tasks:
+        run = run_dir(t, data, enc, tcfg, REPO / "runs", own.get(t, Recipe())).name
+        assert run == Path(rep["pretraining"][t]["checkpoint"]).parent.name
+        assert run == Path(json.loads((REPO / "models" / t / "model.json").read_text())["source_checkpoint"]["path"]).parent.name
+    pcfg = ProtocolConfig(tasks=tasks, fractions=a.fractions, seeds=a.seeds, modes=a.modes, **tables)
+    config = protocol_config(pcfg, enc, tcfg, ft, data_cfg, rep["config"]["finetune_lr"])
+    assert config_hash(config, split) == rep["config_hash"]
+    for t, m in {(r["task"], r["mode"]) for r in rep["runs"]}:
+        assert entry_hash(config, split, t, m) == entry_hash(rep["config"], rep["split_sha256"], t, m), (t, m)
