@@ -86,6 +86,7 @@ TASK_OPTIONS = {
     "pirl": {"embed_dim": "16", "n_negatives": "16"},
     "simclr": {"embed_dim": "16", "hidden": "32"},
     "deepcluster": {"k": "5", "pca_dim": "8", "hidden": "16"},
+    "synthetic": {"width": "16", "disc_hidden": "16"},
     "multitask": {"tasks": "rotation:1,jigsaw:0.5", "options": '{"jigsaw": {"n_permutations": 10, "tile_dim": 16, "hidden": 32}}'},
 }
 
