@@ -588,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .tasks import DEFAULT_TASK, SHOWCASE_TASK
 
     p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits,runs,learning-map,replay}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits,runs,learning-map,replay,render}")
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -705,6 +705,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .snapshots import __doc__ as snapshots_doc
 
+    # its options are ssl_train.render's own (main() hands it the rest of the command line)
+    sub.add_parser("render", help="render flower scenes with their depth, normals and outlines: --gallery OUT, --bench (see render --help)",
+                   add_help=False, formatter_class=D)
+
     s = sub.add_parser("learning-map", help="turn a run's feature snapshots into the aligned 2-D layouts of 'watch it learn' (MODEL/learning.npz)",
                        description=snapshots_doc, formatter_class=_DocAndDefaults)
     s.add_argument("--run", required=True, help="pretraining run folder made with --snapshots")
@@ -761,6 +765,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["render"]:
+        from . import render
+
+        return render.main(argv[1:], prog="python -m ssl_train render")
     a = parser.parse_args(argv)
     a.argv = argv  # what reports record as the command that made them
     warnings.filterwarnings("default", category=UserWarning)

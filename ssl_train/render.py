@@ -644,13 +644,17 @@ def gallery(scene: Scene, n: int | None = None) -> torch.Tensor:
 
 def save_jpeg(img: torch.Tensor, path: str | Path, max_bytes: int = 60_000, pad: int = 0) -> int:
     """Write (3, H, W) in [0, 1] as a JPEG of at most ``max_bytes`` (the highest quality that fits,
-    from 90 down). Returns the quality used."""
+    from 90 down), or, for a ``.png`` path, as a lossless PNG (returns 0 then). Returns the quality used."""
     import io
 
     from PIL import Image
 
     arr = (img.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     pic = Image.fromarray(arr)
+    if Path(path).suffix.lower() == ".png":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pic.save(path, format="PNG", optimize=True)
+        return 0
     for q in range(90, 19, -5):
         buf = io.BytesIO()
         pic.save(buf, format="JPEG", quality=q, optimize=True, subsampling=0 if q >= 80 else 2)
@@ -737,10 +741,10 @@ def bench_markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m ssl_train.render") -> int:
     """``python -m ssl_train.render --bench`` (writes reports/render-bench.json and .md) and/or
     ``--gallery OUT`` (a JPEG grid: RGB | depth | normals | contours per scene)."""
-    ap = argparse.ArgumentParser(prog="python -m ssl_train.render", description="Procedural flower scenes with depth, normals and contours (#30).")
+    ap = argparse.ArgumentParser(prog=prog, description="Procedural flower scenes with depth, normals and contours (#30).")
     ap.add_argument("--bench", action="store_true", help="measure scenes/s and write --bench-out .json and .md")
     ap.add_argument("--bench-out", default="reports/render-bench", help="path without extension (default reports/render-bench)")
     ap.add_argument("--sizes", default="96,128", help="image sizes to benchmark, px")
@@ -765,12 +769,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--threads {args.threads!r} must be comma-separated integers, e.g. 2,1") from None
         if args.batch < 1 or min(threads) < 1 or args.repeats < 1 or args.scenes < 1:
             raise UserError("--batch, --threads, --repeats and --scenes must be ≥ 1")
+        if args.gallery and Path(args.gallery).suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            raise UserError(f"--gallery {args.gallery}: give a .jpg or .png file name, e.g. reports/render-gallery.jpg")
+        if args.gallery:
+            from .paths import check_output
+
+            check_output(args.gallery, "--gallery")  # an unwritable place fails here, before rendering
         if args.gallery:
             cfg = RenderConfig(image_size=args.size)
             cfg.validate()
             scene = render(cfg, args.scenes, torch.Generator(device=args.device).manual_seed(args.seed))
             q = save_jpeg(gallery(scene), args.gallery, args.max_kb * 1000)
-            print(json.dumps({"gallery": args.gallery, "scenes": args.scenes, "size": args.size, "seed": args.seed, "jpeg_quality": q,
+            print(json.dumps({"gallery": args.gallery, "scenes": args.scenes, "size": args.size, "seed": args.seed, "format": "png" if q == 0 else f"jpeg quality {q}",
                               "bytes": Path(args.gallery).stat().st_size}))
         if args.bench:
             try:

@@ -167,3 +167,14 @@ def test_command_writes_gallery_and_benchmark(tmp_path, capsys):
 def test_cuda_renders_the_same_kind_of_scene():
     s = render(SMALL, 4, torch.Generator(device="cuda").manual_seed(0))
     assert s.rgb.is_cuda and torch.isfinite(s.depth).all() and torch.equal(s.contours, contours_from_ids(s.ids, s.depth))
+
+
+def test_cli__ssl_train_render_writes_a_png_gallery_and_refuses_other_names(tmp_path, capsys):
+    from ssl_train.__main__ import main as cli
+
+    out = tmp_path / "g.png"
+    assert cli(["render", "--gallery", str(out), "--scenes", "2", "--size", "16"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli(["render", "--gallery", str(tmp_path / "g.gif")]) == 2
+    assert "give a .jpg or .png file name" in capsys.readouterr().err
+    assert not (tmp_path / "g.gif").exists()
