@@ -199,6 +199,22 @@ def show_photo_grid(images: list, captions: list[str], columns: int = 4, width: 
                 c.caption(f"{cap} (unreadable)")
 
 
+def feature_size_words(card: dict | None) -> str:
+    """Which photo size the map's and the linear probe's features come from, in a few words: the
+    encoder's input size (the layout is computed there), and when the protocol judges it at another
+    size (``metrics.downstream_image_size``: rotation is pretrained at 128 px, judged at 96 px), that
+    the protocol's numbers are at that size."""
+    card = card or {}
+    own = int((card.get("input") or {}).get("image_size") or 0)
+    down = (card.get("metrics") or {}).get("downstream_image_size")
+    if not own:
+        return ""
+    if not isinstance(down, int) or down == own:
+        return f"features of {own}-px photos"
+    return (f"features of {own}-px photos, this encoder's input size (the protocol's tables judge every encoder on "
+            f"{down}-px photos, so its numbers there differ)")
+
+
 def percent(x: float) -> str:
     return f"{100 * x:.1f}%"
 

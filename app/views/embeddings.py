@@ -239,7 +239,8 @@ for side, slot, key in zip(SIDES, slots, (state.MAP_LEFT, state.MAP_RIGHT)):
             + (" (a fixed sample of them)." if len(lay.map_idx) < int(lay.is_test.sum()) else ".")))
         feats = draw_map(side, name, lay, uploads, exact, height)
         origin = "precomputed" if "loaded_from" in lay.meta else "computed on this server"
-        st.caption(f"{len(lay.map_idx)} photos · layout {origin} ({lay.method}).")
+        sized = ui.feature_size_words((ui.model_by_name(entries, name) or entries[0]).card)
+        st.caption(f"{len(lay.map_idx)} photos · layout {origin} ({lay.method})" + (f" · {sized}." if sized else "."))
         drawn[side] = (name, lay, feats)
 
 if drawn:

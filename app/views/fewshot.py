@@ -267,8 +267,9 @@ if mode == "linear":
             st.info("Export the reference encoder (`python -m ssl_train export --random-init`) to compare with scratch.")
     except ModelFileError as e:
         st.error(str(e))
-    st.caption(f"Logistic regression on standardised features, C = {fewshot.PROBE_C:g} fixed in advance (the protocol picks C by "
-               "3-fold cross-validation, which takes tens of seconds; its numbers are the reference curve).")
+    sized = ui.feature_size_words(entry.card)
+    st.caption(f"Logistic regression on standardised features{' (' + sized + ')' if sized else ''}, C = {fewshot.PROBE_C:g} fixed in "
+               "advance (the protocol picks C by 3-fold cross-validation, which takes tens of seconds; its numbers are the reference curve).")
 else:
     cfg = fewshot.finetune_config(bool(quick))
     steps = cfg.steps_for(len(sub))
