@@ -5,7 +5,7 @@
     python -m app.precompute --cache         # write to the app's cache folder instead of models/<name>/
 
 For each model: features of every bundled photo, the UMAP layout of the test photos and the kNN
-accuracy, in ``models/<name>/app_precomputed.npz`` (about 0.8 MB, features in uint8 per dimension;
+accuracy, in ``models/<name>/app_precomputed.npz`` (about 0.4 MB, features as 4-bit codes per dimension;
 keyed by the sha256 of every model file and of the photos' split.csv, so a re-exported model or a
 changed split is never shown stale).
 """
