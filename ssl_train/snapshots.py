@@ -114,7 +114,8 @@ def write_learning(model_dir: Path, run_dir: Path, labels: np.ndarray, classes: 
     src = Path(run_dir) / SNAPSHOT_FILE
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     out = Path(model_dir) / LEARNING_FILE
-    if learning_source(out) == digest:
+    same = same_training(model_dir, run_dir)
+    if learning_source(out) == digest and _meta(out).get("same_training_as_model") == same:
         return out  # made from these very snapshots: kept byte for byte
     snaps = load_snapshots(src)
     if len(snaps) < 2:
@@ -122,12 +123,36 @@ def write_learning(model_dir: Path, run_dir: Path, labels: np.ndarray, classes: 
     epochs = np.asarray(sorted(snaps), np.int16)
     xy = learning_layouts([snaps[int(e)].float().numpy() for e in epochs])
     meta = {"format": LEARNING_FORMAT, "made_by": f"python -m ssl_train learning-map --run {run_dir} --model {model_dir}",
-            "layout": "umap-learn AlignedUMAP", "params": ALIGNED_UMAP, "n_photos": int(xy.shape[1]), "snapshots_sha256": digest}
+            "layout": "umap-learn AlignedUMAP", "params": ALIGNED_UMAP, "n_photos": int(xy.shape[1]), "snapshots_sha256": digest,
+            # whether the run is the model's own training (its per-epoch losses equal the card's history): a talk
+            # says so when the map comes from a rerun of the model's settings instead
+            "same_training_as_model": same}
     tmp = out.with_name("learning.tmp.npz")
     np.savez_compressed(tmp, epochs=epochs, xy=xy.astype(np.float16), labels=np.asarray(labels, np.int16),
                         classes=np.asarray(list(classes)), files=np.asarray(list(files)), meta=np.asarray(json.dumps(meta)))
     os.replace(tmp, out)
     return out
+
+
+def _meta(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+    except Exception:  # noqa: BLE001 — absent or unreadable: no meta
+        return {}
+
+
+def same_training(model_dir: Path, run_dir: Path) -> bool:
+    """True when ``run_dir``'s metrics.jsonl has exactly the per-epoch training losses of the model's
+    card ("history"): the run is the model's own training, or a rerun that reproduced it bit for bit
+    (pretraining is seeded). False otherwise, or when either record is missing."""
+    try:
+        card = json.loads((Path(model_dir) / "model.json").read_text())
+        run = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return False
+    hist = [h.get("train_loss") for h in card.get("history") or [] if isinstance(h, dict)]
+    return bool(hist) and hist == [r.get("train_loss") for r in run]
 
 
 def learning_source(path: Path) -> str | None:

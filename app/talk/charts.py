@@ -269,6 +269,8 @@ def learning(learning_npz: Path, title: str | None = None, height: int | None = 
     map (e.g. which encoder)."""
     d = read_learning(learning_npz)
     xy, labels, classes, epochs = d["xy"], d["labels"], d["classes"], d["epochs"]
+    if title and d["meta"].get("same_training_as_model") is False:
+        title = f"{title} (a rerun of its settings)"  # the map's run is not the shipped model's own training
     colours, chance = palette.class_colours(classes), chance_agreement(labels)
 
     def traces(frame: int) -> list[go.Scatter]:

@@ -138,7 +138,7 @@ def test_protocol_charts_missing_or_unreadable(chart, tmp_path):
         chart(tmp_path / "bad.json")
 
 
-def write_learning(path, epochs=EPOCHS, n=60, drop: str | None = None):
+def write_learning(path, epochs=EPOCHS, n=60, drop: str | None = None, meta: dict | None = None):
     """A file in the learning-map format: classes drift from random positions to separate clusters."""
     rng = np.random.default_rng(0)
     labels = np.arange(n) % len(CLASSES)
@@ -147,10 +147,17 @@ def write_learning(path, epochs=EPOCHS, n=60, drop: str | None = None):
     t = (np.asarray(epochs, float) / max(epochs))[:, None, None]
     xy = (1 - t) * rng.uniform(-1, 1, (n, 2)) + t * end
     arrays = dict(epochs=np.asarray(epochs, np.int16), xy=xy.astype(np.float16), labels=labels.astype(np.int16), classes=np.asarray(CLASSES),
-                  files=np.asarray([f"{CLASSES[c]}/{i}.jpg" for i, c in enumerate(labels)]), meta=np.asarray(json.dumps({"format": "pretext-lab-learning/1"})))
+                  files=np.asarray([f"{CLASSES[c]}/{i}.jpg" for i, c in enumerate(labels)]), meta=np.asarray(json.dumps({"format": "pretext-lab-learning/1", **(meta or {})})))
     arrays.pop(drop, None)
     np.savez_compressed(path, **arrays)
     return path
+
+
+def test_learning__a_map_from_a_rerun_says_so_in_its_title(tmp_path):
+    rerun = charts.learning(write_learning(tmp_path / "a.npz", meta={"same_training_as_model": False}), title="simclr")
+    assert rerun.layout.title.text == "simclr (a rerun of its settings)"
+    own = charts.learning(write_learning(tmp_path / "b.npz", meta={"same_training_as_model": True}), title="rotation")
+    assert own.layout.title.text == "rotation"
 
 
 def test_learning_animates_one_frame_per_epoch(tmp_path):

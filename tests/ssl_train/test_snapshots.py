@@ -87,3 +87,18 @@ def test_learning_map__refuses_a_run_without_snapshots(tiny_data, small_encoder,
     pretrain(_rotation(), tiny_data, tmp_path / "run", small_encoder, TrainConfig(epochs=1, **FAST), progress=False)
     rc = main(["learning-map", "--run", str(tmp_path / "run"), "--model", str(tmp_path)])
     assert rc == 2 and "pretrain with --snapshots auto" in capsys.readouterr().err
+
+
+def test_same_training__equal_loss_history_only(tmp_path):
+    from ssl_train.snapshots import same_training
+
+    run, model = tmp_path / "run", tmp_path / "model"
+    run.mkdir()
+    model.mkdir()
+    (run / "metrics.jsonl").write_text('{"epoch": 0, "train_loss": 1.5}\n{"epoch": 1, "train_loss": 1.25}\n')
+    (model / "model.json").write_text(json.dumps({"history": [{"epoch": 0, "train_loss": 1.5}, {"epoch": 1, "train_loss": 1.25}]}))
+    assert same_training(model, run)
+    (model / "model.json").write_text(json.dumps({"history": [{"epoch": 0, "train_loss": 1.5}, {"epoch": 1, "train_loss": 1.2500001}]}))
+    assert not same_training(model, run)  # a rerun that did not reproduce the model's training
+    (model / "model.json").write_text(json.dumps({}))
+    assert not same_training(model, run)
