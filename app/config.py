@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parent.parent
 MAX_UPLOAD_MB = 20  # keep equal to server.maxUploadSize in .streamlit/config.toml
 MAX_UPLOADS = 12  # photos per uploader; more are ignored with a note
 PRECOMPUTED_NAME = "app_precomputed.npz"  # beside model.json, written by `python -m app.precompute`
-RANDOM_INIT = "random_init"  # the exported no-pretraining reference (ssl_train.export.RANDOM_TASK)
+RANDOM_INIT = "random_init"  # the exported no-pretraining reference (ssl_train.model_files.RANDOM_TASK)
 # the one task the app names: the talk's story follows it (app.talk.PROTAGONIST), and a page features it when
 # no model card records a score; every other task is known only through its panel (app/panels/<task>.py)
 PROTAGONIST = "rotation"

@@ -292,7 +292,7 @@ class FinetuneJob:
     def _train_all(self) -> None:
         from ssl_train.encoders import EncoderConfig
         from ssl_train.evaluate import finetune, predict, scores
-        from ssl_train.train import resolve_device
+        from ssl_train.runtime import resolve_device
 
         enc_cfg = EncoderConfig.from_dict(self.card["encoder"])
         ds = self.data.ds
@@ -303,7 +303,7 @@ class FinetuneJob:
             self.phase, self.step = i, 0
             state = None
             if name != "scratch":
-                from ssl_train.export import load_model_weights
+                from ssl_train.model_files import load_model_weights
 
                 encoder, _, _ = load_model_weights(self.model_dir, self.card)
                 state = encoder.state_dict()

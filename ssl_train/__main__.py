@@ -320,7 +320,7 @@ def cmd_finetune(a) -> int:
 
     from .data import check_fraction, labelled_subset, load_split_data
     from .evaluate import finetune, predict, scores
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     check_fraction(a.fraction)
     ft = _ft_cfg(a)
@@ -364,7 +364,7 @@ def cmd_evaluate(a) -> int:
     from .data import labelled_subset, load_split_data
     from .encoders import build_encoder
     from .evaluate import extract_features, knn_eval, linear_probe
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     state, enc_cfg, name = _load_encoder_from(a, _enc_cfg(a))
     data = load_split_data(_data_cfg(a))

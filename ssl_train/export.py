@@ -38,17 +38,7 @@ from .model_files import CARD_NAME, RANDOM_TASK, sha256_file, verify_model_dir
 from .model_writer import add_sub_head_graphs, check_multitask_dir, check_name, write_model_dir
 from .paths import REPO
 
-# re-exported for callers not yet moved (release, rotation_limits, the app and tests import them from here)
-from .errors import ExportError  # noqa: E402,F401
-from .model_files import ModelFileError, load_model_weights  # noqa: E402,F401
-from .onnx_graph import OPSET, PARITY_TOL, load_photos, parity_check  # noqa: E402,F401
-from .weight_codec import quantize_int8  # noqa: E402,F401
-
-__all__ = [
-    "ModelFileError", "export_model", "export_random_reference", "parity_check", "verify_model_dir",
-    "load_model_weights", "add_export_parser", "cmd_export", "add_sub_head_graphs", "PARITY_TOL", "OPSET",
-    "ExportError", "RANDOM_TASK", "load_checkpoint_model", "load_photos", "quantize_int8",
-]
+__all__ = ["export_model", "export_random_reference", "add_export_parser", "cmd_export"]
 
 
 def _summary_beside(ckpt_path: Path, meta: dict) -> dict:

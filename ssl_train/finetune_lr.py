@@ -36,8 +36,9 @@ from .evaluate import FinetuneConfig, finetune, predict
 from .model_files import sha256_file
 from .paths import write_json_atomic
 from .protocol import SCRATCH, STEP_KEYS, TaskOptions, check_tables, own_recipes, own_table, pretrained_encoder, task_train_cfg
+from .runtime import device_name, resolve_device
 from .tasks import Recipe
-from .train import TrainConfig, device_name, resolve_device
+from .train import TrainConfig
 
 # 0.01 joined the grid when rotation's chosen rate sat on its lower edge (0.03): a best value on the
 # edge of a grid says only that the optimum may lie beyond it

@@ -180,7 +180,8 @@ def _weights_entry(dtypes: list[str], has_head: bool, fp16_storage: bool, int8: 
     return {
         "file": WEIGHTS_NAME, "prefixes": ["encoder."] + (["head."] if has_head else []),
         "storage_dtype": dtypes[0] if len(dtypes) == 1 else dtypes, "load_dtype": "float32",
-        # the note's wording is the shipped cards' (ssl_train.export still re-exports load_model_weights)
+        # the float16 note's wording is kept as written by earlier exports, although load_model_weights now lives in
+        # ssl_train.model_files (ssl_train.export no longer re-exports it): changing it would change the card bytes
         "note": ("convolution and linear weights int8 on disk (symmetric, per output channel; <key>.qscale holds the "
                  "float32 scales), the rest float16; load_model_weights multiplies them back to float32. The single copy of "
                  "the weights: model.onnx (and head.onnx) read these bytes as ONNX external data through DequantizeLinear / Cast")

@@ -30,9 +30,10 @@ from .errors import UserError
 from .evaluate import FinetuneConfig, extract_features, finetune, knn_eval, linear_probe, predict, scores
 from .model_files import sha256_file
 from .paths import portable, write_json_atomic
+from .runtime import device_name, library_versions, peak_rss_mb, resolve_device
 from .tasks import DEFAULT_TASK, Recipe, get_task
 from .snapshots import auto_schedule
-from .train import CHECKPOINT_NAME, TrainConfig, device_name, library_versions, peak_rss_mb, pretrain, resolve_device
+from .train import CHECKPOINT_NAME, TrainConfig, pretrain
 
 MODES = ("finetune", "linear", "knn")
 # Linear probes on every stage's pooled features (Gidaris et al.: middle stages can carry the best

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
-from .export import RANDOM_TASK as RANDOM_NAME  # the untrained reference's folder and task name
+from .model_files import RANDOM_TASK as RANDOM_NAME  # the untrained reference's folder and task name
 
 CARD_FRACTIONS = (0.01, 0.1, 1.0)  # the downstream accuracies copied into every model.json
 # The shipped budget, every task alike, chosen on a validation split of the training photos, not on
@@ -249,8 +249,8 @@ def storage_check(state_fp32: dict, model_dir: Path, data, device: str = "cpu") 
 
     from .encoders import EncoderConfig, build_encoder
     from .evaluate import extract_features, knn_eval
-    from .export import load_model_weights
-    from .train import resolve_device
+    from .model_files import load_model_weights
+    from .runtime import resolve_device
 
     dev = resolve_device(device)
     stored, _, card = load_model_weights(model_dir)

@@ -54,14 +54,14 @@ def rotation_log_probs(encoder, head, images_u8: torch.Tensor, batch: int = 128)
     """(N, 3, S, S) uint8 → (N, 4, 4) float: row k the log-probabilities of the photo turned k·90°
     (the task's own deterministic test-time inputs), column j "turned j·90°"."""
     from .tasks import get_task
-    from .train import _as_float
+    from .runtime import as_float
 
     task = get_task(Rotation.name)
     gen = torch.Generator()
     gen.manual_seed(0)
     rows = []
     for i in range(0, len(images_u8), batch):
-        x = _as_float(images_u8[i : i + batch], False)
+        x = as_float(images_u8[i : i + batch], False)
         inputs, _ = task.eval_batch(x, gen, torch.arange(i, i + len(x)))
         lp = task.forward(encoder, head, inputs).float().log_softmax(1)  # (4B, 4) in the order [all 0°, all 90°, ...]
         rows.append(lp.view(4, len(x), 4).transpose(0, 1).cpu().numpy())
@@ -158,7 +158,7 @@ def model_image_size(model_dir: Path | None = None, run_dir: Path | None = None)
     from .train import CHECKPOINT_NAME
 
     if run_dir is not None:
-        from .export import load_checkpoint_model
+        from .checkpoint import load_checkpoint_model
 
         return int(load_checkpoint_model(Path(run_dir) / CHECKPOINT_NAME)[4])
     from .model_files import read_card
@@ -189,7 +189,7 @@ def load_run_model(run_dir: Path, data) -> tuple[Any, Any, np.ndarray, dict[str,
     (its validation photos for ``pretrain --holdout validation``, else the test split) and what the
     report says of it. Refuses another task, split or photo size in one line."""
     from .data import validation_split
-    from .export import load_checkpoint_model
+    from .checkpoint import load_checkpoint_model
     from .train import CHECKPOINT_NAME
 
     ckpt = Path(run_dir) / CHECKPOINT_NAME
@@ -209,8 +209,7 @@ def load_folder_model(model_dir: Path, data) -> tuple[Any, Any, np.ndarray, dict
     """``model_dir``'s rotation model as stored (files verified first), ``data``'s test rows and what
     the report says of it. Refuses a model of another task, or one trained on another split (its test
     photos may have been training photos) or at another photo size."""
-    from .export import load_model_weights
-    from .model_files import verify_model_dir
+    from .model_files import load_model_weights, verify_model_dir
 
     card = verify_model_dir(model_dir)  # refuses altered files before any weight is read
     if card.get("task") != Rotation.name:

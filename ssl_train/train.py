@@ -27,11 +27,6 @@ from .errors import UserError
 from .runtime import as_float, device_name, library_versions, lr_at, peak_rss_mb, resolve_device
 from .tasks.base import EpochContext, PretextTask, normalize
 
-# re-exported for callers not yet moved: the runtime helpers imported above (device_name, library_versions,
-# lr_at, peak_rss_mb, resolve_device: protocol, budget, finetune_lr, release, __main__, app/fewshot, tests),
-# encoders.encoder_info (tests) and _as_float (rotation_limits), which now live in ssl_train.runtime / encoders
-from .runtime import as_float as _as_float  # noqa: E402,F401
-
 CHECKPOINT_NAME = "checkpoint.safetensors"
 HOLDOUTS = ("test", "validation")  # which photos a pretraining run scores its pretext task on
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from app import inference
 from app.uploads import open_upload
-from ssl_train.export import load_model_weights
+from ssl_train.model_files import load_model_weights
 from ssl_train.model_files import verify_model_dir
 from ssl_train.tasks.base import normalize
 from ssl_train.tasks.rotation import all_rotations, upright

@@ -3,7 +3,7 @@ onnxruntime equals the task + model in PyTorch.
 
 Models: ``made_task_models`` (one tiny 1-epoch model per registered task, exported once per
 session). References are rebuilt from the model folder's weights.safetensors with
-``ssl_train.export.load_model_weights`` and run through the task's own ``eval_batch``/``forward``.
+``ssl_train.model_files.load_model_weights`` and run through the task's own ``eval_batch``/``forward``.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from app.panels import pirl as pirl_panel
 from app.panels import simclr as simclr_panel
 from app.panels import superres as superres_panel
 from app.inference import EncoderGraph, OnnxModel
-from ssl_train.export import load_model_weights
+from ssl_train.model_files import load_model_weights
 from ssl_train.tasks import get_task
 from ssl_train.tasks import jigsaw as J
 

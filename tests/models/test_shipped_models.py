@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ssl_train.export import PARITY_TOL, load_photos, parity_check
 from ssl_train.model_files import HEAD_ONNX_NAME, ONNX_NAME, sha256_file, verify_model_dir
+from ssl_train.onnx_graph import PARITY_TOL, load_photos, parity_check
 
 from ..conftest import FLOWERS, REPO
 
@@ -81,7 +81,7 @@ def test_shipped_multitask__jigsaw_sub_head_graph_runs_on_a_test_photos_tiles():
     import torch
 
     from app.inference import EncoderGraph, HeadGraph, ModelFileError, OnnxModel
-    from ssl_train.export import load_model_weights
+    from ssl_train.model_files import load_model_weights
     from ssl_train.tasks import get_task
     from ssl_train.tasks import jigsaw as J
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_train.encoders import EncoderConfig, build_encoder
+from ssl_train.encoders import EncoderConfig, build_encoder, encoder_info
 from ssl_train.images import open_rgb, square_resize, to_uint8_chw
 from ssl_train.tasks import TASKS, get_task, load_all
 from ssl_train.tasks.base import EpochContext, PretextTask
-from ssl_train.train import embed_images, encoder_info
+from ssl_train.train import embed_images
 
 load_all()
 ALL_TASKS = sorted(TASKS)

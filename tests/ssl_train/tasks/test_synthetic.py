@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_train.encoders import EncoderConfig, build_encoder
+from ssl_train.encoders import EncoderConfig, build_encoder, encoder_info
 from ssl_train.errors import UserError
 from ssl_train.images import open_rgb, square_resize, to_uint8_chw
 from ssl_train.tasks import get_task
 from ssl_train.tasks.synthetic import contours_loss, depth_loss, domain_accuracy, grad_reverse, normals_loss
-from ssl_train.train import encoder_info
 
 ENC = EncoderConfig(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))
 FLOWERS = Path(__file__).resolve().parents[3] / "data" / "flowers"
