@@ -584,11 +584,9 @@ def _judge_sizes(text: str) -> list[int]:
     return sizes
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .tasks import DEFAULT_TASK, SHOWCASE_TASK
-
-    p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits,runs,learning-map,replay,render}")
+def _add_training_parsers(sub) -> None:
+    """tasks, pretrain, finetune, evaluate: one encoder at a time."""
+    from .tasks import DEFAULT_TASK
 
     s = sub.add_parser("tasks", help="print the registered pretext tasks, one per line", formatter_class=D)
     s.set_defaults(fn=cmd_tasks)
@@ -626,6 +624,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s), _add_encoder(s)
     s.set_defaults(fn=cmd_evaluate)
 
+
+def _add_protocol_parsers(sub) -> None:
+    """protocol, report, bench: the labelled-fraction protocol, its report, the step timing."""
+    from .tasks import DEFAULT_TASK
+
     s = sub.add_parser("protocol", help="the seven-step protocol: scratch vs pretrained over fractions, seeds and modes", formatter_class=D)
     s.add_argument("--tasks", type=_strs, default=(DEFAULT_TASK,), help="pretext tasks to pretrain and compare with scratch, comma-separated")
     s.add_argument("--quiet", action="store_true", help="less output")
@@ -651,8 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s), _add_encoder(s), _add_train(s)
     s.set_defaults(fn=cmd_bench)
 
+
+def _add_release_parsers(sub) -> None:
+    """release and the studies that choose its settings on validation photos: budget, finetune-lr."""
     from .release import RELEASE_EPOCHS, shipped_tables
     from .release import __doc__ as release_doc
+    from .tasks import DEFAULT_TASK
 
     s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on this CPU; see --help)",
                        description=release_doc, formatter_class=_DocAndDefaults)
@@ -703,7 +710,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
     s.set_defaults(fn=cmd_finetune_lr)
 
+
+def _add_tool_parsers(sub) -> None:
+    """render, learning-map, rotation-limits, runs, replay: the talk's and the reports' tools."""
     from .snapshots import __doc__ as snapshots_doc
+    from .tasks import SHOWCASE_TASK
 
     # its options are ssl_train.render's own (main() hands it the rest of the command line)
     sub.add_parser("render", help="render flower scenes with their depth, normals and outlines: --gallery OUT, --bench (see render --help)",
@@ -755,6 +766,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no per-arm lines")
     _add_data(s), _add_finetune(s)
     s.set_defaults(fn=cmd_replay)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ssl_train", description="Pretext-task self-supervised pretraining and the labelled-fraction protocol.", formatter_class=D)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{tasks,pretrain,finetune,evaluate,protocol,report,export,bench,release,budget,finetune-lr,rotation-limits,runs,learning-map,replay,render}")
+
+    _add_training_parsers(sub)
+    _add_protocol_parsers(sub)
+    _add_release_parsers(sub)
+    _add_tool_parsers(sub)
 
     from .export import add_export_parser
 
