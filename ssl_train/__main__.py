@@ -11,216 +11,29 @@ import sys
 import warnings
 from pathlib import Path
 
+from .cli_options import (
+    CHECKPOINT_HELP,
+    D,
+    _add_data,
+    _add_encoder,
+    _add_finetune,
+    _add_per_task_flags,
+    _add_protocol,
+    _add_train,
+    _checked_tasks,
+    _command_line,
+    _data_cfg,
+    _DocAndDefaults,
+    _enc_cfg,
+    _floats,
+    _ft_cfg,
+    _per_task_tables,
+    _strs,
+    _train_cfg,
+)
 from .errors import UserError
 from .paths import REPO
-
-D = argparse.ArgumentDefaultsHelpFormatter
-CHECKPOINT_HELP = ("pretrained encoder: a training checkpoint (runs/TASK/checkpoint.safetensors), a shipped model folder (models/NAME, "
-                   "checked against its model.json's sha256) or that folder's weights.safetensors")
-
-
-class _DocAndDefaults(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """A module docstring as the description, kept as written, and every option's default."""
-
-
-def _floats(s: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in s.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of numbers, e.g. 0.01,0.1,1") from None
-
-
-def _ints(s: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in s.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
-
-
-def _strs(s: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in s.split(",") if x.strip())
-
-
-def _task_numbers(unit: str, example: str):
-    """A parser of ``TASK=N`` lists, e.g. ``b=60,a=50`` → (("a", 50), ("b", 60)); empty → ()."""
-    def parse(s: str) -> tuple[tuple[str, int], ...]:
-        out = []
-        for x in _strs(s):
-            name, _, n = x.partition("=")
-            try:
-                out.append((name.strip(), int(n)))
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{x!r} is not TASK={unit}, e.g. {example}") from None
-        return tuple(sorted(out))
-    return parse
-
-
-_task_epochs = _task_numbers("EPOCHS", "simclr=60")
-_task_batch_sizes = _task_numbers("PHOTOS", "rotation=32")
-_task_image_sizes = _task_numbers("PIXELS", "rotation=128")
-
-
-def _add_per_task(p: argparse.ArgumentParser, flag: str, parse, metavar: str, what: str, shown: str | None) -> None:
-    # a string default goes through ``type`` too, and the help shows it as it is typed ("%(default).0s"
-    # prints nothing but stops the formatter from adding an empty "(default: )"); None: not given, so
-    # that the command can tell it from '' (each task's recipe with --recipes, else none)
-    default = "the tasks' recipes with --recipes, else none" if shown is None else (shown or "none")
-    p.add_argument(flag, type=parse, default=shown, metavar=metavar, help=f"{what}; '' for none (default: {default})%(default).0s")
-
-
-def _add_task_epochs(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] | None = None) -> None:
-    _add_per_task(p, "--task-epochs", _task_epochs, "TASK=N,...",
-                  "pretraining epochs of the named tasks instead of --epochs (a per-task budget chosen on validation by `budget`)",
-                  None if default is None else ",".join(f"{t}={n}" for t, n in default))
-
-
-def _add_task_batch_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] | None = None) -> None:
-    _add_per_task(p, "--task-batch-sizes", _task_batch_sizes, "TASK=N,...",
-                  "photos per pretraining step of the named tasks instead of --batch-size (chosen on validation with `pretrain --holdout validation`)",
-                  None if default is None else ",".join(f"{t}={n}" for t, n in default))
-
-
-def _add_task_image_sizes(p: argparse.ArgumentParser, default: tuple[tuple[str, int], ...] | None = None) -> None:
-    _add_per_task(p, "--task-image-sizes", _task_image_sizes, "TASK=PX,...",
-                  "pretrain the named tasks on photos decoded at this size instead of --image-size; downstream every arm sees "
-                  "--image-size photos (chosen on validation with `pretrain --holdout validation --image-size PX`)",
-                  None if default is None else ",".join(f"{t}={n}" for t, n in default))
-
-
-def _task_options_arg(s: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
-    """``TASK.OPTION=VALUE`` lists, e.g. ``t.grid=2,t.hidden=0`` → (("t", (("grid", "2"), ("hidden", "0"))),); empty → ()."""
-    by_task: dict[str, dict[str, str]] = {}
-    for x in _strs(s):
-        lhs, eq, value = x.partition("=")
-        task, dot, key = lhs.strip().partition(".")
-        if not (eq and dot and task and key.strip()):
-            raise argparse.ArgumentTypeError(f"{x!r} is not TASK.OPTION=VALUE, e.g. rotation.grid=2")
-        by_task.setdefault(task, {})[key.strip()] = value.strip()
-    return tuple(sorted((t, tuple(sorted(o.items()))) for t, o in by_task.items()))
-
-
-def _add_task_options(p: argparse.ArgumentParser, default: tuple | None = None) -> None:
-    _add_per_task(p, "--task-options", _task_options_arg, "TASK.OPTION=VALUE,...",
-                  "task config fields other than the defaults, per task (settings chosen on validation, e.g. with `pretrain --holdout validation`)",
-                  None if default is None else ",".join(f"{t}.{k}={v}" for t, opts in default for k, v in opts))
-
-
-def _add_per_task_flags(p: argparse.ArgumentParser, defaults: dict[str, tuple] | None = None, epochs: bool = True) -> None:
-    """``--task-epochs``, ``--task-batch-sizes``, ``--task-image-sizes``, ``--task-options``: each a
-    per-task table that overrides the tasks' recipes; ``defaults`` (release's: every recipe) or not
-    given, and then ``--recipes`` decides (``_per_task_tables``)."""
-    d = defaults or {}
-    if epochs:
-        _add_task_epochs(p, d.get("task_epochs") if defaults is not None else None)
-    _add_task_batch_sizes(p, d.get("task_batch_sizes") if defaults is not None else None)
-    _add_task_image_sizes(p, d.get("task_image_sizes") if defaults is not None else None)
-    _add_task_options(p, d.get("task_options") if defaults is not None else None)
-    if defaults is None:
-        p.add_argument("--recipes", action="store_true",
-                       help="pretrain each task with its recipe, as `release` does: its own epochs, photos per step, photo size and options, "
-                            "each chosen on validation (ssl_train/tasks/TASK.py); a --task-* flag given replaces that part of every recipe")
-
-
-def _per_task_tables(a, tasks: list[str] | tuple[str, ...], shipped_default: bool = False) -> dict[str, tuple]:
-    """The per-task tables of this command (``ProtocolConfig``'s ``task_epochs`` …): each flag as
-    given; one not given takes the recipes of ``tasks`` (with ``--recipes``, or always for release, whose
-    default shows every recipe: ``shipped_default``), else none."""
-    from .protocol import PER_TASK_FIELDS
-    from .release import shipped_tables
-
-    mine = shipped_tables(tasks) if shipped_default or getattr(a, "recipes", False) else {}
-    every = shipped_tables() if shipped_default else {}
-    out = {}
-    for table, _ in PER_TASK_FIELDS:
-        given = getattr(a, table, ())
-        # release's default names tasks a smaller release may leave out: that default is its tasks' recipes
-        out[table] = mine.get(table, ()) if given is None or (shipped_default and given == every.get(table)) else given
-    return out
-
-
-def _add_data(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", default=str(REPO / "data" / "flowers"), help="ImageFolder directory: one sub-folder of photos per class")
-    g.add_argument("--split", default="", help="split CSV (file,class,split,group); made once if missing. Default: DATA/split.csv")
-    g.add_argument("--image-size", type=int, default=96, help="side of the square training images, pixels")
-    g.add_argument("--test-fraction", type=float, default=0.2, help="share of each class held out as test when a new split is made")
-    g.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
-
-
-def _add_encoder(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("encoder")
-    g.add_argument("--encoder", default="resnet_compact", help="encoder name from the registry")
-    g.add_argument("--widths", type=_ints, default=(32, 64, 128, 256), help="channels of the four stages")
-    g.add_argument("--blocks", type=_ints, default=(1, 1, 2, 1), help="residual blocks per stage")
-
-
-def _add_train(p: argparse.ArgumentParser, epochs: int = 30) -> None:
-    g = p.add_argument_group("pretraining")
-    g.add_argument("--epochs", type=int, default=epochs, help="passes over the training split")
-    g.add_argument("--batch-size", type=int, default=128, help="photos per step (a task may expand each photo into several inputs)")
-    g.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="SGD (Nesterov momentum 0.9) or AdamW")
-    g.add_argument("--lr", type=float, default=0.1, help="peak learning rate after warm-up; cosine decay to 0")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay")
-    g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs")
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and augmentation")
-    g.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA (no effect on CPU)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (slower start, faster steps)")
-    g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to OUT/tb (needs tensorboard)")
-    g.add_argument("--sync-bn", action="store_true", help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm)")
-
-
-def _add_finetune(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("fine-tuning (schedule fixed in advance, the same for scratch and pretrained)")
-    g.add_argument("--ft-epochs", type=int, default=30, help="passes over the labelled subset, clamped to [--ft-min-steps, --ft-max-steps] steps")
-    g.add_argument("--ft-min-steps", type=int, default=100, help="fewest optimizer steps (small subsets)")
-    g.add_argument("--ft-max-steps", type=int, default=2000, help="most optimizer steps (very large subsets; the full flowers split needs 1320)")
-    g.add_argument("--ft-batch-size", type=int, default=64, help="photos per fine-tuning step")
-    g.add_argument("--ft-lr", type=float, default=0.03, help="peak SGD learning rate for fine-tuning (protocol/release: unless a per-encoder rate is chosen on validation)")
-
-
-def _add_protocol(p: argparse.ArgumentParser) -> None:
-    """Options of the labelled-fraction protocol, shared by ``protocol`` and ``release``."""
-    g = p.add_argument_group("protocol")
-    g.add_argument("--fractions", type=_floats, default=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0), help="labelled fractions")
-    g.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="seeds (labelled subset, head init, fine-tuning order)")
-    g.add_argument("--modes", type=_strs, default=("finetune", "linear", "knn"), help="downstream methods: finetune, linear, knn")
-    g.add_argument("--out", default=str(REPO / "reports" / "protocol.json"), help="report JSON; figure and table are written beside it")
-    g.add_argument("--reuse", type=_strs, default=(), help="earlier protocol JSONs, comma-separated: their entries made with the same settings count as done (scratch entries whenever the settings scratch depends on match)")
-    g.add_argument("--runs", default=str(REPO / "runs"), help="where pretraining runs (checkpoints) are kept and reused")
-    g.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
-
-
-def _data_cfg(a):
-    from .data import DataConfig
-
-    return DataConfig(root=a.data, image_size=a.image_size, split_file=a.split, test_fraction=a.test_fraction)
-
-
-def _enc_cfg(a):
-    from .encoders import ENCODERS, EncoderConfig
-
-    if a.encoder not in ENCODERS:
-        raise UserError(f"unknown encoder {a.encoder!r}; registered: {', '.join(sorted(ENCODERS))}")
-    try:
-        return EncoderConfig(name=a.encoder, widths=tuple(a.widths), blocks=tuple(a.blocks))
-    except ValueError as e:
-        raise UserError(f"{e}; e.g. --widths 32,64,128,256 --blocks 1,1,2,1") from None
-
-
-def _train_cfg(a):
-    from .train import TrainConfig
-
-    return TrainConfig(
-        epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
-        warmup_epochs=a.warmup_epochs, seed=a.seed, device=a.device, amp=not a.no_amp, compile=a.compile, tensorboard=a.tensorboard,
-        sync_bn=a.sync_bn,
-    )
-
-
-def _ft_cfg(a):
-    from .evaluate import FinetuneConfig
-
-    return FinetuneConfig(epochs=a.ft_epochs, min_steps=a.ft_min_steps, max_steps=a.ft_max_steps, batch_size=a.ft_batch_size, lr=a.ft_lr, device=a.device)
+from .studies import cli as studies_cli
 
 
 def _task_options(pairs: list[str]) -> dict[str, str]:
@@ -231,25 +44,6 @@ def _task_options(pairs: list[str]) -> dict[str, str]:
         k, v = p.split("=", 1)
         out[k.strip()] = v.strip()
     return out
-
-
-def _checked_tasks(names: tuple[str, ...], image_size: int) -> list[str]:
-    """``--tasks`` ("all": every registered task) → task names, each registered and valid at
-    ``image_size``; a one-line error before any data is read otherwise."""
-    from .release import resolve_tasks
-    from .tasks import get_task
-
-    tasks = resolve_tasks(() if names == ("all",) else names)
-    for t in tasks:
-        get_task(t).config.validate(image_size)
-    return tasks
-
-
-def _command_line(a) -> str:
-    """How this command was given, for reports: ``python -m ssl_train <args>`` (paths as given)."""
-    import shlex
-
-    return "python -m ssl_train " + " ".join(shlex.quote(x) for x in a.argv)
 
 
 def _next(*commands: str) -> None:
@@ -402,7 +196,7 @@ def cmd_protocol(a) -> int:
     out = Path(a.out)
     ft_lrs = None
     if a.ft_lrs:
-        from .finetune_lr import chosen_lrs
+        from .studies.finetune_lr import chosen_lrs
 
         ft_lrs = chosen_lrs(Path(a.ft_lrs))
     report = run_protocol(data, pcfg, enc, tcfg, ft, out, Path(a.runs), progress=not a.quiet, command=_command_line(a), ft_lrs=ft_lrs)
@@ -421,19 +215,6 @@ def cmd_report(a) -> int:
         raise UserError(f"{path} does not exist; run `python -m ssl_train protocol` first")
     written = write_reports(path, None if a.no_readme else REPO / "README.md")
     print("wrote " + ", ".join(str(p) for p in written.values()))
-    return 0
-
-
-def cmd_bench(a) -> int:
-    from .bench import run_bench
-    from .data import load_split_data
-
-    tasks = _checked_tasks(a.tasks, a.image_size)
-    if a.steps < 1 or a.repeats < 1 or a.warmup < 0 or a.workers < 0:
-        raise UserError("--steps and --repeats must be ≥ 1, --warmup and --workers ≥ 0")
-    data = load_split_data(_data_cfg(a))
-    path = run_bench(data, tasks, _enc_cfg(a), _train_cfg(a), a.steps, a.warmup, a.repeats, a.workers, Path(a.out))
-    print(f"wrote {path}")
     return 0
 
 
@@ -458,54 +239,6 @@ def cmd_release(a) -> int:
         return 0 if ok else 1
     out = run_release(rcfg, data, enc, tcfg, ft, pcfg, REPO, command=_command_line(a))
     print(json.dumps(out, indent=1))
-    return 0
-
-
-def cmd_budget(a) -> int:
-    from .budget import run, write
-    from .data import load_split_data
-
-    from .protocol import check_tables, own_recipes
-
-    tasks = _checked_tasks(a.tasks, a.image_size)
-    tables = _per_task_tables(a, tasks) | {"task_epochs": ()}  # --budgets sets the epochs
-    check_tables(tables, tasks)
-    own = own_recipes(tables, _train_cfg(a), a.image_size)
-    reports = run(tasks, list(a.budgets), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction, list(a.seeds),
-                  own=own)
-    for r in reports:
-        js, md = write(r, Path(a.out), _command_line(a))
-        print(md.read_text())
-        print(f"wrote {js}, {md}")
-    return 0
-
-
-def cmd_finetune_lr(a) -> int:
-    from .data import load_split_data
-    from .finetune_lr import run, write_markdown
-    from .protocol import SCRATCH
-
-    names = tuple(x for x in a.arms if x != SCRATCH)
-    arms = ([SCRATCH] if SCRATCH in a.arms else []) + (_checked_tasks(names, a.image_size) if names else [])
-    out = Path(a.out)
-    r = run(arms, list(a.lrs), load_split_data(_data_cfg(a)), _enc_cfg(a), _train_cfg(a), _ft_cfg(a), Path(a.runs), a.fraction,
-            list(a.seeds), out, _command_line(a), progress=not a.quiet, keep=tuple(a.keep), **_per_task_tables(a, [x for x in arms if x != SCRATCH]))
-    md = write_markdown(r, out)
-    print(md.read_text())
-    print(f"wrote {out}, {md}")
-    return 0
-
-
-def cmd_runs(a) -> int:
-    from .runs_table import collect, to_markdown, write
-
-    rows = collect([Path(d) for d in a.dirs])
-    if a.out:
-        js, md = write(rows, Path(a.out), _command_line(a))
-        print(md.read_text())
-        print(f"wrote {js}, {md}")
-    else:
-        print(to_markdown(rows, _command_line(a)))
     return 0
 
 
@@ -548,40 +281,6 @@ def cmd_replay(a) -> int:
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} KB): " + ", ".join(f"{arm['name']} {arm['final_test_accuracy']:.3f}" for arm in doc["arms"])
           + " final test accuracy; replay it in talk mode: streamlit run app/streamlit_app.py (slide 'Fine-tuning, replayed')")
     return 0
-
-
-def cmd_rotation_limits(a) -> int:
-    from .data import decoded_at, load_split_data
-    from .rotation_limits import judge_sizes, judge_sizes_markdown, load_folder_model, load_run_model, model_image_size, score, to_markdown, write
-
-    size = model_image_size(run_dir=Path(a.run)) if a.run else model_image_size(model_dir=Path(a.model))
-    if a.image_size is not None and a.image_size != size:
-        raise UserError(f"{a.run or a.model} was trained on {size}-px photos; drop --image-size {a.image_size} "
-                        "(rotation-limits scores a model at the size it was trained at; --judge-sizes looks at others)")
-    a.image_size = size  # scored at the size it was trained at
-    sizes = _judge_sizes(a.judge_sizes) if a.judge_sizes else None  # checked before any photo is decoded
-    data = load_split_data(_data_cfg(a))
-    encoder, head, idx, info = load_run_model(Path(a.run), data) if a.run else load_folder_model(Path(a.model), data)
-    if sizes:
-        rows = judge_sizes(encoder, head, idx, sizes, lambda s: decoded_at(data, s), data)
-        r, stem, markdown = {"n_photos": int(len(idx)), "sizes": rows} | info, "rotation-judge-sizes", judge_sizes_markdown
-    else:
-        r, stem, markdown = score(encoder, head, data, idx) | info, "rotation-limits", to_markdown
-    js, md = write(r, Path(a.out), _command_line(a), stem=stem + (f"-{Path(a.run).name}" if a.run else ""), markdown=markdown)
-    print(md.read_text())
-    print(f"wrote {js}, {md}")
-    return 0
-
-
-def _judge_sizes(text: str) -> list[int]:
-    """``--judge-sizes 96,112,128`` → [96, 112, 128]; one-line ``UserError`` otherwise."""
-    try:
-        sizes = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or any(not 16 <= s <= 512 for s in sizes):
-        raise UserError(f"--judge-sizes {text!r}: give comma-separated sides in px from 16 to 512, e.g. --judge-sizes 96,112,128")
-    return sizes
 
 
 def _add_training_parsers(sub) -> None:
@@ -644,22 +343,13 @@ def _add_protocol_parsers(sub) -> None:
     s.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
     s.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("bench", help="images/s of the training step per task: device-resident path vs a DataLoader of PIL transforms", formatter_class=D)
-    s.add_argument("--tasks", type=_strs, default=("all",), help="tasks to time, comma-separated, or all")
-    s.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
-    s.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocations, compilation)")
-    s.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
-    s.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the conventional path")
-    s.add_argument("--out", default=str(REPO / "reports"), help="folder for bench-<device>.json")
-    _add_data(s), _add_encoder(s), _add_train(s)
-    s.set_defaults(fn=cmd_bench)
+    studies_cli.add_bench_parser(sub)
 
 
 def _add_release_parsers(sub) -> None:
     """release and the studies that choose its settings on validation photos: budget, finetune-lr."""
     from .release import RELEASE_EPOCHS, shipped_tables
     from .release import __doc__ as release_doc
-    from .tasks import DEFAULT_TASK
 
     s = sub.add_parser("release", help="pretrain every task, export models/, run the protocol, write reports/ (hours on this CPU; see --help)",
                        description=release_doc, formatter_class=_DocAndDefaults)
@@ -678,37 +368,8 @@ def _add_release_parsers(sub) -> None:
     _add_protocol(s), _add_data(s), _add_encoder(s), _add_train(s, epochs=RELEASE_EPOCHS), _add_finetune(s)
     s.set_defaults(fn=cmd_release)
 
-    from .budget import __doc__ as budget_doc
-
-    s = sub.add_parser("budget", help="choose the pretraining epochs on a validation split of the training photos (never the test split)",
-                       description=budget_doc, formatter_class=_DocAndDefaults)
-    s.add_argument("--tasks", type=_strs, default=(DEFAULT_TASK,), help="pretext tasks, comma-separated, or all (one report each)")
-    s.add_argument("--budgets", type=_ints, default=(15, 30, 50), help="pretraining epochs to compare, comma-separated")
-    s.add_argument("--fraction", type=float, default=0.1, help="labelled fraction of the fit photos")
-    s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="fine-tuning seeds")
-    s.add_argument("--runs", default=str(REPO / "runs"), help="pretraining runs (reused when the settings match)")
-    s.add_argument("--out", default=str(REPO / "reports"), help="folder for budget-TASK.json and .md")
-    _add_per_task_flags(s, epochs=False)  # --budgets sets the epochs
-    _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
-    s.set_defaults(fn=cmd_budget)
-
-    from .finetune_lr import DEFAULT_LRS, SEARCH_FRACTION
-    from .finetune_lr import __doc__ as ftlr_doc
-
-    s = sub.add_parser("finetune-lr", help="choose each encoder's fine-tuning learning rate on a validation split (never the test split)",
-                       description=ftlr_doc, formatter_class=_DocAndDefaults)
-    s.add_argument("--arms", type=_strs, default=("scratch", "all"), help="scratch and/or pretext tasks, comma-separated; all: every registered task")
-    s.add_argument("--lrs", type=_floats, default=DEFAULT_LRS, help="peak learning rates to compare, comma-separated")
-    s.add_argument("--fraction", type=float, default=SEARCH_FRACTION, help="labelled fraction of the fit photos")
-    s.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="fine-tuning seeds")
-    s.add_argument("--runs", default=str(REPO / "runs"), help="pretraining runs (reused when the settings match)")
-    s.add_argument("--out", default=str(REPO / "reports" / "finetune-lr.json"), help="the report (and .md beside it); entries already in it with the same settings are kept")
-    s.add_argument("--quiet", action="store_true", help="no per-rate lines")
-    s.add_argument("--keep", type=_strs, default=(), help="arms among --arms whose scores in --out are kept as they are, without their pretraining runs "
-                   "(to add a new task to a search made on another machine); each must be there with the same settings, seeds and rates")
-    _add_per_task_flags(s)
-    _add_data(s), _add_encoder(s), _add_train(s, epochs=30), _add_finetune(s)
-    s.set_defaults(fn=cmd_finetune_lr)
+    studies_cli.add_budget_parser(sub)
+    studies_cli.add_finetune_lr_parser(sub)
 
 
 def _add_tool_parsers(sub) -> None:
@@ -727,28 +388,8 @@ def _add_tool_parsers(sub) -> None:
     _add_data(s)
     s.set_defaults(fn=cmd_learning_map)
 
-    from .rotation_limits import Rotation
-    from .rotation_limits import __doc__ as limits_doc
-
-    s = sub.add_parser("rotation-limits", help="why rotation prediction errs on these photos: angle confusion, per class, vs rotational self-similarity",
-                       description=limits_doc, formatter_class=_DocAndDefaults)
-    s.add_argument("--model", default=str(REPO / "models" / Rotation.name), help="rotation model folder (model.json + weights)")
-    s.add_argument("--run", default="", help="score a rotation pretraining run's checkpoint instead, on the photos it held out "
-                   "(its validation photos after `pretrain --holdout validation`); writes rotation-limits-RUNNAME.json and .md")
-    s.add_argument("--out", default=str(REPO / "reports"), help="folder for rotation-limits.json and .md")
-    s.add_argument("--judge-sizes", default="", help="instead: judge the photos decoded at each of these sides (px, e.g. 96,112,128; "
-                   "the model is not retrained) and write rotation-judge-sizes[-RUNNAME].json and .md — does judging a photo "
-                   "larger than the training size help (FixRes)?")
-    _add_data(s)
-    s.set_defaults(fn=cmd_rotation_limits, image_size=None)  # None: the size the model or run was trained at
-
-    from .runs_table import __doc__ as runs_doc
-
-    s = sub.add_parser("runs", help="pretraining runs side by side: options, epochs, pretext scores (validation or test), time",
-                       description=runs_doc, formatter_class=_DocAndDefaults)
-    s.add_argument("dirs", nargs="+", metavar="RUN_DIR", help="run folders (each with its summary.json), e.g. runs/rotval-*")
-    s.add_argument("--out", default="", help="also write this markdown file and a .json beside it, e.g. reports/rotation-head.md")
-    s.set_defaults(fn=cmd_runs)
+    studies_cli.add_rotation_limits_parser(sub)
+    studies_cli.add_runs_parser(sub)
 
     from .replay import N_POINTS
     from .replay import __doc__ as replay_doc

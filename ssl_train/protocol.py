@@ -91,7 +91,7 @@ class ProtocolConfig:
 
 
 # The per-task tables of ``ProtocolConfig`` (its serialized form, recorded in every report's config and
-# behind every run key and entry hash) and of ``finetune_lr.run``, as the ``--task-*`` flags give them,
+# behind every run key and entry hash) and of ``studies.finetune_lr.run``, as the ``--task-*`` flags give them,
 # and the ``Recipe`` field each holds: one Recipe per task, written as four (task, value) tables.
 PER_TASK_FIELDS = (("task_epochs", "epochs"), ("task_batch_sizes", "batch_size"), ("task_image_sizes", "image_size"), ("task_options", "options"))
 PER_TASK_FLAGS = {"task_epochs": "--task-epochs", "task_batch_sizes": "--task-batch-sizes", "task_image_sizes": "--task-image-sizes",
@@ -361,7 +361,7 @@ def run_protocol(
 ) -> dict[str, Any]:
     """Run every (task ∪ scratch) × seed × fraction × mode and write ``out_json``. ``command`` (the
     command line that made it) is recorded for the report. ``ft_lrs`` ({arm: lr}, from
-    ``finetune_lr.chosen_lrs``) gives each arm its own fine-tuning learning rate, chosen on a
+    ``studies.finetune_lr.chosen_lrs``) gives each arm its own fine-tuning learning rate, chosen on a
     validation split; without it every arm uses ``ft_cfg.lr``."""
     for t in pcfg.tasks:
         get_task(t)  # fail early on unknown task names

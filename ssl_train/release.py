@@ -298,7 +298,7 @@ def release_plan(rcfg: ReleaseConfig, data, enc_cfg, train_cfg, ft_cfg, pcfg) ->
     card and the protocol report were made from that very run; its learning-rate search entry (settings
     hash and checkpoint); its protocol entries reusable under this release's settings (``reusable_runs``,
     made from the checkpoint the report records). ``{"tasks": {task: {...}}, "config_hash": ..., ...}``."""
-    from .finetune_lr import DEFAULT_LRS, SEARCH_FRACTION, search_steps, settings_hash
+    from .studies.finetune_lr import DEFAULT_LRS, SEARCH_FRACTION, search_steps, settings_hash
     from .model_files import verify_model_dir
     from .protocol import SCRATCH, own_recipes, protocol_config, config_hash, reusable_runs, run_dir, task_train_cfg
     from .tasks import Recipe
@@ -450,8 +450,8 @@ def run_release(
     if rcfg.protocol:
         ft_lrs = None
         if rcfg.ft_lr_search and "finetune" in pcfg.modes:
-            from .finetune_lr import DEFAULT_LRS, SEARCH_FRACTION, write_markdown
-            from .finetune_lr import run as search_lrs
+            from .studies.finetune_lr import DEFAULT_LRS, SEARCH_FRACTION, write_markdown
+            from .studies.finetune_lr import run as search_lrs
             from .protocol import recipe_tables
 
             t0 = time.time()

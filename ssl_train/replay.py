@@ -84,7 +84,7 @@ def arm_lrs(card: dict | None, task: str, ft_lrs: str, default_lr: float) -> tup
         return float(scratch), float(own)
     if not ft_lrs:
         return default_lr, default_lr
-    from .finetune_lr import chosen_lrs
+    from .studies.finetune_lr import chosen_lrs
 
     lrs = chosen_lrs(Path(ft_lrs))
     missing = [a for a in (SCRATCH, task) if a not in lrs]

@@ -80,7 +80,7 @@ def test_rotation__app_probabilities_equal_pytorch_for_shipped_model():
 
 
 def test_with_mirror_probabilities__equal_the_training_side_judgement_and_are_mirror_symmetric(models):
-    from ssl_train.rotation_limits import rotation_log_probs, with_mirror_log_probs
+    from ssl_train.studies.rotation_limits import rotation_log_probs, with_mirror_log_probs
     from ssl_train.tasks.rotation import MIRROR_TURN, mirror
 
     m = inference.OnnxModel(models / "rotation")

@@ -190,7 +190,8 @@ def test_cli__task_options_parse_per_task_and_a_malformed_one_is_one_line(capsys
 
 def test_release_cli__its_defaults_are_the_tasks_recipes_as_the_shipped_release_had_them(capsys):
     """The recipes (ssl_train/tasks/<task>.py) give what release.py's tables gave, so the shipped runs and entries are found."""
-    from ssl_train.__main__ import _per_task_tables, build_parser
+    from ssl_train.__main__ import build_parser
+    from ssl_train.cli_options import _per_task_tables
     from ssl_train.release import shipped_recipes, shipped_tables
 
     shipped = ("colorization", "context", "deepcluster", "inpainting", "jigsaw", "multitask", "pirl", "rotation", "simclr", "superres")
@@ -217,7 +218,8 @@ def test_release__the_shipped_release_settings_give_the_shipped_run_keys_config_
     from pathlib import Path
     from types import SimpleNamespace
 
-    from ssl_train.__main__ import _data_cfg, _enc_cfg, _ft_cfg, _per_task_tables, _train_cfg, build_parser
+    from ssl_train.__main__ import build_parser
+    from ssl_train.cli_options import _data_cfg, _enc_cfg, _ft_cfg, _per_task_tables, _train_cfg
     from ssl_train.data import DataConfig
     from ssl_train.model_files import sha256_file
     from ssl_train.paths import REPO

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ssl_train.__main__ import main
-from ssl_train.budget import run
+from ssl_train.studies.budget import run
 from ssl_train.evaluate import FinetuneConfig
 from ssl_train.train import TrainConfig
 

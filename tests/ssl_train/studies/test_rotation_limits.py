@@ -12,7 +12,7 @@ from ssl_train.__main__ import main
 from ssl_train.data import DataConfig, load_split_data
 from ssl_train.encoders import EncoderConfig
 from ssl_train.export import export_model
-from ssl_train.rotation_limits import analyse, self_similarity
+from ssl_train.studies.rotation_limits import analyse, self_similarity
 from ssl_train.tasks import get_task
 from ssl_train.train import CHECKPOINT_NAME, TrainConfig, pretrain
 
@@ -142,7 +142,7 @@ def test_rotation_limits_cli__a_validation_run_is_scored_on_its_validation_photo
 
 def test_rotation_limits_cli__a_run_is_scored_at_its_own_size_and_another_image_size_is_refused(tiny_folder, tmp_path, capsys):
     from ssl_train.errors import UserError
-    from ssl_train.rotation_limits import load_run_model
+    from ssl_train.studies.rotation_limits import load_run_model
 
     split = str(tmp_path / "split.csv")
     data = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=split))
@@ -200,7 +200,7 @@ def test_rotation_limits_judge_sizes__one_row_per_size_and_the_trained_size_equa
 
 def test_judge_sizes__decodes_each_size_and_refuses_photos_of_another_split(tiny_folder, tmp_path):
     from ssl_train.errors import UserError
-    from ssl_train.rotation_limits import judge_sizes, load_run_model
+    from ssl_train.studies.rotation_limits import judge_sizes, load_run_model
 
     split = str(tmp_path / "split.csv")
     data = load_split_data(DataConfig(root=str(tiny_folder), image_size=SIZE, split_file=split))

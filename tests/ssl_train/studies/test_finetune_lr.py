@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ssl_train import finetune_lr
+from ssl_train.studies import finetune_lr
 from ssl_train.__main__ import main
 from ssl_train.errors import UserError
 from ssl_train.evaluate import FinetuneConfig

@@ -27,10 +27,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .data import check_same_photos
-from .errors import UserError
-from .paths import portable
-from .tasks.rotation import Rotation
+from ..data import check_same_photos
+from ..errors import UserError
+from ..paths import portable
+from ..tasks.rotation import Rotation
 
 ANGLES = (0, 90, 180, 270)
 
@@ -53,8 +53,8 @@ def self_similarity(images_u8: torch.Tensor) -> torch.Tensor:
 def rotation_log_probs(encoder, head, images_u8: torch.Tensor, batch: int = 128) -> np.ndarray:
     """(N, 3, S, S) uint8 → (N, 4, 4) float: row k the log-probabilities of the photo turned k·90°
     (the task's own deterministic test-time inputs), column j "turned j·90°"."""
-    from .tasks import get_task
-    from .runtime import as_float
+    from ..tasks import get_task
+    from ..runtime import as_float
 
     task = get_task(Rotation.name)
     gen = torch.Generator()
@@ -73,7 +73,7 @@ def with_mirror_log_probs(log_probs: np.ndarray, log_probs_mirrored: np.ndarray)
     mirror image's four turns (both from ``rotation_log_probs``) → (N, 4, 4) joint scores of each
     view with its own mirror image (``tasks.rotation.with_mirror_scores``). The mirror of the photo
     turned k·90° is the mirror image turned (−k)·90° (``tasks.rotation.turns_with_mirror_scores``)."""
-    from .tasks.rotation import turns_with_mirror_scores
+    from ..tasks.rotation import turns_with_mirror_scores
 
     return turns_with_mirror_scores(torch.as_tensor(log_probs), torch.as_tensor(log_probs_mirrored)).numpy()
 
@@ -83,7 +83,7 @@ def four_view_estimate(log_probs: np.ndarray) -> np.ndarray:
     four-view judgement (``tasks.rotation.four_view_turn_scores``) gives the upright photo; 0 is right.
     Turning the input only shifts the answer by the same turn, so this one number per photo is
     its four-view result at every angle."""
-    from .tasks.rotation import four_view_turn_scores
+    from ..tasks.rotation import four_view_turn_scores
 
     return four_view_turn_scores(torch.as_tensor(log_probs)).argmax(1).numpy()
 
@@ -141,7 +141,7 @@ def analyse(pred: np.ndarray, labels: np.ndarray, classes: list[str], similarity
 def score(encoder, head, data, idx: np.ndarray) -> dict[str, Any]:
     """``analyse`` of the rotation model (encoder, head) on the photos ``data.ds`` rows ``idx``: each
     photo in its four turns, one look, with its mirror image, and four (eight) views at once."""
-    from .tasks.rotation import mirror
+    from ..tasks.rotation import mirror
 
     imgs = data.ds.images[torch.as_tensor(idx)]
     sim = self_similarity(imgs).numpy()
@@ -155,13 +155,13 @@ def model_image_size(model_dir: Path | None = None, run_dir: Path | None = None)
     """The side in px a rotation model folder (its model.json) or pretraining run (its checkpoint's
     recorded config) was trained at — the size its photos must be scored at. One-line ``UserError``
     when the file is missing or records none."""
-    from .train import CHECKPOINT_NAME
+    from ..train import CHECKPOINT_NAME
 
     if run_dir is not None:
-        from .checkpoint import load_checkpoint_model
+        from ..checkpoint import load_checkpoint_model
 
         return int(load_checkpoint_model(Path(run_dir) / CHECKPOINT_NAME)[4])
-    from .model_files import read_card
+    from ..model_files import read_card
 
     card = read_card(model_dir)  # its own one-line errors for a missing or unreadable card
     try:
@@ -188,9 +188,9 @@ def load_run_model(run_dir: Path, data) -> tuple[Any, Any, np.ndarray, dict[str,
     """A rotation pretraining run's (encoder, head) in eval mode, the rows of ``data`` it held out
     (its validation photos for ``pretrain --holdout validation``, else the test split) and what the
     report says of it. Refuses another task, split or photo size in one line."""
-    from .data import validation_split
-    from .checkpoint import load_checkpoint_model
-    from .train import CHECKPOINT_NAME
+    from ..data import validation_split
+    from ..checkpoint import load_checkpoint_model
+    from ..train import CHECKPOINT_NAME
 
     ckpt = Path(run_dir) / CHECKPOINT_NAME
     ck, task, encoder, head, image_size = load_checkpoint_model(ckpt)
@@ -209,7 +209,7 @@ def load_folder_model(model_dir: Path, data) -> tuple[Any, Any, np.ndarray, dict
     """``model_dir``'s rotation model as stored (files verified first), ``data``'s test rows and what
     the report says of it. Refuses a model of another task, or one trained on another split (its test
     photos may have been training photos) or at another photo size."""
-    from .model_files import load_model_weights, verify_model_dir
+    from ..model_files import load_model_weights, verify_model_dir
 
     card = verify_model_dir(model_dir)  # refuses altered files before any weight is read
     if card.get("task") != Rotation.name:

@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import SplitData
-from .encoders import EncoderConfig, build_encoder, encoder_info
-from .paths import portable
-from .runtime import as_float, device_name, library_versions, peak_rss_mb, resolve_device
-from .tasks import get_task
-from .tasks.base import EpochContext, PretextTask
-from .train import TaskModel, TrainConfig, embed_images, make_optimizer
+from ..data import SplitData
+from ..encoders import EncoderConfig, build_encoder, encoder_info
+from ..paths import portable
+from ..runtime import as_float, device_name, library_versions, peak_rss_mb, resolve_device
+from ..tasks import get_task
+from ..tasks.base import EpochContext, PretextTask
+from ..train import TaskModel, TrainConfig, embed_images, make_optimizer
 
 # dense bf16 tensor-core peaks from vendor datasheets, TFLOP/s (a lead, not a measurement)
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
@@ -90,7 +90,7 @@ def _time_path(next_batch, step: _Stepper, batch: int, steps: int, warmup: int, 
 
 
 def _conventional_loader(root: Path, files: list[str], image_size: int, batch: int, workers: int):
-    from ._torchvision_compat import import_torchvision
+    from .._torchvision_compat import import_torchvision
 
     tv = import_torchvision()
     from torchvision.transforms import v2

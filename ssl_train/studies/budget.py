@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import VAL_FRACTION, VAL_SEED, SplitData, labelled_subset, validation_split
-from .encoders import EncoderConfig
-from .errors import UserError
-from .evaluate import FinetuneConfig, finetune, predict
-from .paths import portable
-from .protocol import pretrained_encoder
-from .runtime import device_name, resolve_device
-from .tasks import Recipe
-from .train import TrainConfig
+from ..data import VAL_FRACTION, VAL_SEED, SplitData, labelled_subset, validation_split
+from ..encoders import EncoderConfig
+from ..errors import UserError
+from ..evaluate import FinetuneConfig, finetune, predict
+from ..paths import portable
+from ..protocol import pretrained_encoder
+from ..runtime import device_name, resolve_device
+from ..tasks import Recipe
+from ..train import TrainConfig
 
 def run(tasks: list[str], budgets: list[int], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
         runs_dir: Path, fraction: float, seeds: list[int], own: dict[str, Recipe] | None = None) -> list[dict[str, Any]]:

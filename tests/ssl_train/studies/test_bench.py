@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ssl_train.bench import run_bench
+from ssl_train.studies.bench import run_bench
 from ssl_train.train import TrainConfig
 
 
@@ -26,7 +26,7 @@ def test_bench__stateful_tasks_get_their_epoch_start(tiny_data, small_encoder, t
 
 
 def test_bench__bf16_peak_lookup_by_device_name():
-    from ssl_train.bench import _peak_for
+    from ssl_train.studies.bench import _peak_for
 
     assert _peak_for("NVIDIA H200") == 989.0
     assert _peak_for("NVIDIA A100-SXM4-80GB") == 312.0  # not the A10's peak, whose name it contains
@@ -40,7 +40,7 @@ def test_bench__flops_of_a_training_step_are_about_three_forwards(tiny_data, sma
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ssl_train.bench import _flops_per_step, _Stepper
+    from ssl_train.studies.bench import _flops_per_step, _Stepper
     from ssl_train.tasks import get_task
     from ssl_train.runtime import as_float
 

@@ -28,17 +28,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import VAL_FRACTION, VAL_SEED, validation_split
-from .data import SplitData, labelled_subset
-from .encoders import EncoderConfig
-from .errors import UserError
-from .evaluate import FinetuneConfig, finetune, predict
-from .model_files import sha256_file
-from .paths import write_json_atomic
-from .protocol import SCRATCH, STEP_KEYS, TaskOptions, check_tables, own_recipes, own_table, pretrained_encoder, task_train_cfg
-from .runtime import device_name, resolve_device
-from .tasks import Recipe
-from .train import TrainConfig
+from ..data import VAL_FRACTION, VAL_SEED, validation_split
+from ..data import SplitData, labelled_subset
+from ..encoders import EncoderConfig
+from ..errors import UserError
+from ..evaluate import FinetuneConfig, finetune, predict
+from ..model_files import sha256_file
+from ..paths import write_json_atomic
+from ..protocol import SCRATCH, STEP_KEYS, TaskOptions, check_tables, own_recipes, own_table, pretrained_encoder, task_train_cfg
+from ..runtime import device_name, resolve_device
+from ..tasks import Recipe
+from ..train import TrainConfig
 
 # 0.01 joined the grid when rotation's chosen rate sat on its lower edge (0.03): a best value on the
 # edge of a grid says only that the optimum may lie beyond it

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ssl_train.__main__ import main
-from ssl_train.runs_table import collect, to_markdown
+from ssl_train.studies.runs_table import collect, to_markdown
 
 
 def _summary(path, grid: int, holdout: str, acc: float, batch_size: int = 128, image_size: int = 96, **train) -> None:

@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .paths import portable
+from ..errors import UserError
+from ..paths import portable
 
 
 def _options_off_default(task: str, config: dict) -> dict[str, Any]:
-    from .tasks import get_task
+    from ..tasks import get_task
 
     try:
         default = get_task(task).config_dict()
@@ -31,7 +31,7 @@ TRAIN_STUDY_FIELDS = ("optimizer", "lr", "weight_decay", "warmup_epochs", "seed"
 
 
 def _train_off_default(train: dict) -> dict[str, Any]:
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     default = TrainConfig().to_dict()
     return {k: train[k] for k in TRAIN_STUDY_FIELDS if k in train and train[k] != default[k]}
@@ -42,7 +42,7 @@ DATA_STUDY_FIELDS = ("image_size",)
 
 
 def _data_off_default(data: dict) -> dict[str, Any]:
-    from .data import DataConfig
+    from ..data import DataConfig
 
     default = DataConfig()
     return {k: data[k] for k in DATA_STUDY_FIELDS if k in data and data[k] != getattr(default, k)}
