@@ -377,7 +377,7 @@ def _add_tool_parsers(sub) -> None:
     from .snapshots import __doc__ as snapshots_doc
     from .tasks import SHOWCASE_TASK
 
-    # its options are ssl_train.render's own (main() hands it the rest of the command line)
+    # its options are ssl_train.render_cli's own (main() hands it the rest of the command line)
     sub.add_parser("render", help="render flower scenes with their depth, normals and outlines: --gallery OUT, --bench (see render --help)",
                    add_help=False, formatter_class=D)
 
@@ -428,9 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["render"]:
-        from . import render
+        from .render_cli import main as render_main
 
-        return render.main(argv[1:], prog="python -m ssl_train render")
+        return render_main(argv[1:], prog="python -m ssl_train render")
     a = parser.parse_args(argv)
     a.argv = argv  # what reports record as the command that made them
     warnings.filterwarnings("default", category=UserWarning)

@@ -47,7 +47,8 @@ from torch import nn
 
 from ..encoders import pooled
 from ..errors import UserError
-from ..render import RenderConfig, render
+from ..render import render
+from ..render_scenes import RenderConfig
 from ._decoder import UpDecoder, n_upsamplings
 from .base import EncoderInfo, PretextTask, Recipe, TaskConfig, normalize, register
 
@@ -95,7 +96,7 @@ class SyntheticConfig(TaskConfig):
     contours_weight: float = 1.0
     si_weight: float = 0.5  # λ of the scale-invariant term of the depth loss (Eigen et al.: 0.5)
     width: int = 64  # width of each dense head (halves per upsampling)
-    # the rendered scenes (see ssl_train.render.RenderConfig); image size = the input size
+    # the rendered scenes (see ssl_train.render_scenes.RenderConfig); image size = the input size
     flowers: tuple[int, int] = RenderConfig.flowers
     petals: tuple[int, int] = RenderConfig.petals
     leaves: tuple[int, int] = RenderConfig.leaves

@@ -10,16 +10,9 @@ import pytest
 import torch
 
 from ssl_train.errors import UserError
-from ssl_train.render import (
-    GROUND_ID,
-    SKY_ID,
-    RenderConfig,
-    SceneParams,
-    contours_from_ids,
-    main,
-    rasterize,
-    render,
-)
+from ssl_train.render import GROUND_ID, SKY_ID, contours_from_ids, rasterize, render
+from ssl_train.render_cli import main
+from ssl_train.render_scenes import RenderConfig, SceneParams
 
 SMALL = RenderConfig(image_size=48)
 
