@@ -347,6 +347,8 @@ def config_hash(config: dict, split_sha256: str) -> str:
     return _config_hash(portable({k: v for k, v in config.items() if k != "protocol"}) | {"split": split_sha256})
 
 
+# Long on purpose (~150 lines): one pass in the order of the protocol — checks, the entries earlier reports
+# already hold, then arm × seed × fraction × mode with the report written after each entry; every block reads the locals the one before set.
 def run_protocol(
     data: SplitData,
     pcfg: ProtocolConfig,

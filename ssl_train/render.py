@@ -84,6 +84,8 @@ def _ray_basis(p: SceneParams, size: int) -> tuple[torch.Tensor, torch.Tensor, t
     return g0, g1, g2
 
 
+# Long on purpose (~115 lines): the passes of the module docstring's "How" in order (frames, screen boxes, z-buffer,
+# shading of the winners, background, labels), each a few lines that read the previous one's tensors.
 def rasterize(p: SceneParams, size: int, rgb_blur: float = 0.0, noise: float = 0.0, gen: torch.Generator | None = None) -> Scene:
     """Render ``p`` at ``size``×``size`` px (see the module docstring). ``noise`` > 0 needs ``gen``."""
     dev = p.centers.device

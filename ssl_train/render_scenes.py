@@ -135,6 +135,8 @@ def _frame(axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return e1, e2
 
 
+# Long on purpose (~130 lines): the draws must keep their order (same generator state → same scenes, bit for bit),
+# and reading them top to bottom — camera, flowers, colours, petals, disc, stem, leaves — is the scene's description.
 def sample_scenes(cfg: RenderConfig, batch: int, gen: torch.Generator) -> SceneParams:
     """Draw ``batch`` random scenes from ``gen`` (on its device). The number and order of draws is
     fixed by ``cfg`` and ``batch`` alone, so the same generator state gives the same scenes."""

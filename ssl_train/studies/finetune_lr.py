@@ -82,6 +82,8 @@ def search_steps(data: SplitData, ft_cfg: FinetuneConfig, fraction: float, seeds
     return ft_cfg.steps_for(len(labelled_subset(fit, data.ds.labels, fraction, seeds[0])))
 
 
+# Long on purpose (~90 lines): the checks, then one loop over the arms (kept, or pretrained and fine-tuned at every
+# rate and seed) writing the report after each arm; the loop body reads the settings the checks resolved.
 def run(arms: list[str], lrs: list[float], data: SplitData, enc_cfg: EncoderConfig, train_cfg: TrainConfig, ft_cfg: FinetuneConfig,
         runs_dir: Path, fraction: float, seeds: list[int], out_json: Path, command: str = "", progress: bool = True,
         keep: tuple[str, ...] = (), task_epochs: tuple[tuple[str, int], ...] = (), task_options: TaskOptions = (),
