@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import pretext, scores
 from app.pretext import Pretext, to_u8
+from app.uploads import md_escape
 
 from . import (DEMO_SIDE, Demo, Needs, register, register_answer, register_baseline, register_compute, register_demo,
                register_score, register_words)
@@ -53,7 +54,11 @@ def show(entry, items, ctx) -> None:
     p = load(entry)
     if p is None:
         return
-    header(entry, TITLE, QUESTION, measured_sentence(entry), p.model.image_size)
+    # real photos have no known depth: the score is measured on fresh renders, and the header says so
+    header(entry, TITLE, QUESTION, None, p.model.image_size, use_measured=False)
+    full = measured_sentence(entry)
+    if full:
+        st.markdown(f"**{md_escape(entry.name)}** on {SCORE_SCENES} new rendered scenes, which it never trained on: {full}.")
     seed = int(st.session_state.get(SCENE_KEY, SCENE_SEED))
     with st.container(border=True):
         top = st.columns([4, 1])
@@ -185,10 +190,12 @@ def score(job: scores.Scoring) -> str | None:
 
 @register_words("synthetic")
 def words(s: dict) -> str:
-    return (f"on {s['scenes']} new rendered scenes, puts the nearer of two points first {scores.times_in_100(s['depth_order'])} "
-            f"(guessing: 50; the rule 'lower in the picture is nearer': {100 * s['depth_order_rule']:.0f}), and the way a flower's surface faces (within {s['near_deg']:.0f}°) "
-            f"{scores.times_in_100(s['normals_near'])} (one best direction for every flower pixel: {100 * s['normals_near_const']:.0f})"
-            + (" — no better than that one direction" if s["normals_near"] <= s["normals_near_const"] else ""))
+    near = scores.times_in_100(s["normals_near"])
+    verdict = "better than" if s["normals_near"] > s["normals_near_const"] else "no better than"
+    return (f"puts the nearer of two points first {scores.times_in_100(s['depth_order'])} (guessing: 50, the rule "
+            f"'lower in the picture is nearer': {100 * s['depth_order_rule']:.0f}); gets the way a flower's surface faces "
+            f"right (within {s['near_deg']:.0f}°) {near}, {verdict} one direction for every flower pixel "
+            f"({100 * s['normals_near_const']:.0f})")
 
 
 @register_baseline("synthetic")
