@@ -218,4 +218,4 @@ def demo(entry, img) -> Demo:
     truth = rendered(p, SCENE_SEED)
     pred = shape(p, truth["rgb"][0])
     return Demo(pretext.enlarge(truth["rgb"][0], DEMO_SIDE, smooth=True), pretext.enlarge(pred["depth"], DEMO_SIDE, smooth=True),
-                "a rendered scene", "the model's distances (yellow = near)", "How far is each part?")
+                "a rendered scene", "its depth, yellow: near", "How far is each part?")

@@ -83,7 +83,8 @@ def _questions(s: Sources, choice: str | None) -> Visual:
     if not rows:
         raise Missing("no model in models/ that rebuilds a photo (jigsaw, colouring, filling a hole, sharpening)",
                       "python -m ssl_train release --tasks jigsaw,colorization,inpainting,superres")
-    return Picture(pictures.questions_picture(rows), "Left: what the model is given. Right: the shipped model's own answer, on a test photo it never trained on.")
+    return Picture(pictures.questions_picture(rows), "Left: what the model is given. Right: the shipped model's own answer, on a test photo "
+                   "(or a fresh rendered scene) it never trained on.")
 
 
 def learning_models(s: Sources) -> tuple[str, ...]:
