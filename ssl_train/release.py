@@ -224,6 +224,16 @@ def export_is_current(model_dir: Path, weights: str, *, checkpoint: str | Path |
     return False
 
 
+def measured_at_px(downstream: int, model_dir: Path) -> dict[str, int]:
+    """The photo size, px, each metric of a card was measured at: the protocol's (fine-tune, linear
+    probe, kNN) and the stored-weights check at the ``downstream`` size every arm sees; the pretext
+    test at the model's own input size (rotation: pretrained and pretext-tested at 128 px, judged
+    downstream at 96 px)."""
+    card = json.loads((Path(model_dir) / "model.json").read_text())
+    own = int(card["input"]["image_size"])
+    return {"finetune": downstream, "linear": downstream, "knn": downstream, "stored_weights_check": downstream, "pretext_test": own}
+
+
 def write_card_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
     """Replace ``metrics`` in ``model_dir/model.json`` (atomically), paths inside the repository written
     relative to it (``paths.portable``). The card's file hashes do not cover model.json itself, so the
@@ -479,6 +489,7 @@ def run_release(
             m["protocol_report"] = str(report_path.name)
             # every arm's downstream photos, whatever size the encoder was pretrained on (its input.image_size)
             m["downstream_image_size"] = int(report["config"]["data"]["image_size"])
+            m["measured_at_px"] = measured_at_px(m["downstream_image_size"], path)
             m["finetune_lr"] = finetune_lrs_of(report["config"], SCRATCH if name == RANDOM_NAME else name)
             m["finetune_schedule"] = finetune_schedule_of(report["config"])
         if name in checks:

@@ -53,3 +53,13 @@ def test_shipped_model__card_metrics_are_the_reports(name):
         assert card["metrics"][mode] == by_fraction, (name, mode)
     if name != "random_init":  # the untrained reference saw no photo
         assert card["split_sha256"] == rep["split_sha256"]  # trained on the split the report tests on
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model__card_says_the_photo_size_of_each_metric(name):
+    card = json.loads((MODELS / name / "model.json").read_text())
+    m = card["metrics"]
+    down = _report()["config"]["data"]["image_size"]
+    assert m["downstream_image_size"] == down
+    assert m["measured_at_px"] == {"finetune": down, "linear": down, "knn": down, "stored_weights_check": down,
+                                   "pretext_test": card["input"]["image_size"]}
