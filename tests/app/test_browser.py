@@ -155,6 +155,8 @@ def talk_server(task_models, app_env, tmp_path):
         yield url
 
 
+# slow: steps all seven slides in a real browser (~17 s); CI runs it
+@pytest.mark.slow
 def test_browser__talk_every_slide_fits_720p_in_presenter_mode_and_keys_step(talk_server):
     from playwright.sync_api import sync_playwright
 
@@ -191,6 +193,8 @@ def repo_server(tmp_path):
         yield url, tmp_path / "server.log"
 
 
+# slow: a real fine-tune in a real browser (~20 s); CI runs it
+@pytest.mark.slow
 def test_browser__closing_the_tab_stops_its_fine_tune_within_seconds(repo_server):
     """A fine-tune is started in the Few-shot lab, then its tab is closed: the server stops the job
     (its log says so) about SESSION_GONE_AFTER seconds later, not minutes."""

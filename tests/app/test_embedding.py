@@ -247,6 +247,8 @@ def test_place__an_upload_equal_to_a_map_photo_lands_on_it(built):
     assert share.shape == (1, len(lay.classes)) and share.sum() == pytest.approx(1.0)
 
 
+# slow: fits UMAP twice (~16 s, numba); CI runs it
+@pytest.mark.slow
 def test_umap__same_features_give_the_same_map_and_transform_places_new_points():
     rng = np.random.default_rng(0)
     feats = np.concatenate([rng.normal(c, 0.3, (15, 8)) for c in (0.0, 3.0)]).astype(np.float32)

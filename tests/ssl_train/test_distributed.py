@@ -50,6 +50,8 @@ def _losses(out):
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
+# slow: two torchrun launches (~9 s); CI runs it
+@pytest.mark.slow
 def test_torchrun__two_processes_match_one_with_same_global_batch(tiny_folder, tmp_path):
     _run([sys.executable, *_args(tiny_folder, tmp_path, tmp_path / "one")])
     _run([*TORCHRUN, *_args(tiny_folder, tmp_path, tmp_path / "two")], fresh_out=tmp_path / "two")
@@ -62,6 +64,8 @@ def test_torchrun__two_processes_match_one_with_same_global_batch(tiny_folder, t
     assert s["world_size"] == 2 and s["finished"]
 
 
+# slow: a two-process torchrun launch (~10 s); CI runs it
+@pytest.mark.slow
 def test_torchrun__simclr_two_processes_contrast_the_whole_global_batch(tiny_folder, tmp_path):
     # global batch 8 photos = 16 views: each view has 15 candidates in one process; with each rank's
     # own negatives alone it would have 7 and the loss would start far lower (1.50 and 1.91 over the
@@ -74,6 +78,8 @@ def test_torchrun__simclr_two_processes_contrast_the_whole_global_batch(tiny_fol
     assert min(two) > math.log(7)
 
 
+# slow: two torchrun launches with a kill between (~11 s); CI runs it
+@pytest.mark.slow
 def test_torchrun__killed_two_process_run_resumes(tiny_folder, tmp_path):
     out = tmp_path / "run"
     _run([*TORCHRUN, *_args(tiny_folder, tmp_path, out, "--stop-after-epoch", "0")], fresh_out=out)

@@ -11,6 +11,8 @@ from ssl_train.model_files import verify_model_dir
 from ssl_train.release import card_metrics
 
 
+# slow: pretrains, exports and scores every task (~19 s); CI runs it
+@pytest.mark.slow
 def test_release__tiny_run_exports_every_task_and_the_reference_with_protocol_metrics(tiny_folder, tmp_path, capsys):
     models, report = tmp_path / "models", tmp_path / "reports" / "protocol.json"
     args = [
