@@ -204,12 +204,14 @@ def feature_size_words(card: dict | None) -> str:
     encoder's input size (the layout is computed there), and when the protocol judges it at another
     size (``metrics.downstream_image_size``: rotation is pretrained at 128 px, judged at 96 px), that
     the protocol's numbers are at that size."""
+    from .fewshot import finetune_image_size
+
     card = card or {}
     own = int((card.get("input") or {}).get("image_size") or 0)
-    down = (card.get("metrics") or {}).get("downstream_image_size")
     if not own:
         return ""
-    if not isinstance(down, int) or down == own:
+    down = finetune_image_size(card)  # the protocol's size, or the card's own where it names none
+    if down == own:
         return f"features of {own}-px photos"
     return (f"features of {own}-px photos, this encoder's input size (the protocol's tables judge every encoder on "
             f"{down}-px photos, so its numbers there differ)")

@@ -161,7 +161,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m ssl_train.ren
             from .paths import check_output
 
             check_output(args.gallery, "--gallery")  # an unwritable place fails here, before rendering
-        if args.gallery:
             cfg = RenderConfig(image_size=args.size)
             cfg.validate()
             scene = render(cfg, args.scenes, torch.Generator(device=args.device).manual_seed(args.seed))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -115,7 +116,8 @@ def write_learning(model_dir: Path, run_dir: Path, labels: np.ndarray, classes: 
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     out = Path(model_dir) / LEARNING_FILE
     same = same_training(model_dir, run_dir)
-    if learning_source(out) == digest and _meta(out).get("same_training_as_model") == same:
+    old = _meta(out)
+    if old.get("snapshots_sha256") == digest and old.get("same_training_as_model") == same:
         return out  # made from these very snapshots: kept byte for byte
     snaps = load_snapshots(src)
     if len(snaps) < 2:
@@ -135,10 +137,11 @@ def write_learning(model_dir: Path, run_dir: Path, labels: np.ndarray, classes: 
 
 
 def _meta(path: Path) -> dict:
+    """A learning.npz's JSON meta ({} when the file is absent or unreadable)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             return json.loads(str(z["meta"]))
-    except Exception:  # noqa: BLE001 — absent or unreadable: no meta
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return {}
 
 
@@ -157,11 +160,7 @@ def same_training(model_dir: Path, run_dir: Path) -> bool:
 
 def learning_source(path: Path) -> str | None:
     """The sha256 of the snapshots file a learning.npz was made from (None: no file, or unreadable)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return json.loads(str(z["meta"])).get("snapshots_sha256")
-    except (OSError, ValueError, KeyError):
-        return None
+    return _meta(path).get("snapshots_sha256")
 
 
 def snapshot_image_size(path: Path) -> int:
