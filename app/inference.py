@@ -152,10 +152,7 @@ class OnnxModel:
         self.std = np.asarray(norm["std"], np.float32).reshape(1, 3, 1, 1)
         self.input_name: str = self.card.get("input_name", "input")
         self.feature_output: str = self.card.get("feature_output", FEATURE_OUTPUT)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
+        so = session_options(ort)
         onnx_file = self.dir / (self.card.get("onnx") or {}).get("file", "model.onnx")
         try:
             self.session = ort.InferenceSession(str(onnx_file), so, providers=["CPUExecutionProvider"])
@@ -205,6 +202,20 @@ class OnnxModel:
     @property
     def has_rotation_head(self) -> bool:
         return self.rotation_output is not None
+
+
+def session_options(ort):
+    """onnxruntime settings of every session the app opens: up to 4 threads for one operator, one
+    for the graph, warnings off, and no spinning: onnxruntime's idle threads otherwise busy-wait for
+    the next operator, taking the cores from the torch task functions between the graphs of one
+    panel (on 2 cores, median over 20 test photos of ``Panel.compute``, two runs each: PIRL 52–56 →
+    16–20 ms, context 52 → 9 ms, SimCLR 43–55 → 20 ms; ``python -m app.measure``'s ``panel_compute_ms``)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -375,10 +386,7 @@ class EncoderGraph:
             if name not in have:
                 g.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
                 have.add(name)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
+        so = session_options(ort)
         try:
             self.session = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001
@@ -427,10 +435,7 @@ class HeadGraph:
             raise ModelFileError(f"{model.dir / CARD_NAME} lists {what}; {_regen(model.dir, model.card)}")
         self.file: str = hg["file"]
         path = model.dir / self.file
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
+        so = session_options(ort)
         try:
             self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001

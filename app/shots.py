@@ -4,7 +4,9 @@ Starts the app (``app.measure.start_server``), uploads a real photo and a drawin
 (made here with Pillow: a child's drawing is the classic "unlike the training photos" input), then
 opens each model's panel from the task picker and saves what a 1400×1000 window shows to
 ``test-results/screenshots/panel-<folder>.jpg`` (git-ignored: a dozen full shots would not fit the
-clone budget), then one contact sheet of them all to ``reports/screenshots/explorer-panels.jpg``.
+clone budget), then one contact sheet of them all to ``reports/screenshots/explorer-panels.jpg``, and
+the Few-shot lab's *Classify your photos* with a flower, the drawing, a real non-flower photo and a
+black photo to ``reports/screenshots/fewshot-classify.jpg``.
 Real chromium, real models from ``$PRETEXT_LAB_MODELS``.
 """
 from __future__ import annotations
@@ -83,6 +85,42 @@ def panels_shots(out: Path, photo: Path, width: int = 1400, height: int = 1000) 
     return saved
 
 
+def classify_shot(out: Path, photo: Path, path: Path, width: int = 1400, height: int = 1000) -> Path:
+    """The Few-shot lab's *Classify your photos* with a bundled flower, a real non-flower photo
+    (scikit-learn's china.jpg), a black photo and a flower drawing uploaded, after the page's own
+    linear probe → a 1400×1000 JPEG at ``path``: what each photo is called, and which are flagged."""
+    from playwright.sync_api import sync_playwright
+
+    from .novelty import sample_photos
+
+    port = free_port()
+    proc = start_server(port, log=out / "shots.server.log")
+    try:
+        wait_ready(port, proc)
+        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+            samples = sample_photos()
+            files = [photo, flower_drawing(Path(tmp) / "flower-drawing.png")]
+            for name, key in (("china.jpg", "china.jpg (scikit-learn: a pagoda)"), ("black.png", "black 200×200")):
+                (Path(tmp) / name).write_bytes(samples[key])
+                files.append(Path(tmp) / name)
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(f"http://127.0.0.1:{port}/fewshot")
+            page.get_by_text("Test accuracy").first.wait_for(timeout=180_000)
+            wait_idle(page)
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").last.set_input_files([str(f) for f in files])
+            page.get_by_text("One flat colour").first.wait_for(timeout=120_000)  # the black photo's verdict
+            wait_idle(page)
+            page.get_by_role("heading", name="Classify your photos").evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(300)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(path), type="jpeg", quality=SHOT_QUALITY)
+            browser.close()
+    finally:
+        stop_server(proc)
+    return path
+
+
 def _label_of(name: str) -> str:
     """The picker's label of a model folder (as the explorer writes it)."""
     from . import panels
@@ -98,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPO / "test-results" / "screenshots"), help="the full screenshots")
     ap.add_argument("--sheet", default=str(REPO / "reports" / "screenshots" / "explorer-panels.jpg"), help="the contact sheet")
     ap.add_argument("--photo", default="", help="the photo to upload (default: a bundled test photo)")
+    ap.add_argument("--classify", default=str(REPO / "reports" / "screenshots" / "fewshot-classify.jpg"),
+                    help="the Few-shot lab's Classify your photos with a flower, a drawing, a non-flower and a black photo")
     a = ap.parse_args(argv)
     from . import photos
 
@@ -108,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in shots:
         print(p)
     print(contact_sheet(shots[1:], Path(a.sheet)))
+    print(classify_shot(out, photo, Path(a.classify)))
     return 0
 
 

@@ -53,7 +53,8 @@ def confusion_figure(cm: list[list[int]], classes: list[str], title: str, colour
 def novelty_check(model_key: str, data_key: str, _layout) -> novelty.NoveltyCheck:
     """The training photos' features of one encoder and its 99 % threshold (shared, read-only; keyed by
     the model's and the photo set's keys, the layout itself is not hashed)."""
-    return novelty.NoveltyCheck.fit(_layout.features[_layout.train_idx], _layout.features[_layout.test_idx])
+    return novelty.NoveltyCheck.fit(_layout.features[_layout.train_idx], _layout.features[_layout.test_idx],
+                                    grid=novelty.layout_grid(_layout))
 
 
 def reference_figure(summ: pd.DataFrame | None, mode: str, points: list) -> go.Figure:
@@ -164,7 +165,7 @@ def classify_uploads(uploads: list, current: list, entry, entries: list, index) 
             else:
                 c_text.caption(f"Not flagged: {v.further_share:.0%} of test flowers are further from their nearest "
                                f"training photo (distance {v.distance:.2f}; flagged beyond {check.threshold:.2f}, which 1 test flower "
-                               f"in 100 is). This check uses {md_escape(entry.name)}'s features and does not catch every non-flower.")
+                               f"in 100 is). This check uses {md_escape(entry.name)}'s features; a photo that is not a flower can pass it.")
                 said = "not flagged"
             for r, probs in zip(current, probs_all):
                 if probs is None:
@@ -317,6 +318,10 @@ st.plotly_chart(reference_figure(summ, mode, current), key="reference")
 st.caption(f"Reference: {note}. Diamonds: this session's models.")
 
 st.subheader("Classify your photos")
+st.markdown("These classifiers know **five flowers** — daisy, dandelion, rose, sunflower, tulip — and name one of them for "
+            "*any* photo, a building included. Each photo is checked first: one flat colour, or further from every training "
+            "photo than 99 in 100 test flowers, is flagged and its label shown as a guess. The check cannot tell every "
+            "non-flower: no shipped encoder sets a pagoda or a portrait apart from flowers (`docs/novelty.md`).")
 uploads = ui.photo_input(state.FEW_UPLOADER, "Few-shot lab", label=f"Upload photos to classify with the models just trained (up to {MAX_UPLOAD_MB} MB each)")
 st.caption(size_limit_text())
 if uploads and current:

@@ -73,3 +73,28 @@ def test_novelty__shipped_simclr_flags_about_one_percent_of_test_flowers_and_a_b
     assert s["100000×1 stripe"]["flagged"]
     china = s["china.jpg (scikit-learn: a pagoda)"]
     assert not china["unlike"] and china["test_flowers_further"] > 0.2  # the measured limit, kept honest by this test
+
+
+def test_novelty__a_new_photo_is_put_on_the_stored_features_grid_before_comparing():
+    from app import embedding
+
+    train, test = _clusters(500, 0), _clusters(300, 1)
+    stored, lo, scale = embedding.quantised(np.concatenate([train, test]))  # what a layout file holds
+    check = novelty.NoveltyCheck.fit(stored[:500], stored[500:], grid=(lo, scale))
+    new = _clusters(4, 2)
+    snapped = embedding.dequantise(*embedding.quantise(new, lo, scale))
+    assert not np.allclose(new, snapped)  # the grid is coarse: comparing raw features would differ
+    assert np.allclose(check.distances(new), novelty.NoveltyCheck.fit(stored[:500], stored[500:]).distances(snapped))
+    d, j = check.nearest(stored[:3])  # a stored photo is its own nearest
+    assert np.allclose(d, 0, atol=1e-5) and list(j) == [0, 1, 2]
+
+
+def test_novelty_study__mahalanobis_scores_a_point_between_the_classes_above_their_members():
+    from app.novelty_study import mahalanobis, share_at_least
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 8)), rng.normal(size=(200, 8)) + 10.0
+    score = mahalanobis(np.concatenate([a, b]), np.repeat([0, 1], 200))
+    members, middle = score(np.concatenate([a[:20], b[:20]])), score(np.full((1, 8), 5.0))
+    assert middle[0] > members.max()
+    assert share_at_least(members, middle) == [0.0] and share_at_least(members, [members.min()]) == [1.0]
