@@ -86,8 +86,8 @@ def panels_shots(out: Path, photo: Path, width: int = 1400, height: int = 1000) 
 
 
 def classify_shot(out: Path, photo: Path, path: Path, width: int = 1400, height: int = 1000) -> Path:
-    """The Few-shot lab's *Classify your photos* with a bundled flower, a real non-flower photo
-    (scikit-learn's china.jpg), a black photo and a flower drawing uploaded, after the page's own
+    """The Few-shot lab's *Classify your photos* with a black photo, a real non-flower photo
+    (scikit-learn's china.jpg), a bundled flower and a flower drawing uploaded, after the page's own
     linear probe → a 1400×1000 JPEG at ``path``: what each photo is called, and which are flagged."""
     from playwright.sync_api import sync_playwright
 
@@ -99,10 +99,11 @@ def classify_shot(out: Path, photo: Path, path: Path, width: int = 1400, height:
         wait_ready(port, proc)
         with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
             samples = sample_photos()
-            files = [photo, flower_drawing(Path(tmp) / "flower-drawing.png")]
-            for name, key in (("china.jpg", "china.jpg (scikit-learn: a pagoda)"), ("black.png", "black 200×200")):
+            files = []
+            for name, key in (("black.png", "black 200×200"), ("china.jpg", "china.jpg (scikit-learn: a pagoda)")):
                 (Path(tmp) / name).write_bytes(samples[key])
                 files.append(Path(tmp) / name)
+            files += [photo, flower_drawing(Path(tmp) / "flower-drawing.png")]  # the flagged one first: on screen
             browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(f"http://127.0.0.1:{port}/fewshot")
