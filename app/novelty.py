@@ -18,7 +18,8 @@ about 1 % of held-out flowers are flagged, as designed; but these encoders were 
 flower photos that include tractors, buildings and people, and in their feature space a photo of a
 Chinese pagoda (scikit-learn's ``china.jpg``) is nearer a training photo than 34 % of test flowers
 are, so it is NOT flagged. Neither a class-conditional Mahalanobis score nor the rotation model's
-own loss does better on any shipped encoder (``python -m app.novelty_study``, ``docs/novelty.md``). The page therefore also shows each photo's nearest training photo
+own loss does better on any shipped encoder: of 17 real non-flower photos the best of 25 such scores
+flags 2 (``python -m app.novelty_study``, ``docs/novelty.md``). The page therefore also shows each photo's nearest training photo
 and how unusual its distance is, and flags photos of one flat colour (``pixel_spread``) separately:
 a black photo lies close to the dark training photos.
 """

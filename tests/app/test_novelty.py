@@ -98,3 +98,24 @@ def test_novelty_study__mahalanobis_scores_a_point_between_the_classes_above_the
     members, middle = score(np.concatenate([a[:20], b[:20]])), score(np.full((1, 8), 5.0))
     assert middle[0] > members.max()
     assert share_at_least(members, middle) == [0.0] and share_at_least(members, [members.min()]) == [1.0]
+
+
+def test_novelty_study__report_counts_flagged_non_flowers_per_score_and_the_flower_apart():
+    from app.novelty_study import FLOWER, markdown
+
+    r = {"photos": ["a", FLOWER, "b"], "flower": FLOWER, "test_photos": 696, "flag_below": 0.01, "command": "python -m app.novelty_study",
+         "seconds": 1.0, "rows": [{"model": "simclr", "score": "nearest training photo", "shares": [0.005, 0.5, 0.3]},
+                                  {"model": "pirl", "score": "Mahalanobis", "shares": [0.2, 0.002, 0.001]}]}
+    md = markdown(r)
+    assert "| simclr | nearest training photo | 1 | 0.15 | 0.50 |" in md  # a flagged, b not; the flower apart
+    assert "| pirl | Mahalanobis | 1 | 0.10 | **0.002 (flagged)** |" in md
+    assert "| b | 0.30 | 0.001 | pirl, Mahalanobis |" in md
+
+
+def test_novelty_study__a_missing_extra_photo_is_one_line_and_exit_2_before_any_work(tmp_path, capsys):
+    from app.novelty_study import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--extra", str(tmp_path / "nope.png"), "--out", str(tmp_path)])
+    assert e.value.code == 2 and "no such file" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
