@@ -130,7 +130,7 @@ def bench_markdown(rep: dict) -> str:
 def main(argv: Sequence[str] | None = None, prog: str = "python -m ssl_train.render") -> int:
     """``python -m ssl_train.render --bench`` (writes reports/render-bench.json and .md) and/or
     ``--gallery OUT`` (a JPEG grid: RGB | depth | normals | contours per scene)."""
-    ap = argparse.ArgumentParser(prog=prog, description="Procedural flower scenes with depth, normals and contours (#30).")
+    ap = argparse.ArgumentParser(prog=prog, description="Procedural flower scenes with depth, normals and contours.")
     ap.add_argument("--bench", action="store_true", help="measure scenes/s and write --bench-out .json and .md")
     ap.add_argument("--bench-out", default="reports/render-bench", help="path without extension (default reports/render-bench)")
     ap.add_argument("--sizes", default="96,128", help="image sizes to benchmark, px")
@@ -138,7 +138,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m ssl_train.ren
     ap.add_argument("--threads", default="2,1", help="torch intra-op thread counts to benchmark, comma-separated")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--gallery", metavar="OUT", help="write a JPEG gallery here (e.g. reports/render-gallery.jpg)")
+    ap.add_argument("--gallery", "--out", dest="gallery", metavar="OUT",
+                    help="write the gallery here: .jpg (JPEG, under --max-kb) or .png (e.g. reports/render-gallery.jpg)")
     ap.add_argument("--scenes", type=int, default=6, help="gallery rows")
     ap.add_argument("--size", type=int, default=128, help="gallery image size, px")
     ap.add_argument("--seed", type=int, default=0)

@@ -169,5 +169,7 @@ def test_cli__ssl_train_render_writes_a_png_gallery_and_refuses_other_names(tmp_
     assert cli(["render", "--gallery", str(out), "--scenes", "2", "--size", "16"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli(["render", "--gallery", str(tmp_path / "g.gif")]) == 2
+    assert cli(["render", "--out", str(tmp_path / "o.png"), "--scenes", "1", "--size", "16"]) == 0  # --out: the same option
+    assert (tmp_path / "o.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "give a .jpg or .png file name" in capsys.readouterr().err
     assert not (tmp_path / "g.gif").exists()
