@@ -28,27 +28,22 @@ from pathlib import Path
 import numpy as np
 
 from .config import REPO, data_dir, display, models_dir
-from .novelty import NoveltyCheck, layout_grid
+from .novelty import NoveltyCheck, layout_grid, sample_photos
 
 SHRINK = 1e-3  # covariance shrinkage, in units of the mean per-dimension variance
+FLOWER = "flower.jpg (scikit-learn: a flower; not flagging it is right)"
 
 
 def study_photos() -> dict[str, bytes]:
-    """{name: encoded bytes}: two non-flowers and one flower, from installed packages."""
-    from pathlib import Path as P
-
-    import matplotlib
+    """{name: encoded bytes}: the two real non-flowers of ``app.novelty.sample_photos`` and one flower,
+    from installed packages."""
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    def jpeg(a) -> bytes:
-        bio = io.BytesIO()
-        Image.fromarray(a).save(bio, "JPEG", quality=95)
-        return bio.getvalue()
-
-    return {"china.jpg (a pagoda)": jpeg(load_sample_image("china.jpg")),
-            "grace_hopper.jpg (a portrait)": (P(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").read_bytes(),
-            "flower.jpg (a flower; not flagging it is right)": jpeg(load_sample_image("flower.jpg"))}
+    bio = io.BytesIO()
+    Image.fromarray(load_sample_image("flower.jpg")).save(bio, "JPEG", quality=95)
+    real = {k: v for k, v in sample_photos().items() if k.split(" ")[0].endswith(".jpg")}
+    return real | {FLOWER: bio.getvalue()}
 
 
 def mahalanobis(train: np.ndarray, labels: np.ndarray):
@@ -84,9 +79,6 @@ def rotation_loss(model, images: list) -> np.ndarray:
         _, p = rotation_grid(model, model.prepare(im))
         out.append(float(-np.log(np.clip(np.diag(p), 1e-9, 1.0)).mean()))
     return np.asarray(out)
-
-
-FLOWER = "flower.jpg (a flower; not flagging it is right)"
 
 
 def run(extra: list[Path] | None = None) -> dict:
