@@ -55,7 +55,7 @@ def demo(entry, img) -> Demo:
     r = answer(entry, "superres", img)
     s = r["small"].shape[-1]
     gain = r["psnr_model"] - r["psnr_bicubic"]
-    verdict = "visibly sharper than smooth enlarging" if gain >= VISIBLE_DB else "no sharper than smooth enlarging"
+    verdict = "sharper than plain enlarging" if gain >= VISIBLE_DB else "no sharper than plain enlarging"
     return Demo(pretext.enlarge(r["small"], DEMO_SIDE, smooth=False), pretext.enlarge(r["restored"], DEMO_SIDE, smooth=True),
                 f"shrunk to {s}×{s} pixels", verdict, "Make the small photo sharp")
 

@@ -23,6 +23,7 @@ HEADER_PX = 60  # Streamlit's header bar, when shown
 SIDEBAR_PX = 300  # the expanded sidebar (outside presenter mode)
 NAV_PX = 58  # the navigation row
 CONTROLS_PX = 50  # a segmented control above the visual
+SUB_GAP_PX = 10  # more room under the subtitle: Streamlit pulls the next element up and clipped its descenders at 1280×720
 NOTES_SHARE = 0.27  # of the width, for speaker notes
 
 
@@ -45,7 +46,7 @@ class Box:
         pad_top = int(0.022 * h) + (0 if present else HEADER_PX)
         pad_side = int(0.03 * w)
         title_px, sub_px = max(26, int(0.058 * h)), max(16, int(0.03 * h))
-        used = (pad_top + int(1.25 * title_px) + int(1.5 * sub_px) + 12 + NAV_PX + 14 + (CONTROLS_PX if controls else 0)
+        used = (pad_top + int(1.25 * title_px) + int(1.5 * sub_px) + SUB_GAP_PX + 12 + NAV_PX + 14 + (CONTROLS_PX if controls else 0)
                 + (int(2.1 * max(14, int(0.022 * h))) if caption else 0))
         inner_w = w - 2 * pad_side - (0 if present else SIDEBAR_PX)
         notes_w = int(NOTES_SHARE * inner_w) if notes else 0
@@ -65,7 +66,7 @@ def css(box: Box, present: bool) -> str:
 [data-testid="stMain"] {{ overflow: hidden; }}
 [data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] {{ gap: 0.35rem; }}
 h1.talk-title {{ font-size: {box.title_px}px !important; line-height: 1.15; margin: 0; padding: 0; font-weight: 700; }}
-p.talk-sub {{ font-size: {box.sub_px}px; line-height: 1.3; margin: 0.15em 0 0.25em 0; color: #444; }}
+p.talk-sub {{ font-size: {box.sub_px}px; line-height: 1.3; margin: 0.15em 0 calc(0.25em + {SUB_GAP_PX}px) 0; color: #444; }}
 p.talk-caption {{ font-size: {cap}px; line-height: 1.3; margin: 0.2em 0 0.5em 0; color: #555; text-align: center; }}
 div.talk-notes {{ font-size: {max(15, int(0.024 * box.height))}px; line-height: 1.4; background: #FFF8E1; border-left: 5px solid {palette.HIGHLIGHT};
   padding: 0.7em 0.9em; border-radius: 6px; max-height: {box.visual_h}px; overflow-y: auto; }}

@@ -275,14 +275,16 @@ def questions_picture(rows: list[Question], width: int = 1600) -> Image.Image:
     ("Label: question", the label in the task's colour), then what the model is given (left, grey
     frame) → the model's answer (right, framed in the task's colour), each captioned. From two tasks
     on they sit in two columns: one column of four would leave each picture ~170 px high in 16:9,
-    two columns ~260. Up to four tasks fit 16:9 (fewer: wider). Text ≥ 29 px at width 1600 (scales
-    with ``width``)."""
+    two columns ~260; from five on in three (two rows of three: in two columns five tasks took three
+    rows and the picture, taller than 16:9, shrank to 2/3 of a 1280×720 screen's width). Up to six
+    tasks fit 16:9 (fewer: wider). Text ≥ 29 px at width 1600 (scales with ``width``)."""
     if not rows:
         raise ValueError("no rows to draw")
     s = width / 1600
-    ncols = 1 if len(rows) == 1 else 2
+    ncols = 1 if len(rows) == 1 else 2 if len(rows) <= 4 else 3
     nrows = math.ceil(len(rows) / ncols)
-    margin, gap_x, gap_y, arrow_w = 36 * s, 64 * s, 40 * s, 100 * s
+    margin, gap_x, gap_y, arrow_w = 36 * s, (64 if ncols < 3 else 80) * s, 40 * s, (100 if ncols < 3 else 80) * s
+    cap_extra = min(0.8 * arrow_w, 0.9 * gap_x)  # a caption reaches into the arrow's gap, not into the next cell's captions
     f_label, f_q, f_cap = font(round(36 * s), True), font(round(34 * s)), font(round(29 * s))
     cell_w = (width - 2 * margin - (ncols - 1) * gap_x) / ncols
     heads = [_head(r, f_label, f_q, cell_w) for r in rows]
@@ -290,7 +292,7 @@ def questions_picture(rows: list[Question], width: int = 1600) -> Image.Image:
     line_h = f_cap.size * 1.2
 
     def caps(side: float) -> list[list[str]]:  # a caption may reach into the arrow's gap
-        return [wrap(c, f_cap, side + 0.8 * arrow_w) for r in rows for c in (r.input_caption, r.output_caption)]
+        return [wrap(c, f_cap, side + cap_extra) for r in rows for c in (r.input_caption, r.output_caption)]
 
     side = (cell_w - arrow_w) / 2
     if nrows > 1:  # as large as 16:9 allows
@@ -303,12 +305,13 @@ def questions_picture(rows: list[Question], width: int = 1600) -> Image.Image:
     canvas = Image.new("RGB", (width, round(2 * margin + nrows * cell_h + (nrows - 1) * gap_y)), BACKGROUND)
     d = ImageDraw.Draw(canvas)
     # what the cells really fill (pictures and headers), centred: no empty strip on the right
-    used = max(2 * side + arrow_w + 12 * s, *(f_label.getlength(f"{r.label}: ") + max(f_q.getlength(h) for h in head) for r, head in zip(rows, heads)))
+    used = max(2 * side + arrow_w + 12 * s, *(max([f_label.getlength(f"{r.label}: ") + f_q.getlength(head[0]), *(f_q.getlength(h) for h in head[1:])])
+                                             for r, head in zip(rows, heads)))
     left = (width - (ncols - 1) * (cell_w + gap_x) - used) / 2
     for i, (r, head) in enumerate(zip(rows, heads)):
         x0, y0 = left + (i % ncols) * (cell_w + gap_x), margin + (i // ncols) * (cell_h + gap_y)
         _draw_head(d, (x0, y0), r.label, head, f_label, f_q, _readable(_rgb(palette.encoder_colour(r.task))))
-        _pair(canvas, d, r, (x0 + 6 * s, y0 + head_h), side, arrow_w, f_cap, s)
+        _pair(canvas, d, r, (x0 + 6 * s, y0 + head_h), side, arrow_w, f_cap, s, cap_extra)
     return canvas
 
 
@@ -324,8 +327,10 @@ def _draw_head(d: ImageDraw.ImageDraw, xy: tuple[float, float], label: str, line
     _lines(d, (x, y + f_q.size * 1.25), lines[1:], f_q, INK)
 
 
-def _pair(canvas: Image.Image, d: ImageDraw.ImageDraw, r: Question, xy: tuple[float, float], side: int, arrow_w: float, f_cap, s: float) -> None:
-    """[input] → [output] at ``xy`` (top-left), each ``side`` px with its caption centred below."""
+def _pair(canvas: Image.Image, d: ImageDraw.ImageDraw, r: Question, xy: tuple[float, float], side: int, arrow_w: float, f_cap, s: float,
+          cap_extra: float) -> None:
+    """[input] → [output] at ``xy`` (top-left), each ``side`` px with its caption centred below, at most
+    ``side + cap_extra`` px wide."""
     x, y = xy
     colour = _rgb(palette.encoder_colour(r.task))
     frame = max(2, round(5 * s))
@@ -333,7 +338,7 @@ def _pair(canvas: Image.Image, d: ImageDraw.ImageDraw, r: Question, xy: tuple[fl
         pic = _fit(img, side)
         canvas.paste(pic, (round(px + (side - pic.width) / 2), round(y + (side - pic.height) / 2)))
         d.rectangle([px - frame, y - frame, px + side + frame - 1, y + side + frame - 1], outline=rim, width=frame)
-        _lines(d, (px + side / 2, y + side + 12 * s), wrap(cap, f_cap, side + 0.8 * arrow_w), f_cap, SOFT_INK, anchor="ma")
+        _lines(d, (px + side / 2, y + side + 12 * s), wrap(cap, f_cap, side + cap_extra), f_cap, SOFT_INK, anchor="ma")
     _arrow(d, x + side + 16 * s, x + side + arrow_w - 16 * s, y + side / 2, 12 * s, colour)
 
 

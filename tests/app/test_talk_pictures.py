@@ -116,11 +116,11 @@ def _rows(n: int) -> list[P.Question]:
             for i in range(n)]
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
 def test_questions_picture__fits_a_16_by_9_screen_and_is_legible(n):
     pic = P.questions_picture(_rows(n))
     assert pic.mode == "RGB" and pic.width == 1600
-    assert pic.width / pic.height >= 16 / 9 - 0.02  # four rows and fewer fit under a title on 1280×720
+    assert pic.width / pic.height >= 16 / 9 - 0.02  # six tasks and fewer fit under a title on 1280×720
     assert pic.getpixel((2, 2)) == (255, 255, 255)
     assert pic.convert("L").getextrema()[0] <= P.INK[0]  # the text is drawn
     small = P.questions_picture(_rows(n), width=1280)
