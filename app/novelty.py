@@ -92,6 +92,15 @@ class NoveltyCheck:
         return cls(reference=ref, centre=centre, threshold=float(np.quantile(calib, quantile)), quantile=float(quantile), calibration=calib,
                    grid=grid)
 
+    @classmethod
+    def from_layout(cls, layout, quantile: float = QUANTILE) -> "NoveltyCheck":
+        """An ``app.embedding.Layout``'s training photos as the reference, its test photos setting the
+        threshold, and the 4-bit grid its features are stored on (when it knows it) for new photos."""
+        grid = None
+        if layout.features_min is not None and layout.features_scale is not None:
+            grid = np.asarray(layout.features_min, np.float32), np.asarray(layout.features_scale, np.float32)
+        return cls.fit(layout.features[layout.train_idx], layout.features[layout.test_idx], quantile, grid=grid)
+
     def on_grid(self, features: np.ndarray) -> np.ndarray:
         """(N, D) features as the reference photos' were stored: on ``grid`` when there is one."""
         x = np.asarray(features, np.float32)
@@ -156,27 +165,23 @@ def judge(check: NoveltyCheck, features: np.ndarray, images_u8: np.ndarray) -> l
                     unlike=bool(d > check.threshold), flat=bool(s < FLAT_SPREAD)) for d, j, s in zip(dist, near, spread)]
 
 
-def layout_grid(layout) -> tuple[np.ndarray, np.ndarray] | None:
-    """The (min, step) grid an ``app.embedding.Layout``'s features are stored on, if it knows it."""
-    if layout.features_min is None or layout.features_scale is None:
-        return None
-    return np.asarray(layout.features_min, np.float32), np.asarray(layout.features_scale, np.float32)
+def encoded(img, fmt: str, **options) -> bytes:
+    """A PIL image → its bytes as a ``fmt`` file (``options``: Pillow's save options, e.g. quality)."""
+    import io
+
+    bio = io.BytesIO()
+    img.save(bio, fmt, **options)
+    return bio.getvalue()
 
 
 def sample_photos() -> dict[str, bytes]:
     """Photos anyone has after ``pip install``: two real non-flower photos (scikit-learn's china.jpg,
     matplotlib's grace_hopper.jpg), a black photo and a 100000×1 stripe → {name: encoded bytes}."""
-    import io
     from pathlib import Path
 
     import matplotlib
     from PIL import Image
     from sklearn.datasets import load_sample_image
-
-    def encoded(img: Image.Image, fmt: str) -> bytes:
-        bio = io.BytesIO()
-        img.save(bio, fmt)
-        return bio.getvalue()
 
     return {
         "china.jpg (scikit-learn: a pagoda)": encoded(Image.fromarray(load_sample_image("china.jpg")), "JPEG"),
@@ -205,7 +210,7 @@ def measure(model_name: str | None = None) -> dict:
     if lay is None:
         raise SystemExit(f"no precomputed layout for {model_name}: run `python -m app.precompute` first")
     tr, te = lay.train_idx, lay.test_idx
-    check = NoveltyCheck.fit(lay.features[tr], lay.features[te], grid=layout_grid(lay))
+    check = NoveltyCheck.from_layout(lay)
     flagged = check.unlike(lay.features[te])
     perm = np.random.default_rng(0).permutation(len(te))
     half_a, half_b = te[perm[: len(te) // 2]], te[perm[len(te) // 2 :]]

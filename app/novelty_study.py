@@ -20,7 +20,6 @@ features are put on the same grid. Writes ``reports/novelty-study.json`` and ``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import REPO, data_dir, display, models_dir
-from .novelty import NoveltyCheck, layout_grid, sample_photos
+from .novelty import NoveltyCheck, encoded, sample_photos
 
 SHRINK = 1e-3  # covariance shrinkage, in units of the mean per-dimension variance
 FLOWER = "flower.jpg (scikit-learn: a flower; not flagging it is right)"
@@ -40,10 +39,8 @@ def study_photos() -> dict[str, bytes]:
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    bio = io.BytesIO()
-    Image.fromarray(load_sample_image("flower.jpg")).save(bio, "JPEG", quality=95)
     real = {k: v for k, v in sample_photos().items() if k.split(" ")[0].endswith(".jpg")}
-    return real | {FLOWER: bio.getvalue()}
+    return real | {FLOWER: encoded(Image.fromarray(load_sample_image("flower.jpg")), "JPEG", quality=95)}
 
 
 def mahalanobis(train: np.ndarray, labels: np.ndarray):
@@ -99,7 +96,7 @@ def run(extra: list[Path] | None = None) -> dict:
             continue
         tr, te = lay.train_idx, lay.test_idx
         model = OnnxModel(entry.path)
-        check = NoveltyCheck.fit(lay.features[tr], lay.features[te], grid=layout_grid(lay))
+        check = NoveltyCheck.from_layout(lay)
         q = check.on_grid(np.concatenate([model.features(model.prepare(im)[None]) for im in shown.values()]))
         maha = mahalanobis(lay.features[tr], lay.labels[tr])
         rows.append({"model": entry.name, "score": "nearest training photo", "shares": share_at_least(check.calibration, check.distances(q))})

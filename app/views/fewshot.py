@@ -53,8 +53,7 @@ def confusion_figure(cm: list[list[int]], classes: list[str], title: str, colour
 def novelty_check(model_key: str, data_key: str, _layout) -> novelty.NoveltyCheck:
     """The training photos' features of one encoder and its 99 % threshold (shared, read-only; keyed by
     the model's and the photo set's keys, the layout itself is not hashed)."""
-    return novelty.NoveltyCheck.fit(_layout.features[_layout.train_idx], _layout.features[_layout.test_idx],
-                                    grid=novelty.layout_grid(_layout))
+    return novelty.NoveltyCheck.from_layout(_layout)
 
 
 def reference_figure(summ: pd.DataFrame | None, mode: str, points: list) -> go.Figure:

@@ -87,6 +87,11 @@ def test_novelty__a_new_photo_is_put_on_the_stored_features_grid_before_comparin
     assert np.allclose(check.distances(new), novelty.NoveltyCheck.fit(stored[:500], stored[500:]).distances(snapped))
     d, j = check.nearest(stored[:3])  # a stored photo is its own nearest
     assert np.allclose(d, 0, atol=1e-5) and list(j) == [0, 1, 2]
+    from types import SimpleNamespace
+
+    lay = SimpleNamespace(features=stored, train_idx=np.arange(500), test_idx=np.arange(500, 800), features_min=lo, features_scale=scale)
+    from_layout = novelty.NoveltyCheck.from_layout(lay)  # what the app builds from a layout file
+    assert from_layout.threshold == check.threshold and np.allclose(from_layout.distances(new), check.distances(new))
 
 
 def test_novelty_study__mahalanobis_scores_a_point_between_the_classes_above_their_members():
