@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -44,81 +45,83 @@ def flower_drawing(path: Path, size: int = 480) -> Path:
     return path
 
 
-def panels_shots(out: Path, photo: Path, width: int = 1400, height: int = 1000) -> list[Path]:
+@contextmanager
+def served_browser(out: Path):
+    """One app server (log in ``out``) and one chromium for every shot → (browser, the app's base URL);
+    both stopped afterwards. Each shot opens its own page, i.e. its own app session."""
     from playwright.sync_api import sync_playwright
 
+    port = free_port()
+    proc = start_server(port, log=out / "shots.server.log")
+    try:
+        wait_ready(port, proc)
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            try:
+                yield browser, f"http://127.0.0.1:{port}"
+            finally:
+                browser.close()
+    finally:
+        stop_server(proc)
+
+
+def panels_shots(browser, base: str, out: Path, photo: Path, tmp: Path, width: int = 1400, height: int = 1000) -> list[Path]:
+    """The explorer with ``photo`` and a flower drawing uploaded: its top, then each model's panel →
+    ``out``/explorer-top.jpg and ``out``/panel-<folder>.jpg (``tmp``: where the drawing is made)."""
     from .inference import list_models
 
     names = [e.name for e in list_models(models_dir()) if e.ok]
-    port = free_port()
-    proc = start_server(port, log=out / "shots.server.log")
     saved = []
-    try:
-        wait_ready(port, proc)
-        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-            drawing = flower_drawing(Path(tmp) / "flower-drawing.png")
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(f"http://127.0.0.1:{port}/?task={names[0]}")
-            page.get_by_role("heading", name="Pretext explorer").wait_for(timeout=120_000)
-            wait_idle(page)
-            page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files([str(photo), str(drawing)])
-            page.get_by_text("flower-drawing.png").first.wait_for(timeout=120_000)
-            wait_idle(page)
-            shot = out / "explorer-top.jpg"
-            page.screenshot(path=str(shot), type="jpeg", quality=SHOT_QUALITY)
-            saved.append(shot)
-            for name in names:
-                page.get_by_test_id("stMain").evaluate("e => e.scrollTo(0, 0)")
-                page.locator("[data-testid='stButtonGroup'] button").filter(has_text=_label_of(name)).first.click()
-                page.wait_for_timeout(300)
-                wait_idle(page)
-                page.locator("h3").first.scroll_into_view_if_needed()
-                page.locator("h3").first.evaluate("e => e.scrollIntoView({block: 'start'})")
-                page.wait_for_timeout(300)
-                shot = out / f"panel-{name}.jpg"
-                page.screenshot(path=str(shot), type="jpeg", quality=SHOT_QUALITY)
-                saved.append(shot)
-            browser.close()
-    finally:
-        stop_server(proc)
+    drawing = flower_drawing(tmp / "flower-drawing.png")
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{base}/?task={names[0]}")
+    page.get_by_role("heading", name="Pretext explorer").wait_for(timeout=120_000)
+    wait_idle(page)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files([str(photo), str(drawing)])
+    page.get_by_text("flower-drawing.png").first.wait_for(timeout=120_000)
+    wait_idle(page)
+    shot = out / "explorer-top.jpg"
+    page.screenshot(path=str(shot), type="jpeg", quality=SHOT_QUALITY)
+    saved.append(shot)
+    for name in names:
+        page.get_by_test_id("stMain").evaluate("e => e.scrollTo(0, 0)")
+        page.locator("[data-testid='stButtonGroup'] button").filter(has_text=_label_of(name)).first.click()
+        page.wait_for_timeout(300)
+        wait_idle(page)
+        page.locator("h3").first.scroll_into_view_if_needed()
+        page.locator("h3").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)
+        shot = out / f"panel-{name}.jpg"
+        page.screenshot(path=str(shot), type="jpeg", quality=SHOT_QUALITY)
+        saved.append(shot)
+    page.close()
     return saved
 
 
-def classify_shot(out: Path, photo: Path, path: Path, width: int = 1400, height: int = 1000) -> Path:
+def classify_shot(browser, base: str, photo: Path, path: Path, tmp: Path, width: int = 1400, height: int = 1000) -> Path:
     """The Few-shot lab's *Classify your photos* with a black photo, a real non-flower photo
     (scikit-learn's china.jpg), a bundled flower and a flower drawing uploaded, after the page's own
     linear probe → a 1400×1000 JPEG at ``path``: what each photo is called, and which are flagged."""
-    from playwright.sync_api import sync_playwright
-
     from .novelty import sample_photos
 
-    port = free_port()
-    proc = start_server(port, log=out / "shots.server.log")
-    try:
-        wait_ready(port, proc)
-        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-            samples = sample_photos()
-            files = []
-            for name, key in (("black.png", "black 200×200"), ("china.jpg", "china.jpg (scikit-learn: a pagoda)")):
-                (Path(tmp) / name).write_bytes(samples[key])
-                files.append(Path(tmp) / name)
-            files += [photo, flower_drawing(Path(tmp) / "flower-drawing.png")]  # the flagged one first: on screen
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(f"http://127.0.0.1:{port}/fewshot")
-            page.get_by_text("Test accuracy").first.wait_for(timeout=180_000)
-            wait_idle(page)
-            page.locator("[data-testid='stFileUploaderDropzoneInput']").last.set_input_files([str(f) for f in files])
-            page.get_by_text("One flat colour").first.wait_for(timeout=120_000)  # the black photo's verdict
-            wait_idle(page)
-            page.get_by_role("heading", name="Classify your photos").evaluate("e => e.scrollIntoView({block: 'start'})")
-            page.wait_for_timeout(300)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(path), type="jpeg", quality=SHOT_QUALITY)
-            browser.close()
-    finally:
-        stop_server(proc)
+    samples = sample_photos()
+    files = []
+    for name, key in (("black.png", "black 200×200"), ("china.jpg", "china.jpg (scikit-learn: a pagoda)")):
+        (tmp / name).write_bytes(samples[key])
+        files.append(tmp / name)
+    files += [photo, flower_drawing(tmp / "flower-drawing.png")]  # the flagged one first: on screen
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{base}/fewshot")
+    page.get_by_text("Test accuracy").first.wait_for(timeout=180_000)
+    wait_idle(page)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").last.set_input_files([str(f) for f in files])
+    page.get_by_text("One flat colour").first.wait_for(timeout=120_000)  # the black photo's verdict
+    wait_idle(page)
+    page.get_by_role("heading", name="Classify your photos").evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), type="jpeg", quality=SHOT_QUALITY)
+    page.close()
     return path
 
 
@@ -145,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     photo = Path(a.photo) if a.photo else data_dir() / photos.index(data_dir()).picks(1)[-1]
-    shots = panels_shots(out, photo)
-    for p in shots:
-        print(p)
-    print(contact_sheet(shots[1:], Path(a.sheet)))
-    print(classify_shot(out, photo, Path(a.classify)))
+    with served_browser(out) as (browser, base), tempfile.TemporaryDirectory() as tmp:
+        shots = panels_shots(browser, base, out, photo, Path(tmp))
+        for p in shots:
+            print(p)
+        print(contact_sheet(shots[1:], Path(a.sheet)))
+        print(classify_shot(browser, base, photo, Path(a.classify), Path(tmp)))
     return 0
 
 
