@@ -162,7 +162,7 @@ def measure(out: Path, photo: Path, shots: Path | None) -> dict:
             wait_idle(page)
             t = time.time()
             page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(photo))
-            page.get_by_text(re.compile(re.escape(photo.name) + r" — the model names \d of 4 turns right")).first.wait_for(timeout=120_000)
+            page.get_by_text(re.compile(re.escape(photo.name) + FIRST_ANSWER.pattern)).first.wait_for(timeout=120_000)
             res["pretext_upload"] = round(time.time() - t, 2)  # upload → the rotation panel's answer for it on screen
             res["pretext_upload_idle"] = round(wait_idle(page) - t, 2)
             if shots:
