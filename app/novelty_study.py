@@ -8,7 +8,8 @@ photos. This study asks whether another score, on any of the shipped encoders, w
 - **Mahalanobis** (Lee et al., NeurIPS 2018): the squared distance to the nearest class mean of the
   training photos under their shared (tied) covariance, shrunk by 1e-3 · its mean variance so it is invertible;
 - **rotation loss** (Hendrycks et al., NeurIPS 2019: a self-supervised task's loss as the novelty
-  score): the rotation model's mean −log P(true turn) over a photo's four turns.
+  score): a model's mean −log P(true turn) over a photo's four turns, for every model with a rotation
+  head (the rotation model and the multi-task model).
 
 Each score of a photo is reported as the share of the 696 test flowers that score at least as high
 (1.00 = as ordinary as any flower; a photo is flagged below 0.01). The photos: two real non-flower
@@ -68,7 +69,7 @@ def share_at_least(calibration: np.ndarray, values: np.ndarray) -> list[float]:
 
 
 def rotation_loss(model, images: list) -> np.ndarray:
-    """PIL photos → (N,) the rotation model's mean −log P(true turn) over each photo's four turns."""
+    """PIL photos → (N,) a model with a rotation head: its mean −log P(true turn) over each photo's four turns."""
     from .inference import rotation_grid
 
     out = []
@@ -101,7 +102,7 @@ def run(extra: list[Path] | None = None) -> dict:
         maha = mahalanobis(lay.features[tr], lay.labels[tr])
         rows.append({"model": entry.name, "score": "nearest training photo", "shares": share_at_least(check.calibration, check.distances(q))})
         rows.append({"model": entry.name, "score": "Mahalanobis", "shares": share_at_least(maha(lay.features[te]), maha(q))})
-        if entry.name == "rotation":
+        if model.has_rotation_head:  # the rotation model, and a multi-task model with a rotation sub-head
             test_images = [photos.open_bundled(data_dir(), str(f)) for f in lay.files[te]]
             rows.append({"model": entry.name, "score": "rotation loss",
                          "shares": share_at_least(rotation_loss(model, test_images), rotation_loss(model, list(shown.values())))})
