@@ -191,13 +191,17 @@ class OnnxModel:
         """uint8 (N, 3, S, S) → pooled last-stage features (N, D) float32."""
         return self.run(images_u8, [self.feature_output])[self.feature_output].astype(np.float32, copy=False)
 
+    def head_output(self, task: str) -> str | None:
+        """model.onnx's output with ``task``'s classification logits (``ssl_train.onnx_graph``'s naming):
+        "logits" of a model trained on that task, "<task>_logits" of a multi-task model whose sub-head
+        for it runs on the photo's feature map; else None."""
+        name = "logits" if self.task == task else f"{task}_logits"
+        return name if name in self.output_names else None
+
     @property
     def rotation_output(self) -> str | None:
-        """The output with the 4 rotation logits: "logits" of a rotation model, "rotation_logits" of
-        a multi-task model whose rotation sub-head is in its model.onnx, else None."""
-        if self.task == "rotation" and "logits" in self.output_names:
-            return "logits"
-        return "rotation_logits" if "rotation_logits" in self.output_names else None
+        """The output with the 4 rotation logits, or None."""
+        return self.head_output("rotation")
 
     @property
     def has_rotation_head(self) -> bool:

@@ -140,6 +140,14 @@ def test_reference_model__has_no_rotation_head(models):
         inference.turn_probabilities(m, np.zeros((1, 3, m.image_size, m.image_size), np.uint8))
 
 
+@pytest.mark.skipif(not (REPO / "models" / "multitask" / "model.json").is_file(), reason="no exported models/multitask in the repository")
+def test_head_output__names_a_tasks_logits_in_its_own_model_and_in_a_multitask_model():
+    own, multi = inference.OnnxModel(REPO / "models" / "rotation"), inference.OnnxModel(REPO / "models" / "multitask")
+    assert own.head_output("rotation") == own.rotation_output == "logits"
+    assert multi.head_output("rotation") == multi.rotation_output == "rotation_logits"
+    assert own.head_output("jigsaw") is None and multi.head_output("colorization") is None  # not in model.onnx
+
+
 def test_inference__imports_no_training_machinery():
     code = ("import sys, app.inference, app.uploads, app.embedding, app.photos; "
             "bad = [m for m in ('torch', 'ssl_train.train', 'ssl_train.checkpoint', 'ssl_train.evaluate', 'streamlit', 'umap') if m in sys.modules]; "
