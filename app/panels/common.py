@@ -136,16 +136,18 @@ def photos_for(p: pretext.Pretext, items) -> list[tuple[str, np.ndarray]]:
 
 # -- words ---------------------------------------------------------------------------------------------
 def times_in_100(share: float) -> str:
-    """0.804 → "80 times in 100"."""
-    n = round(100 * share)
-    return f"{n} time{'' if n == 1 else 's'} in 100"
+    """0.804 → "80 times in 100" (``app.scores``'s words, so a panel reads like the report)."""
+    from app import scores
+
+    return scores.times_in_100(share)
 
 
 def chance_words(share: float, chance: float, verb: str = "right") -> str:
-    """"right 80 times in 100 (guessing: 25)" — a score a non-expert can weigh."""
-    c = 100 * chance
-    guess = f"{c:.0f}" if c >= 1 else f"{c:.1g}"
-    return f"{verb} **{times_in_100(share)}** (guessing would be {verb} {guess} time{'' if guess == '1' else 's'} in 100)"
+    """"right **80 times in 100** (guessing: 25)" — a score a non-expert can weigh, in the same words
+    as the measured scores (``app.scores``)."""
+    from app import scores
+
+    return f"{verb} **{scores.times_in_100(share)}** ({scores.guessing({'chance': chance})})"
 
 
 def ordinal(n: int) -> str:
