@@ -17,8 +17,8 @@ What it can and cannot do (measured on the shipped models, 696 test photos, ``py
 about 1 % of held-out flowers are flagged, as designed; but these encoders were pretrained on 2,783
 flower photos that include tractors, buildings and people, and in their feature space a photo of a
 Chinese pagoda (scikit-learn's ``china.jpg``) is nearer a training photo than 34 % of test flowers
-are, so it is NOT flagged. Neither a class-conditional Mahalanobis score nor the rotation model's
-own loss does better on any shipped encoder: of 17 real non-flower photos the best of 25 such scores
+are, so it is NOT flagged. Neither a class-conditional Mahalanobis score nor a rotation head's
+own loss does better on any shipped encoder: of 17 real non-flower photos the best of 26 such scores
 flags 2 (``python -m app.novelty_study``, ``docs/novelty.md``). The page therefore also shows each photo's nearest training photo
 and how unusual its distance is, and flags photos of one flat colour (``pixel_spread``) separately:
 a black photo lies close to the dark training photos.
@@ -174,9 +174,9 @@ def encoded(img, fmt: str, **options) -> bytes:
     return bio.getvalue()
 
 
-def sample_photos() -> dict[str, bytes]:
-    """Photos anyone has after ``pip install``: two real non-flower photos (scikit-learn's china.jpg,
-    matplotlib's grace_hopper.jpg), a black photo and a 100000×1 stripe → {name: encoded bytes}."""
+def real_non_flowers() -> dict[str, bytes]:
+    """Two real non-flower photos anyone has after ``pip install`` (scikit-learn's china.jpg,
+    matplotlib's grace_hopper.jpg) → {name: encoded bytes}."""
     from pathlib import Path
 
     import matplotlib
@@ -186,6 +186,14 @@ def sample_photos() -> dict[str, bytes]:
     return {
         "china.jpg (scikit-learn: a pagoda)": encoded(Image.fromarray(load_sample_image("china.jpg")), "JPEG"),
         "grace_hopper.jpg (matplotlib: a portrait)": (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").read_bytes(),
+    }
+
+
+def sample_photos() -> dict[str, bytes]:
+    """``real_non_flowers``, a black photo and a 100000×1 stripe → {name: encoded bytes}."""
+    from PIL import Image
+
+    return real_non_flowers() | {
         "black 200×200": encoded(Image.new("RGB", (200, 200)), "PNG"),
         "100000×1 stripe": encoded(Image.new("RGB", (100000, 1), (90, 120, 40)), "PNG"),
     }

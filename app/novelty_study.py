@@ -28,20 +28,19 @@ from pathlib import Path
 import numpy as np
 
 from .config import REPO, data_dir, display, models_dir
-from .novelty import NoveltyCheck, encoded, sample_photos
+from .novelty import NoveltyCheck, encoded, real_non_flowers
 
 SHRINK = 1e-3  # covariance shrinkage, in units of the mean per-dimension variance
 FLOWER = "flower.jpg (scikit-learn: a flower; not flagging it is right)"
 
 
 def study_photos() -> dict[str, bytes]:
-    """{name: encoded bytes}: the two real non-flowers of ``app.novelty.sample_photos`` and one flower,
+    """{name: encoded bytes}: the two real non-flowers of ``app.novelty.real_non_flowers`` and one flower,
     from installed packages."""
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    real = {k: v for k, v in sample_photos().items() if k.split(" ")[0].endswith(".jpg")}
-    return real | {FLOWER: encoded(Image.fromarray(load_sample_image("flower.jpg")), "JPEG", quality=95)}
+    return real_non_flowers() | {FLOWER: encoded(Image.fromarray(load_sample_image("flower.jpg")), "JPEG", quality=95)}
 
 
 def mahalanobis(train: np.ndarray, labels: np.ndarray):

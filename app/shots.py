@@ -65,14 +65,13 @@ def served_browser(out: Path):
         stop_server(proc)
 
 
-def panels_shots(browser, base: str, out: Path, photo: Path, tmp: Path, width: int = 1400, height: int = 1000) -> list[Path]:
-    """The explorer with ``photo`` and a flower drawing uploaded: its top, then each model's panel →
-    ``out``/explorer-top.jpg and ``out``/panel-<folder>.jpg (``tmp``: where the drawing is made)."""
+def panels_shots(browser, base: str, out: Path, photo: Path, drawing: Path, width: int = 1400, height: int = 1000) -> list[Path]:
+    """The explorer with ``photo`` and ``drawing`` (``flower_drawing``) uploaded: its top, then each
+    model's panel → ``out``/explorer-top.jpg and ``out``/panel-<folder>.jpg."""
     from .inference import list_models
 
     names = [e.name for e in list_models(models_dir()) if e.ok]
     saved = []
-    drawing = flower_drawing(tmp / "flower-drawing.png")
     page = browser.new_page(viewport={"width": width, "height": height})
     page.goto(f"{base}/?task={names[0]}")
     page.get_by_role("heading", name="Pretext explorer").wait_for(timeout=120_000)
@@ -98,7 +97,7 @@ def panels_shots(browser, base: str, out: Path, photo: Path, tmp: Path, width: i
     return saved
 
 
-def classify_shot(browser, base: str, photo: Path, path: Path, tmp: Path, width: int = 1400, height: int = 1000) -> Path:
+def classify_shot(browser, base: str, photo: Path, drawing: Path, path: Path, tmp: Path, width: int = 1400, height: int = 1000) -> Path:
     """The Few-shot lab's *Classify your photos* with a black photo, a real non-flower photo
     (scikit-learn's china.jpg), a bundled flower and a flower drawing uploaded, after the page's own
     linear probe → a 1400×1000 JPEG at ``path``: what each photo is called, and which are flagged."""
@@ -109,7 +108,7 @@ def classify_shot(browser, base: str, photo: Path, path: Path, tmp: Path, width:
     for name, key in (("black.png", "black 200×200"), ("china.jpg", "china.jpg (scikit-learn: a pagoda)")):
         (tmp / name).write_bytes(samples[key])
         files.append(tmp / name)
-    files += [photo, flower_drawing(tmp / "flower-drawing.png")]  # the flagged one first: on screen
+    files += [photo, drawing]  # the flagged one first: on screen
     page = browser.new_page(viewport={"width": width, "height": height})
     page.goto(f"{base}/fewshot")
     page.get_by_text("Test accuracy").first.wait_for(timeout=180_000)
@@ -149,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     photo = Path(a.photo) if a.photo else data_dir() / photos.index(data_dir()).picks(1)[-1]
     with served_browser(out) as (browser, base), tempfile.TemporaryDirectory() as tmp:
-        shots = panels_shots(browser, base, out, photo, Path(tmp))
+        drawing = flower_drawing(Path(tmp) / "flower-drawing.png")
+        shots = panels_shots(browser, base, out, photo, drawing)
         for p in shots:
             print(p)
         print(contact_sheet(shots[1:], Path(a.sheet)))
-        print(classify_shot(browser, base, photo, Path(a.classify), Path(tmp)))
+        print(classify_shot(browser, base, photo, drawing, Path(a.classify), Path(tmp)))
     return 0
 
 
